@@ -1,0 +1,1 @@
+"""nnir: a solver-agnostic IR and compiler for ReLU networks."""

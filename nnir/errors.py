@@ -1,0 +1,88 @@
+"""The exception hierarchy of nnir: one root class, every error able to point at source text."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Span:
+    """A region of a source file (1-based lines and columns, end column exclusive)."""
+
+    file: str
+    line: int
+    col: int
+    end_line: int | None = None
+    end_col: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+class NnirError(Exception):
+    """Root of every error nnir raises on purpose (never a bug in nnir itself)."""
+
+    kind = "error"
+
+    def __init__(self, message: str, span: Span | None = None, hint: str | None = None,
+                 source: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.span = span
+        self.hint = hint
+        self.source = source  # full text of span.file, when known, for the excerpt
+
+    def render(self) -> str:
+        """Format as `file:line:col: error: msg`, the source line, a caret and a hint."""
+        lines = []
+        where = f"{self.span}: " if self.span else ""
+        lines.append(f"{where}error: {self.message}")
+        excerpt = _excerpt(self.span, self.source)
+        if excerpt:
+            lines.append(excerpt)
+        if self.hint:
+            lines.append(f"hint: {self.hint}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.render()
+
+
+class DslError(NnirError):
+    """A mistake in `.nnir` source text: syntax, unknown names, shapes, domains."""
+
+
+class IrError(NnirError):
+    """An IR that breaks an invariant (raised by the verifier)."""
+
+
+class InputFileError(NnirError):
+    """A data, weight or model file that is missing or malformed."""
+
+
+class UnsupportedQuery(NnirError):
+    """A query kind or feature the chosen backend does not handle (yet)."""
+
+
+class BackendError(NnirError):
+    """A solver that is missing, crashed or answered something we cannot read."""
+
+
+def _excerpt(span: Span | None, source: str | None) -> str:
+    if span is None:
+        return ""
+    if source is None:
+        try:
+            with open(span.file, encoding="utf-8") as fh:
+                source = fh.read()
+        except OSError:
+            return ""
+    text_lines = source.splitlines()
+    if not 1 <= span.line <= len(text_lines):
+        return ""
+    text = text_lines[span.line - 1].expandtabs(1)
+    width = 1
+    if span.end_line == span.line and span.end_col and span.end_col > span.col:
+        width = span.end_col - span.col
+    gutter = f"{span.line:5d} | "
+    caret = " " * (len(gutter) - 2) + "| " + " " * (span.col - 1) + "^" + "~" * (width - 1)
+    return f"{gutter}{text}\n{caret}"

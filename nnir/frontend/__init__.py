@@ -1,0 +1,46 @@
+"""The front end: `.nnir` text -> verified IR `Program`."""
+from __future__ import annotations
+
+import os
+
+from nnir.errors import InputFileError, NnirError
+from nnir.frontend.build import Builder
+from nnir.frontend.parser import parse_tree
+from nnir.frontend.resolve import resolve
+from nnir.ir.nodes import Program
+from nnir.ir.verifier import verify_program
+
+
+def parse(text: str, filename: str = "<string>", base_dir: str | None = None) -> Program:
+    """Parse and verify `.nnir` source text.
+
+    Args:
+        text: the source.
+        filename: the name used in error messages.
+        base_dir: folder that relative file paths are read from (default: the file's folder, or
+            the current folder for `<string>`).
+    Raises:
+        DslError, IrError, InputFileError: with the position of the mistake.
+    """
+    if base_dir is None:
+        base_dir = os.path.dirname(os.path.abspath(filename)) if filename != "<string>" else "."
+    tree = parse_tree(text, filename)
+    prog = resolve(Builder(text, filename, base_dir).program(tree))
+    try:
+        verify_program(prog, text)
+    except NnirError as exc:
+        exc.source = exc.source or text
+        raise
+    return prog
+
+
+def load(path: str) -> Program:
+    """Read, parse and verify a `.nnir` file."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        raise InputFileError(f"file '{path}' not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputFileError(f"cannot read '{path}': {exc}") from None
+    return parse(text, path)

@@ -1,0 +1,326 @@
+"""Tree -> IR: turn the lark parse tree into IR nodes, resolving names and loading weight files."""
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+
+import numpy as np
+from lark import Token, Tree
+
+from nnir.errors import DslError, InputFileError, Span
+from nnir.ir.const import Const, parse_number
+from nnir.ir.nodes import (
+    And, Atom, BoolConst, Bound, Compress, Dataset, Dense, Equiv, FileData, GeneratedData,
+    InlineData, Input, Network, Not, Or, Program, Ref, Stable, Train, Unknown, Verify,
+)
+
+
+class Builder:
+    """Builds a `Program` from a parse tree; one instance per source file."""
+
+    def __init__(self, text: str, filename: str, base_dir: str):
+        self.text = text
+        self.filename = filename
+        self.base_dir = base_dir
+        self.counts: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ helpers
+    def span(self, node) -> Span:
+        if isinstance(node, Token):
+            return Span(self.filename, node.line, node.column, node.end_line, node.end_column)
+        m = node.meta
+        if getattr(m, "empty", True):
+            return Span(self.filename, 1, 1)
+        return Span(self.filename, m.line, m.column, m.end_line, m.end_column)
+
+    def error(self, msg: str, node, hint: str | None = None, cls=DslError):
+        return cls(msg, self.span(node), hint, self.text)
+
+    def number(self, t: Tree) -> Fraction:
+        """`signed` or `number` tree -> exact Fraction."""
+        if t.data == "signed":
+            neg = len(t.children) == 2
+            q = self.number(t.children[-1])
+            return -q if neg else q
+        try:
+            return parse_number(str(t.children[0]))
+        except (ValueError, ZeroDivisionError):
+            raise self.error(f"invalid number '{t.children[0]}'", t) from None
+
+    def interval(self, t: Tree) -> tuple[Fraction, Fraction]:
+        lo, hi = (self.number(c) for c in t.children)
+        if lo > hi:
+            raise self.error(f"empty interval: lower end {lo} is above upper end {hi}", t,
+                             "write intervals as [lo, hi] with lo <= hi")
+        return lo, hi
+
+    def path(self, tok: Token) -> str:
+        raw = str(tok)[1:-1].encode().decode("unicode_escape")
+        return raw
+
+    def resolve(self, rel: str) -> str:
+        return rel if os.path.isabs(rel) else os.path.join(self.base_dir, rel)
+
+    # ------------------------------------------------------------------ program
+    def program(self, tree: Tree) -> Program:
+        nets, datas, queries = [], [], []
+        for item in tree.children:
+            kind = item.data
+            if kind == "net":
+                nets.append(self.net(item))
+            elif kind.startswith("data_"):
+                datas.append(self.dataset(item))
+            else:
+                queries.append(getattr(self, "q_" + kind)(item))
+        return Program(tuple(nets), tuple(datas), tuple(queries), self.filename, self.base_dir)
+
+    # ------------------------------------------------------------------ networks
+    def net(self, t: Tree) -> Network:
+        name = str(t.children[0])
+        inp = None
+        wheres, layers, output = [], [], None
+        for c in t.children[1:]:
+            if c.data == "input_decl":
+                inp = c
+            elif c.data == "where_clause":
+                a = self.constraint(c.children[0])
+                wheres.extend(a.pair if isinstance(a, _InPair) else (a,))
+            elif c.data == "layer":
+                layers.append(self.layer(c))
+            elif c.data == "output_decl":
+                output = str(c.children[0])
+        iname, size_tok, box = inp.children
+        size = int(size_tok)
+        if size <= 0:
+            raise self.error("the input must have at least one coordinate", size_tok)
+        if box.data == "box_uniform":
+            lo, hi = self.interval(box.children[0])
+            los, his = [lo] * size, [hi] * size
+        else:
+            pairs = [self.interval(c) for c in box.children]
+            if len(pairs) != size:
+                raise self.error(f"the box gives {len(pairs)} intervals but input "
+                                 f"'{iname}' has {size} coordinates", box)
+            los, his = [p[0] for p in pairs], [p[1] for p in pairs]
+        input_node = Input(str(iname), size, Const.exact_of(los), Const.exact_of(his),
+                           tuple(wheres), self.span(inp))
+        if output is None:
+            output = layers[-1].name if layers else str(iname)
+        return Network(name, input_node, tuple(layers), output, self.span(t.children[0]))
+
+    def layer(self, t: Tree) -> Dense:
+        act, name, size_tok, weight, src = t.children[:5]
+        size = int(size_tok)
+        if size <= 0:
+            raise self.error(f"layer '{name}' must have at least one neuron", size_tok)
+        w = self.tensor(weight)
+        if len(t.children) > 5:
+            b = self.tensor(t.children[5].children[0])
+        else:
+            b = Const.zeros((size,))
+        return Dense(str(name), size, str(src), w, b, str(act.children[0]), self.span(name))
+
+    def tensor(self, t: Tree):
+        """A weight tensor: literal, loaded from .npy/.npz, or unknown."""
+        if t.data == "list_lit":
+            values = self.nested(t)
+            arr = np.array(values, dtype=object)
+            if arr.ndim not in (1, 2) or any(isinstance(v, list) for v in arr.reshape(-1)):
+                raise self.error("a weight must be a vector or a matrix with rows of equal length",
+                                 t)
+            return Const(exact=arr)
+        if t.data == "unknown":
+            lo = hi = None
+            if t.children:
+                lo, hi = self.interval(t.children[0])
+            return Unknown((), lo, hi, self.span(t))
+        path = self.path(t.children[0])
+        full = self.resolve(path)
+        key = self.path(t.children[1]) if t.data == "load_npz" else None
+        try:
+            with open(full, "rb") as fh:
+                loaded = np.load(fh, allow_pickle=False)
+                if key is not None:
+                    if not hasattr(loaded, "files"):
+                        raise self.error(f"'{path}' is not an .npz archive", t, cls=InputFileError)
+                    if key not in loaded.files:
+                        raise self.error(f"'{path}' has no array '{key}'", t,
+                                         f"its arrays are: {', '.join(loaded.files)}",
+                                         cls=InputFileError)
+                    arr = loaded[key]
+                elif hasattr(loaded, "files"):
+                    raise self.error(f"'{path}' is an .npz archive: name the array",
+                                     t, f'write load "{path}"["KEY"]', cls=InputFileError)
+                else:
+                    arr = loaded
+        except FileNotFoundError:
+            raise self.error(f"weight file '{path}' not found", t,
+                             f"paths are relative to the .nnir file's folder ({self.base_dir})",
+                             cls=InputFileError) from None
+        except (OSError, ValueError) as exc:
+            raise self.error(f"cannot read weights from '{path}': {exc}", t,
+                             cls=InputFileError) from None
+        if arr.dtype.kind not in "fiu" or arr.ndim not in (1, 2):
+            raise self.error(f"array in '{path}' must be a numeric vector or matrix "
+                             f"(got dtype {arr.dtype}, shape {arr.shape})", t, cls=InputFileError)
+        try:
+            return Const.of_floats(arr) if arr.dtype.kind == "f" else Const.exact_of(arr.tolist())
+        except ValueError as exc:
+            raise self.error(f"bad weights in '{path}': {exc}", t, cls=InputFileError) from None
+
+    def nested(self, t: Tree):
+        if t.data == "list_lit":
+            return [self.nested(c) for c in t.children]
+        return self.number(t)
+
+    # ------------------------------------------------------------------ linear constraints
+    def linexpr(self, t: Tree) -> tuple[dict, Fraction]:
+        terms: dict[Ref, Fraction] = {}
+        const = Fraction(0)
+        sign = Fraction(1)
+        for c in t.children:
+            if isinstance(c, Token):  # ADDOP
+                sign = Fraction(-1) if str(c) == "-" else Fraction(1)
+                continue
+            if c.data == "first_term":
+                if len(c.children) == 2:
+                    sign = Fraction(-1)
+                c = c.children[-1]
+            kind = c.data
+            if kind == "const_term":
+                const += sign * self.number(c.children[0])
+            elif kind in ("scaled_ref", "plain_ref"):
+                coef = self.number(c.children[0]) if kind == "scaled_ref" else Fraction(1)
+                ref_t = c.children[-1]
+                ref = Ref(str(ref_t.children[0]), int(ref_t.children[1]))
+                terms[ref] = terms.get(ref, Fraction(0)) + sign * coef
+            else:  # sums over a whole vector: expanded when the network is known
+                coef = self.number(c.children[0]) if kind == "scaled_sum" else Fraction(1)
+                ref = Ref(str(c.children[-1]), -1)
+                terms[ref] = terms.get(ref, Fraction(0)) + sign * coef
+            sign = Fraction(1)
+        return terms, const
+
+    def constraint(self, t: Tree) -> Atom:
+        if t.data == "in_constraint":
+            lhs, c = self.linexpr(t.children[0])
+            lo, hi = self.interval(t.children[1])
+            # `e in [lo, hi]` is sugar for two atoms; an `And` would not fit where-lists, so we
+            # encode it as a pair marker expanded by `_split_in`.
+            return _InPair(self.atom(lhs, ">=", lo - c, t), self.atom(lhs, "<=", hi - c, t))
+        lhs, c1 = self.linexpr(t.children[0])
+        rel = str(t.children[1])
+        rhs, c2 = self.linexpr(t.children[2])
+        terms = dict(lhs)
+        for r, v in rhs.items():
+            terms[r] = terms.get(r, Fraction(0)) - v
+        return self.atom(terms, rel, c2 - c1, t)
+
+    def atom(self, terms: dict, rel: str, rhs: Fraction, t) -> Atom:
+        items = tuple((r, v) for r, v in terms.items() if v != 0)
+        return Atom(items, rel, rhs, self.span(t))
+
+    def formula(self, t: Tree):
+        kind = t.data
+        if kind in ("or_", "and_"):
+            args = [self.formula(c) for c in t.children]
+            if len(args) == 1:
+                return args[0]
+            return (Or if kind == "or_" else And)(tuple(args), self.span(t))
+        if kind == "not_":
+            return Not(self.formula(t.children[0]), self.span(t))
+        if kind == "paren":
+            return self.formula(t.children[0])
+        if kind in ("true_", "false_"):
+            return BoolConst(kind == "true_", self.span(t))
+        a = self.constraint(t)
+        return And(a.pair, a.pair[0].span) if isinstance(a, _InPair) else a
+
+    # ------------------------------------------------------------------ datasets
+    def dataset(self, t: Tree) -> Dataset:
+        name = str(t.children[0])
+        if t.data == "data_inline":
+            pts, labels = [], []
+            for p in t.children[1:]:
+                pts.append(tuple(self.number(c) for c in p.children[0].children))
+                labels.append(int(p.children[1]))
+            return Dataset(name, InlineData(tuple(pts), tuple(labels)), self.span(t.children[0]))
+        if t.data == "data_file":
+            fmt = str(t.children[1].children[0])
+            path = self.path(t.children[2])
+            opts = tuple(sorted((str(o.children[0]), self.value(o.children[1]))
+                                for o in t.children[3:]))
+            return Dataset(name, FileData(fmt, path, opts), self.span(t.children[0]))
+        gen = str(t.children[1])
+        params = tuple((str(k.children[0]), self.value(k.children[1])) for k in t.children[2:])
+        return Dataset(name, GeneratedData(gen, params), self.span(t.children[0]))
+
+    def value(self, v):
+        if isinstance(v, Token):
+            return self.path(v) if v.type == "STRING" else str(v)
+        q = self.number(v)
+        return int(q) if q.denominator == 1 else q
+
+    # ------------------------------------------------------------------ queries
+    def qname(self, kind: str, children) -> str:
+        for c in children:
+            if isinstance(c, Tree) and c.data == "as_name":
+                return str(c.children[0])
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        return f"{kind}{self.counts[kind]}"
+
+    def q_verify(self, t: Tree) -> Verify:
+        net = str(t.children[0])
+        rest = [c for c in t.children[1:] if not (isinstance(c, Tree) and c.data == "as_name")]
+        where = []
+        for c in rest[:-1]:
+            a = self.constraint(c)
+            where.extend(a.pair if isinstance(a, _InPair) else (a,))
+        return Verify(self.qname("verify", t.children), net, tuple(where),
+                      self.formula(rest[-1]), self.span(t.children[0]))
+
+    def q_train(self, t: Tree) -> Train:
+        net = str(t.children[0])
+        rest = [c for c in t.children[1:] if not (isinstance(c, Tree) and c.data == "as_name")]
+        margin = box = None
+        for opt in rest[1:]:
+            if opt.data == "margin":
+                margin = self.number(opt.children[0])
+            else:
+                box = self.interval(opt.children[0])
+        return Train(self.qname("train", t.children), net, str(rest[0]), margin, box,
+                     self.span(t.children[0]))
+
+    def q_bound(self, t: Tree) -> Bound:
+        net, layer, idx = (str(c) for c in t.children[:3])
+        method = next((str(c) for c in t.children[3:] if isinstance(c, Token)), None)
+        return Bound(self.qname("bound", t.children), net, layer, int(idx), method,
+                     self.span(t.children[0]))
+
+    def q_stable(self, t: Tree) -> Stable:
+        data = next((str(c) for c in t.children[1:] if isinstance(c, Token)), None)
+        return Stable(self.qname("stable", t.children), str(t.children[0]), data,
+                      self.span(t.children[0]))
+
+    def q_compress(self, t: Tree) -> Compress:
+        out = next((str(c) for c in t.children[1:] if isinstance(c, Token)), None)
+        return Compress(self.qname("compress", t.children), str(t.children[0]), out,
+                        self.span(t.children[0]))
+
+    def q_equiv(self, t: Tree) -> Equiv:
+        a, b = str(t.children[0]), str(t.children[1])
+        tol, mapping = None, []
+        for c in t.children[2:]:
+            if isinstance(c, Tree) and c.data == "signed":
+                tol = self.number(c)
+            elif isinstance(c, Token):
+                mapping.append(int(c))
+        return Equiv(self.qname("equiv", t.children), a, b, tol,
+                     tuple(mapping) if mapping else None, self.span(t.children[0]))
+
+
+class _InPair:
+    """The two atoms of `e in [lo, hi]` (kept apart so where-lists stay flat)."""
+
+    def __init__(self, lo: Atom, hi: Atom):
+        self.pair = (lo, hi)

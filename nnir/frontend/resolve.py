@@ -1,0 +1,65 @@
+"""Name-dependent sugar, expanded once every network is known: `sum(v)` and unknown-weight shapes."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from nnir.ir.nodes import And, Atom, Network, Not, Or, Program, Ref, Unknown, Verify
+
+
+def resolve(prog: Program) -> Program:
+    nets = tuple(_resolve_net(n) for n in prog.networks)
+    by_name = {n.name: n for n in nets}
+    queries = []
+    for q in prog.queries:
+        net = by_name.get(getattr(q, "net", None))
+        if isinstance(q, Verify) and net is not None:
+            q = replace(q, where=tuple(_expand(a, net) for a in q.where),
+                        prop=_expand_formula(q.prop, net))
+        queries.append(q)
+    return replace(prog, networks=nets, queries=tuple(queries))
+
+
+def _resolve_net(net: Network) -> Network:
+    sizes = {net.input.name: net.input.size}
+    layers = []
+    for lay in net.layers:
+        src = sizes.get(lay.src)
+        w, b = lay.weight, lay.bias
+        if isinstance(w, Unknown) and src is not None:
+            w = replace(w, shape=(lay.size, src))
+        if isinstance(b, Unknown):
+            b = replace(b, shape=(lay.size,))
+        layers.append(replace(lay, weight=w, bias=b))
+        sizes.setdefault(lay.name, lay.size)
+    inp = replace(net.input, constraints=tuple(_expand(a, net) for a in net.input.constraints))
+    return replace(net, input=inp, layers=tuple(layers))
+
+
+def _size(net: Network, node: str) -> int | None:
+    try:
+        return net.size_of(node)
+    except KeyError:
+        return None
+
+
+def _expand(a: Atom, net: Network) -> Atom:
+    """Replace each `sum(v)` pseudo-reference (index -1) by one term per coordinate of v."""
+    if all(r.index >= 0 for r, _ in a.terms):
+        return a
+    terms: dict[Ref, object] = {}
+    for ref, c in a.terms:
+        n = _size(net, ref.node) if ref.index < 0 else None
+        expanded = [Ref(ref.node, i) for i in range(n)] if n is not None else [ref]
+        for r in expanded:
+            terms[r] = terms.get(r, 0) + c
+    return replace(a, terms=tuple((r, c) for r, c in terms.items() if c != 0))
+
+
+def _expand_formula(f, net: Network):
+    if isinstance(f, Atom):
+        return _expand(f, net)
+    if isinstance(f, (And, Or)):
+        return replace(f, args=tuple(_expand_formula(g, net) for g in f.args))
+    if isinstance(f, Not):
+        return replace(f, arg=_expand_formula(f.arg, net))
+    return f

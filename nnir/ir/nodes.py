@@ -1,0 +1,289 @@
+"""The IR: frozen, typed node classes for networks, datasets, formulas and queries.
+
+Conventions: a dense layer computes `act(W @ src + b)` with `W` of shape (size, len(src)); a
+neuron is addressed as (layer name, index); every node carries the `Span` it came from, which
+takes no part in equality (so `parse(print(ir)) == ir`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Union
+
+from nnir.errors import Span
+from nnir.ir.const import Const
+
+ACTIVATIONS = ("relu", "linear")
+RELATIONS = ("<=", "<", "==", ">=", ">")
+
+
+def _span() -> Span | None:
+    return field(default=None, compare=False, repr=False)
+
+
+# ----------------------------------------------------------------------------- tensors
+@dataclass(frozen=True)
+class Unknown:
+    """A tensor of weights to be found by `train`, optionally boxed to [lo, hi]."""
+
+    shape: tuple[int, ...]
+    lo: Fraction | None = None
+    hi: Fraction | None = None
+    span: Span | None = _span()
+
+
+Tensor = Union[Const, Unknown]
+
+
+# ----------------------------------------------------------------------------- linear algebra
+@dataclass(frozen=True)
+class Ref:
+    """One scalar value of a network: entry `index` of the vector named `node`."""
+
+    node: str
+    index: int
+
+    def __str__(self) -> str:
+        return f"{self.node}[{self.index}]"
+
+
+@dataclass(frozen=True)
+class Atom:
+    """A linear constraint `sum(c * ref) REL rhs`, with terms merged and in first-use order."""
+
+    terms: tuple[tuple[Ref, Fraction], ...]
+    rel: str
+    rhs: Fraction
+    span: Span | None = _span()
+
+    def refs(self) -> list[Ref]:
+        return [r for r, _ in self.terms]
+
+
+@dataclass(frozen=True)
+class And:
+    args: tuple["Formula", ...]
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class Or:
+    args: tuple["Formula", ...]
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class Not:
+    arg: "Formula"
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class BoolConst:
+    value: bool
+    span: Span | None = _span()
+
+
+Formula = Union[Atom, And, Or, Not, BoolConst]
+
+
+# ----------------------------------------------------------------------------- networks
+@dataclass(frozen=True)
+class Input:
+    """The input vector and its domain: a box [lo, hi] plus optional linear constraints."""
+
+    name: str
+    size: int
+    lo: Const
+    hi: Const
+    constraints: tuple[Atom, ...] = ()
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class Dense:
+    """A dense layer `name = act(weight @ src + bias)`."""
+
+    name: str
+    size: int
+    src: str
+    weight: Tensor
+    bias: Tensor
+    act: str
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What bound passes proved about a network: pre-activation bounds and stable ReLUs.
+
+    `lo`/`hi` map a layer name to float64 arrays that are *sound* (outward-rounded) bounds on the
+    layer's pre-activation over the input domain; `stable` maps a layer name to an int8 array
+    (+1 stably active, -1 stably inactive, 0 unknown). `origin` names the pass per layer.
+    """
+
+    lo: dict
+    hi: dict
+    stable: dict
+    origin: dict
+
+
+@dataclass(frozen=True)
+class Network:
+    name: str
+    input: Input
+    layers: tuple[Dense, ...]
+    output: str
+    span: Span | None = _span()
+    facts: Facts | None = field(default=None, compare=False, repr=False)
+
+    def layer(self, name: str) -> Dense:
+        for lay in self.layers:
+            if lay.name == name:
+                return lay
+        raise KeyError(name)
+
+    def size_of(self, node: str) -> int:
+        if node == self.input.name:
+            return self.input.size
+        return self.layer(node).size
+
+    def node_names(self) -> list[str]:
+        return [self.input.name] + [lay.name for lay in self.layers]
+
+    @property
+    def output_size(self) -> int:
+        return self.size_of(self.output)
+
+    @property
+    def has_unknowns(self) -> bool:
+        return any(isinstance(t, Unknown) for lay in self.layers for t in (lay.weight, lay.bias))
+
+
+# ----------------------------------------------------------------------------- datasets
+@dataclass(frozen=True)
+class InlineData:
+    points: tuple[tuple[Fraction, ...], ...]
+    labels: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class FileData:
+    """A dataset read from a file; `format` is csv, npy or npz, `options` sorted (key, value)."""
+
+    format: str
+    path: str
+    options: tuple[tuple[str, object], ...] = ()
+
+
+@dataclass(frozen=True)
+class GeneratedData:
+    """A dataset made by a named generator (e.g. `sphere_planes`) with keyword arguments."""
+
+    generator: str
+    params: tuple[tuple[str, object], ...]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    source: Union[InlineData, FileData, GeneratedData]
+    span: Span | None = _span()
+
+
+# ----------------------------------------------------------------------------- queries
+@dataclass(frozen=True)
+class Verify:
+    """Is there an input in the domain (and `where`) whose values satisfy `prop`? (VNN-LIB form)."""
+
+    name: str
+    net: str
+    where: tuple[Atom, ...]
+    prop: Formula
+    span: Span | None = _span()
+    kind = "verify"
+
+
+@dataclass(frozen=True)
+class Train:
+    name: str
+    net: str
+    data: str
+    margin: Fraction | None = None
+    weights: tuple[Fraction, Fraction] | None = None
+    span: Span | None = _span()
+    kind = "train"
+
+
+@dataclass(frozen=True)
+class Bound:
+    name: str
+    net: str
+    layer: str
+    index: int
+    method: str | None = None
+    span: Span | None = _span()
+    kind = "bound"
+
+
+@dataclass(frozen=True)
+class Stable:
+    name: str
+    net: str
+    data: str | None = None
+    span: Span | None = _span()
+    kind = "stable"
+
+
+@dataclass(frozen=True)
+class Compress:
+    name: str
+    net: str
+    output: str | None = None
+    span: Span | None = _span()
+    kind = "compress"
+
+
+@dataclass(frozen=True)
+class Equiv:
+    name: str
+    a: str
+    b: str
+    tol: Fraction | None = None
+    mapping: tuple[int, ...] | None = None
+    span: Span | None = _span()
+    kind = "equiv"
+
+
+Query = Union[Verify, Train, Bound, Stable, Compress, Equiv]
+QUERY_KINDS = ("verify", "train", "bound", "stable", "compress", "equiv")
+
+
+# ----------------------------------------------------------------------------- program
+@dataclass(frozen=True)
+class Program:
+    """Everything one `.nnir` file declares, in source order."""
+
+    networks: tuple[Network, ...] = ()
+    datasets: tuple[Dataset, ...] = ()
+    queries: tuple[Query, ...] = ()
+    path: str = field(default="<string>", compare=False)
+    base_dir: str = field(default=".", compare=False, repr=False)
+
+    def network(self, name: str) -> Network:
+        for n in self.networks:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def dataset(self, name: str) -> Dataset:
+        for d in self.datasets:
+            if d.name == name:
+                return d
+        raise KeyError(name)
+
+    def query(self, name: str) -> Query:
+        for q in self.queries:
+            if q.name == name:
+                return q
+        raise KeyError(name)

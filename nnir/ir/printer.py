@@ -1,0 +1,170 @@
+"""The canonical printer: IR back to `.nnir` text, such that `parse(print(ir)) == ir`."""
+from __future__ import annotations
+
+from fractions import Fraction
+
+from nnir.ir.const import Const, format_number
+from nnir.ir.nodes import (
+    And, Atom, BoolConst, Bound, Compress, Dataset, Dense, Equiv, FileData, Formula,
+    GeneratedData, InlineData, Network, Not, Or, Program, Stable, Train, Unknown, Verify,
+)
+
+_PREC = {Or: 1, And: 2, Not: 3}
+
+
+def print_program(prog: Program, facts: bool = False) -> str:
+    """Canonical text of a whole program; with `facts`, bound-pass results as comments."""
+    parts = [print_network(n, facts) for n in prog.networks]
+    parts += [print_dataset(d) for d in prog.datasets]
+    if prog.queries:
+        parts.append("\n".join(print_query(q) for q in prog.queries) + "\n")
+    return "\n".join(parts)
+
+
+def _num(q) -> str:
+    return format_number(Fraction(q))
+
+
+def _tensor(t, indent: str) -> str:
+    if isinstance(t, Unknown):
+        box = f" in [{_num(t.lo)}, {_num(t.hi)}]" if t.lo is not None else ""
+        return "unknown" + box
+    vals = t.exact
+    if len(t.shape) == 1:
+        return "[" + ", ".join(_num(v) for v in vals) + "]"
+    rows = ["[" + ", ".join(_num(v) for v in row) + "]" for row in vals]
+    if sum(len(r) for r in rows) < 60:
+        return "[" + ", ".join(rows) + "]"
+    return "[\n" + ",\n".join(indent + "    " + r for r in rows) + "\n" + indent + "  ]"
+
+
+def print_network(net: Network, facts: bool = False) -> str:
+    inp = net.input
+    lines = [f"net {net.name} {{"]
+    lo, hi = inp.lo.exact, inp.hi.exact
+    if all(v == lo[0] for v in lo) and all(v == hi[0] for v in hi):
+        box = f"[{_num(lo[0])}, {_num(hi[0])}]"
+    else:
+        box = "[" + ", ".join(f"[{_num(a)}, {_num(b)}]" for a, b in zip(lo, hi)) + "]"
+    lines.append(f"  input {inp.name}[{inp.size}] in {box}")
+    for c in inp.constraints:
+        lines.append(f"  where {print_atom(c)}")
+    for lay in net.layers:
+        lines.append(_layer(lay))
+        if facts and net.facts is not None and lay.name in net.facts.lo:
+            lines.extend(_facts_comment(net, lay))
+    if net.layers and net.output != net.layers[-1].name:
+        lines.append(f"  output {net.output}")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _layer(lay: Dense) -> str:
+    text = f"  {lay.act} {lay.name}[{lay.size}] = {_tensor(lay.weight, '  ')} {lay.src}"
+    if isinstance(lay.bias, Unknown) or any(v != 0 for v in lay.bias.exact):
+        text += " + " + _tensor(lay.bias, "  ")
+    return text
+
+
+def _facts_comment(net: Network, lay: Dense) -> list[str]:
+    f = net.facts
+    lo, hi, st = f.lo[lay.name], f.hi[lay.name], f.stable.get(lay.name)
+    out = [f"  # {f.origin.get(lay.name, '?')} pre-activation bounds of {lay.name}:"]
+    for i in range(lay.size):
+        tag = ""
+        if st is not None and st[i] != 0:
+            tag = "  stably " + ("active" if st[i] > 0 else "inactive")
+        out.append(f"  #   {lay.name}[{i}] in [{lo[i]:.6g}, {hi[i]:.6g}]{tag}")
+    return out
+
+
+def print_atom(a: Atom) -> str:
+    text = ""
+    for k, (ref, c) in enumerate(a.terms):
+        sign = "-" if c < 0 else "+"
+        mag = abs(c)
+        coef = "" if mag == 1 else _num(mag) + "*"
+        if k == 0:
+            text += ("-" if c < 0 else "") + coef + str(ref)
+        else:
+            text += f" {sign} {coef}{ref}"
+    if not a.terms:
+        text = "0"
+    rhs = _num(a.rhs)
+    return f"{text} {a.rel} {rhs}"
+
+
+def print_formula(f: Formula, parent: int = 0) -> str:
+    if isinstance(f, BoolConst):
+        return "true" if f.value else "false"
+    if isinstance(f, Atom):
+        return print_atom(f)
+    prec = _PREC[type(f)]
+    if isinstance(f, Not):
+        text = "not " + print_formula(f.arg, prec)
+    else:
+        word = " and " if isinstance(f, And) else " or "
+        # Parenthesise same-kind children too, so the printed tree re-parses to the same shape.
+        text = word.join(print_formula(a, prec + 1 if not isinstance(a, Not) else prec)
+                         for a in f.args)
+    return f"({text})" if prec < parent else text
+
+
+def print_dataset(d: Dataset) -> str:
+    src = d.source
+    if isinstance(src, InlineData):
+        rows = [f"  [{', '.join(_num(v) for v in p)}] -> {y}" for p, y in zip(src.points, src.labels)]
+        return f"data {d.name} {{\n" + "\n".join(rows) + "\n}\n"
+    if isinstance(src, FileData):
+        opts = "".join(f" {k} {_value(v)}" for k, v in src.options)
+        return f"data {d.name} = {src.format} {_string(src.path)}{opts}\n"
+    assert isinstance(src, GeneratedData)
+    args = ", ".join(f"{k}={_value(v)}" for k, v in src.params)
+    return f"data {d.name} = {src.generator}({args})\n"
+
+
+def _string(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, Fraction)):
+        return _num(v)
+    if isinstance(v, str) and v.isidentifier():
+        return v
+    return _string(str(v))
+
+
+def print_query(q) -> str:
+    name = f" as {q.name}"
+    if isinstance(q, Verify):
+        where = " where " + ", ".join(print_atom(a) for a in q.where) if q.where else ""
+        return f"verify {q.net}{name}{where}: {print_formula(q.prop)}"
+    if isinstance(q, Train):
+        text = f"train {q.net}{name} on {q.data}"
+        if q.margin is not None:
+            text += f" margin {_num(q.margin)}"
+        if q.weights is not None:
+            text += f" weights in [{_num(q.weights[0])}, {_num(q.weights[1])}]"
+        return text
+    if isinstance(q, Bound):
+        method = f" method {q.method}" if q.method else ""
+        return f"bound {q.net}.{q.layer}[{q.index}]{name}{method}"
+    if isinstance(q, Stable):
+        return f"stable {q.net}{name}" + (f" using {q.data}" if q.data else "")
+    if isinstance(q, Compress):
+        return f"compress {q.net}{name}" + (f" -> {q.output}" if q.output else "")
+    if isinstance(q, Equiv):
+        text = f"equiv {q.a} {q.b}{name}"
+        if q.tol is not None:
+            text += f" tol {_num(q.tol)}"
+        if q.mapping is not None:
+            text += " map [" + ", ".join(str(i) for i in q.mapping) + "]"
+        return text
+    raise TypeError(type(q).__name__)
+
+
+__all__ = ["print_program", "print_network", "print_dataset", "print_query", "print_formula",
+           "print_atom", "Const"]

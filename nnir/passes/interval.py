@@ -1,0 +1,98 @@
+"""Interval bound propagation (IBP): sound float64 bounds on every pre-activation.
+
+Bounds are computed in float64 and then widened by a rigorous bound on the rounding error, so
+they contain the exact (rational) pre-activations for every input in the box. For y = W x + b
+with |W| <= |W_f| (1 + u) from rounding the exact weights to floats (u = 2^-53), the error of the
+float dot product of length n is at most gamma_n |W_f| |x| (Higham, "Accuracy and Stability of
+Numerical Algorithms", 3.1), gamma_n = n u / (1 - n u). The two dot products and the bias make
+2n + 1 rounded terms, and weight rounding adds u |W_f| m, where m = max(|lo|, |hi|); we widen by
+3 (n + 3) u (|W_f| m + |b|) plus an underflow allowance, over 1.4 times what the analysis needs,
+to cover the rounding of the error term itself. Extra linear input constraints are ignored (the box
+is a superset, so bounds stay sound).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from fractions import Fraction
+
+import numpy as np
+
+from nnir.ir.nodes import Facts, Network
+
+_U = 2.0 ** -53
+_TINY = np.finfo(np.float64).tiny
+
+
+def round_down(q: Fraction) -> float:
+    f = float(q)
+    return f if Fraction(f) <= q else float(np.nextafter(f, -np.inf))
+
+
+def round_up(q: Fraction) -> float:
+    f = float(q)
+    return f if Fraction(f) >= q else float(np.nextafter(f, np.inf))
+
+
+def input_box(net: Network) -> tuple[np.ndarray, np.ndarray]:
+    """The input box as float64 arrays rounded outward."""
+    lo = np.array([round_down(v) for v in net.input.lo.exact])
+    hi = np.array([round_up(v) for v in net.input.hi.exact])
+    return lo, hi
+
+
+def affine_bounds(W: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray):
+    """Sound bounds of W x + b for x in [lo, hi] (see the module docstring)."""
+    Wp, Wn = np.maximum(W, 0.0), np.minimum(W, 0.0)
+    plo = Wp @ lo + Wn @ hi + b
+    phi = Wp @ hi + Wn @ lo + b
+    n = W.shape[1]
+    mag = np.abs(W) @ np.maximum(np.abs(lo), np.abs(hi)) + np.abs(b)
+    err = 3.0 * (n + 3) * _U * mag + (n + 2) * _TINY
+    return np.nextafter(plo - err, -np.inf), np.nextafter(phi + err, np.inf)
+
+
+def merge(net: Network, origin: str, lo: dict, hi: dict) -> Network:
+    """Intersect new bounds with any already known and mark the stable ReLUs."""
+    old = net.facts
+    L, H, S, O = {}, {}, {}, {}
+    for lay in net.layers:
+        lo_new, hi_new = lo[lay.name], hi[lay.name]
+        if old is not None and lay.name in old.lo:
+            tighter = (lo_new > old.lo[lay.name]) | (hi_new < old.hi[lay.name])
+            lo_new = np.maximum(lo_new, old.lo[lay.name])
+            hi_new = np.minimum(hi_new, old.hi[lay.name])
+            O[lay.name] = origin if tighter.any() else old.origin[lay.name]
+        else:
+            O[lay.name] = origin
+        L[lay.name], H[lay.name] = lo_new, hi_new
+        st = np.zeros(lay.size, dtype=np.int8)
+        if lay.act == "relu":
+            st[lo_new >= 0] = 1
+            st[hi_new <= 0] = -1
+        S[lay.name] = st
+    return replace(net, facts=Facts(L, H, S, O))
+
+
+class IntervalBounds:
+    """Interval bound propagation over the input box."""
+
+    name = "ibp"
+
+    def accepts(self, net: Network) -> bool:
+        return not net.has_unknowns
+
+    def run(self, net: Network, ctx) -> Network:
+        vals = {net.input.name: input_box(net)}
+        lo, hi = {}, {}
+        for lay in net.layers:
+            slo, shi = vals[lay.src]
+            plo, phi = affine_bounds(lay.weight.f64, lay.bias.f64, slo, shi)
+            if net.facts is not None and lay.name in net.facts.lo:  # reuse tighter known bounds
+                plo = np.maximum(plo, net.facts.lo[lay.name])
+                phi = np.minimum(phi, net.facts.hi[lay.name])
+            lo[lay.name], hi[lay.name] = plo, phi
+            if lay.act == "relu":
+                vals[lay.name] = (np.maximum(plo, 0.0), np.maximum(phi, 0.0))
+            else:
+                vals[lay.name] = (plo, phi)
+        return merge(net, self.name, lo, hi)
