@@ -69,7 +69,8 @@ def format_number(q: Fraction) -> str:
         if fives == 0:
             f = float(q)
             if Fraction(f) == q:
-                return f.hex()
+                mant, exp = f.hex().split("p")
+                return mant.rstrip("0").rstrip(".") + "p" + exp
         return dec
     return f"{q.numerator}/{q.denominator}"
 

@@ -116,7 +116,8 @@ def print_dataset(d: Dataset) -> str:
         rows = [f"  [{', '.join(_num(v) for v in p)}] -> {y}" for p, y in zip(src.points, src.labels)]
         return f"data {d.name} {{\n" + "\n".join(rows) + "\n}\n"
     if isinstance(src, FileData):
-        opts = "".join(f" {k} {_value(v)}" for k, v in src.options)
+        opts = "".join(f" {k} {_string(v) if isinstance(v, str) else _value(v)}"
+                       for k, v in src.options)
         return f"data {d.name} = {src.format} {_string(src.path)}{opts}\n"
     assert isinstance(src, GeneratedData)
     args = ", ".join(f"{k}={_value(v)}" for k, v in src.params)

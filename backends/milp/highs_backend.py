@@ -1,0 +1,190 @@
+"""The HiGHS backend: solve the MILP lowering of a verify query with highspy.
+
+Tolerances (`milp_tolerances`): HiGHS decides in floating point, so its "infeasible" is not a
+proof. To make it robust we (1) tighten HiGHS's `primal_feasibility_tolerance` and
+`mip_feasibility_tolerance` to 1e-9 (defaults 1e-7 and 1e-6), and (2) loosen every property and
+input-constraint row by an absolute `margin` (1e-6) before solving, far above those tolerances:
+an infeasible relaxed model means no input meets the property even with slack `margin`, so the
+unsat cannot hinge on a rounding error of the size HiGHS makes. The network rows are not
+loosened (they define the values). Strict atoms are decided by maximising a shared slack t
+(`lower.py`): sat needs t* > `strict_tol` (1e-7); t* <= `strict_tol` at a proven optimum is
+reported unsat, again resting on tolerances. Every unsat carries these numbers in `Answer.info`
+with `exact: False`. A sat witness is a float vector that the caller replays exactly; a witness
+that only meets the loosened rows fails that replay (option `retry_unrelaxed` re-solves with
+`margin=0` when the witness fails a float64 check; `margin=0` turns the loosening off).
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from nnir.backends.base import Answer, Backend
+from nnir.backends.milp.lower import to_milp
+from nnir.backends.milp.model import MilpModel
+
+DEFAULT_TOLERANCES = {
+    "primal_feasibility_tolerance": 1e-9,
+    "mip_feasibility_tolerance": 1e-9,
+    "margin": 1e-6,
+    "strict_tol": 1e-7,
+}
+_HIGHS_TOLS = ("primal_feasibility_tolerance", "mip_feasibility_tolerance")
+
+
+def milp_tolerances(options: dict | None = None) -> dict:
+    """The tolerances a solve uses: `DEFAULT_TOLERANCES` overridden by `options`.
+
+    primal_feasibility_tolerance / mip_feasibility_tolerance go to HiGHS (row and integrality
+    violations it accepts); `margin` loosens property rows; `strict_tol` is the least slack t*
+    on strict atoms that counts as sat.
+    """
+    opts = options or {}
+    return {k: float(opts.get(k, v)) for k, v in DEFAULT_TOLERANCES.items()}
+
+
+def build_highs(model: MilpModel, options: dict | None = None):
+    """A silent `highspy.Highs` holding `model` (rowwise arrays passed in one `passModel`).
+
+    Args:
+        model: the MILP model.
+        options: HiGHS option values to set (e.g. tolerances, `time_limit`).
+    Returns:
+        The `Highs` instance, ready to `run()` or `writeModel()`.
+    """
+    import highspy
+
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    for k, v in (options or {}).items():
+        h.setOptionValue(k, v)
+    col_lo, col_hi, integ, col_names = model.col_arrays()
+    start, index, value, row_lo, row_hi, row_names = model.csr()
+    lp = highspy.HighsLp()
+    lp.model_name_ = model.name
+    lp.num_col_, lp.num_row_ = len(col_lo), len(row_lo)
+    lp.col_cost_, lp.col_lower_, lp.col_upper_ = model.cost(), col_lo, col_hi
+    lp.row_lower_, lp.row_upper_ = row_lo, row_hi
+    lp.sense_ = highspy.ObjSense.kMaximize if model.sense == "max" else highspy.ObjSense.kMinimize
+    a = lp.a_matrix_
+    a.format_ = highspy.MatrixFormat.kRowwise
+    a.num_col_, a.num_row_ = lp.num_col_, lp.num_row_
+    a.start_, a.index_, a.value_ = start.astype(np.int32), index.astype(np.int32), value
+    if integ.any():
+        kinds = (highspy.HighsVarType.kContinuous, highspy.HighsVarType.kInteger)
+        lp.integrality_ = [kinds[i] for i in integ]
+    lp.col_names_, lp.row_names_ = col_names, row_names
+    status = h.passModel(lp)
+    if status == highspy.HighsStatus.kError:
+        from nnir.errors import BackendError
+
+        raise BackendError(f"HiGHS rejected the MILP model ({model.summary()})")
+    return h
+
+
+def float_check(problem, x) -> bool:
+    """Does the float64 point `x` meet the input constraints and property (no tolerance)?"""
+    from nnir.ir.evaluate import evaluate, holds
+
+    vals = evaluate(problem.net, x)
+    return all(holds(a, vals) for a in problem.input_constraints) and holds(problem.prop, vals)
+
+
+class HighsBackend(Backend):
+    """MILP via HiGHS (big-M ReLUs); fast, but its verdicts rest on float tolerances.
+
+    Options: `margin`, `strict_tol`, `primal_feasibility_tolerance`, `mip_feasibility_tolerance`
+    (see `milp_tolerances`), `threads` (HiGHS threads; default HiGHS's own), `retry_unrelaxed`
+    (re-solve with margin 0 when a witness fails a float64 check; default False).
+    """
+
+    name = "highs"
+    description = "HiGHS MILP solver (big-M ReLU encoding; float tolerances)"
+    kinds = frozenset({"verify"})
+    logics = frozenset({"MILP"})
+    optimizes = True
+    exact = False
+    modules = ("highspy",)
+
+    def solve_verify(self, problem, timeout: float | None = None,
+                     margin: float | None = None) -> Answer:
+        """Lower, solve and map HiGHS's status to sat/unsat/timeout/unknown/error.
+
+        Args:
+            problem: a `VerifyProblem` (with bound facts).
+            timeout: seconds for HiGHS (`time_limit`); None for no limit.
+            margin: overrides the `margin` option (0 solves the unrelaxed model).
+        Returns:
+            The `Answer`; `inputs` are Python floats clipped into the input box.
+        """
+        tols = milp_tolerances(self.options)
+        if margin is not None:
+            tols["margin"] = float(margin)
+        ans = self._solve(problem, timeout, tols)
+        if (ans.status == "sat" and tols["margin"] > 0 and self.options.get("retry_unrelaxed")
+                and not float_check(problem, ans.inputs)):
+            again = self._solve(problem, timeout, {**tols, "margin": 0.0})
+            if again.status == "sat":
+                again.info["retried_unrelaxed"] = True
+                return again
+        return ans
+
+    def _solve(self, problem, timeout, tols: dict) -> Answer:
+        import highspy
+
+        t0 = time.perf_counter()
+        model = to_milp(problem, margin=tols["margin"])
+        opts = {k: tols[k] for k in _HIGHS_TOLS}
+        if timeout is not None:
+            opts["time_limit"] = float(timeout)
+        if "threads" in self.options:
+            opts["threads"] = int(self.options["threads"])
+        strict = bool(model.objective)
+        if strict:  # stop only near the true optimum of t, so t* <= strict_tol is meaningful
+            opts["mip_abs_gap"] = tols["strict_tol"] / 10
+        h = build_highs(model, opts)
+        h.run()
+        ms = h.getModelStatus()
+        info = h.getInfo()
+        details = {"model": model.summary(), "notes": list(model.notes),
+                   "highs_status": h.modelStatusToString(ms),
+                   "lower_and_solve_seconds": time.perf_counter() - t0}
+        has_point = info.primal_solution_status == 2  # kSolutionStatusFeasible
+        S = highspy.HighsModelStatus
+        t_star = info.objective_function_value if strict and has_point else None
+        if has_point and ms in (S.kOptimal, S.kTimeLimit, S.kInterrupt, S.kSolutionLimit,
+                                S.kIterationLimit):
+            if not strict or t_star > tols["strict_tol"]:
+                x = np.asarray(h.getSolution().col_value)[model.input_vars]
+                if strict:
+                    details["strict_slack"] = t_star
+                return Answer("sat", _clip_to_box(problem.net, x), "HiGHS found a point",
+                              details)
+        if ms in (S.kInfeasible, S.kUnboundedOrInfeasible) or (strict and ms == S.kOptimal):
+            # Every column is bounded, so "unbounded or infeasible" can only be infeasible.
+            why = "the model is infeasible" if t_star is None else \
+                f"the strict atoms' best slack is {t_star:.3g} <= strict_tol"
+            info_d = {"tolerance": "HiGHS floating-point tolerances", "exact": False,
+                      **opts, "margin": tols["margin"], **details}
+            info_d.pop("time_limit", None)
+            if strict:
+                info_d["strict_tol"] = tols["strict_tol"]
+                info_d["mip_dual_bound"] = info.mip_dual_bound
+            return Answer("unsat", None, f"HiGHS: {why}; this unsat rests on HiGHS's "
+                          "floating-point tolerances (not an exact proof)", info_d)
+        if ms == S.kTimeLimit:
+            return Answer("timeout", None, f"HiGHS hit the time limit ({timeout} s)", details)
+        bad = (S.kLoadError, S.kModelError, S.kPresolveError, S.kSolveError, S.kPostsolveError)
+        status = "error" if ms in bad else "unknown"
+        return Answer(status, None, f"HiGHS model status: {h.modelStatusToString(ms)}", details)
+
+
+def _clip_to_box(net, x: np.ndarray) -> list[float]:
+    """Clip into the exact box, using float bounds rounded inward (so they lie inside it)."""
+    from nnir.passes.interval import round_down, round_up
+
+    out = []
+    for v, lo, hi in zip(x.tolist(), net.input.lo.exact, net.input.hi.exact):
+        a, b = round_up(lo), round_down(hi)
+        out.append(float(lo) if a > b else min(max(v, a), b))
+    return out

@@ -1,0 +1,75 @@
+"""Every backend nnir knows, how a query is matched to one, and the generated capability table."""
+from __future__ import annotations
+
+import importlib
+
+from nnir.errors import BackendError
+
+# name -> "module:Class", imported on first use so `nnirc check` never loads a solver.
+_BACKENDS = {
+    "z3": "nnir.backends.smtlib.z3_backend:Z3Backend",
+    "cvc5": "nnir.backends.smtlib.cvc5_backend:Cvc5Backend",
+    "pysmt": "nnir.backends.smtlib.pysmt_backend:PysmtBackend",
+    "external": "nnir.backends.smtlib.external_backend:ExternalBackend",
+    "highs": "nnir.backends.milp.highs_backend:HighsBackend",
+}
+
+# `auto` picks an exact SMT solver while the search space is small (few unstable ReLUs, so few
+# case splits), and the MILP solver beyond that, where branch and bound is far faster.
+AUTO_SMT_MAX_UNSTABLE = 24
+
+
+def names() -> list[str]:
+    return list(_BACKENDS)
+
+
+def backend_class(name: str):
+    if name not in _BACKENDS:
+        raise BackendError(f"unknown backend '{name}'",
+                           hint=f"known backends: auto, {', '.join(_BACKENDS)}")
+    mod, cls = _BACKENDS[name].split(":")
+    return getattr(importlib.import_module(mod), cls)
+
+
+def get_backend(name: str, **options):
+    """An instance of backend `name`, or `BackendError` saying what is installed."""
+    cls = backend_class(name)
+    if not cls.available():
+        have = [n for n in _BACKENDS if backend_class(n).available()]
+        raise BackendError(f"backend '{name}' is not available: missing "
+                           f"{', '.join(cls.missing()) or 'its solver program'}",
+                           hint=f"installed backends: {', '.join(have) or 'none'}")
+    return cls(**options)
+
+
+def choose(kind: str, logic: str, unstable: int) -> str:
+    """The backend `auto` uses for a query of `kind` in `logic` with `unstable` ReLUs."""
+    fits = [n for n in _BACKENDS if n != "external" and kind in backend_class(n).kinds
+            and backend_class(n).available()]
+    if not fits:
+        raise BackendError(f"no installed backend answers '{kind}' queries",
+                           hint="install z3-solver or highspy")
+    exact = [n for n in fits if backend_class(n).exact and logic in backend_class(n).logics]
+    milp = [n for n in fits if "MILP" in backend_class(n).logics]
+    if exact and (unstable <= AUTO_SMT_MAX_UNSTABLE or not milp):
+        return exact[0]
+    return milp[0] if milp else fits[0]
+
+
+def capability_table(installed: bool = False) -> str:
+    """The README's capability table, in Markdown, generated from the backends' declarations.
+
+    With `installed`, a last column says whether each backend can run on this machine.
+    """
+    head = ["backend", "what it is", "queries", "theories", "optimises", "exact", "needs"]
+    head += ["installed"] if installed else []
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for n in _BACKENDS:
+        c = backend_class(n)
+        cells = [f"`{n}`", c.description, ", ".join(sorted(c.kinds)),
+                 ", ".join(sorted(c.logics)), "yes" if c.optimizes else "no",
+                 "yes" if c.exact else "no (float tolerances)",
+                 ", ".join(c.modules) or "a solver program on PATH"]
+        cells += (["yes" if c.available() else "no"] if installed else [])
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)

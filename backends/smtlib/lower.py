@@ -1,0 +1,204 @@
+"""Lower a verify problem to an SMT-LIB 2.6 script in QF_LRA: one real variable per neuron.
+
+Every neuron gets a pre-activation variable with its defining equality, and a ReLU neuron a
+post-activation variable tied to it by `ite` or by an equivalent disjunction; shared subterms are
+never inlined, so the script grows linearly with the network. Bound facts (from the bound passes)
+are added as redundant hints, and stably active/inactive ReLUs become plain equalities.
+
+Numbers are exact: a weight read as a float enters as the rational equal to its binary value,
+printed PySMT-style (`3.0`, `(/ 1 10)`, `(- (/ 1 10))`; SMT-LIB has no negative literals). That
+form is accepted by z3, cvc5 and PySMT's `SmtLibParser` in QF_LRA (checked in the tests).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+from nnir.errors import UnsupportedQuery
+from nnir.ir.nodes import And, Atom, BoolConst, Formula, Network, Not, Or
+from nnir.queries.problem import VerifyProblem
+
+RELU_ENCODINGS = ("ite", "or")
+_REL = {"<=": "<=", "<": "<", "==": "=", ">=": ">=", ">": ">"}
+
+
+@dataclass(frozen=True)
+class SmtScript:
+    """A complete SMT-LIB script and what a backend needs to read its answer.
+
+    `input_vars` are the input coordinates' symbols in order, quoted as in `text`
+    (`|net.x[0]|`); `input_names` gives them unquoted, as solver APIs name them.
+    """
+
+    text: str
+    input_vars: list[str]
+    logic: str
+
+    @property
+    def input_names(self) -> list[str]:
+        return [unquote(s) for s in self.input_vars]
+
+
+def unquote(symbol: str) -> str:
+    """`|a.b[0]|` -> `a.b[0]`; a simple symbol is returned as is."""
+    if len(symbol) >= 2 and symbol[0] == "|" and symbol[-1] == "|":
+        return symbol[1:-1]
+    return symbol
+
+
+def smt_number(q: Fraction) -> str:
+    """An exact rational as an SMT-LIB real term: `3.0`, `(/ 1 10)`, `(- (/ 1 10))`."""
+    n, d = abs(q.numerator), q.denominator
+    text = f"{n}.0" if d == 1 else f"(/ {n} {d})"
+    return f"(- {text})" if q < 0 else text
+
+
+def to_smtlib(problem: VerifyProblem, *, relu: str = "ite", get_values: bool = True,
+              hints: bool = True) -> SmtScript:
+    """Write `problem` as an SMT-LIB 2.6 script whose models are exactly its witnesses.
+
+    Args:
+        problem: a verify problem over a network with known weights.
+        relu: "ite" (`post = ite(pre >= 0, pre, 0)`) or "or" (the two-case disjunction).
+        get_values: end with `(get-value ...)` of the input variables (and ask for models).
+        hints: assert the bound facts of `problem.net.facts` and use its stable ReLUs; these
+            are sound by contract of the bound passes, so they change no verdict.
+    Returns:
+        the script, the input symbols and the logic (always QF_LRA: weights are constants).
+    Raises:
+        UnsupportedQuery: the network still has unknown weights.
+        ValueError: an unknown `relu` encoding or a name that cannot be a quoted symbol.
+    """
+    if relu not in RELU_ENCODINGS:
+        raise ValueError(f"unknown relu encoding {relu!r}; use one of {RELU_ENCODINGS}")
+    net = problem.net
+    if net.has_unknowns:
+        raise UnsupportedQuery(f"network '{net.name}' has unknown weights; train it first")
+    logic = "QF_LRA"
+    facts = net.facts if hints else None
+    out: list[str] = [f"; nnir: net {net.name}, query {problem.name}\n"]
+    if get_values:
+        out.append("(set-option :produce-models true)\n")  # before set-logic, as cvc5 requires
+    out.append(f"(set-info :smt-lib-version 2.6)\n(set-logic {logic})\n")
+
+    inp = net.input
+    syms = {inp.name: _symbols(net, inp.name, inp.size)}
+    out.append(f"; input {inp.name}[{inp.size}]\n")
+    _declare(out, syms[inp.name])
+    for s, lo, hi in zip(syms[inp.name], inp.lo.exact, inp.hi.exact):
+        out.append(f"(assert (<= {smt_number(lo)} {s}))\n(assert (<= {s} {smt_number(hi)}))\n")
+    for atom in problem.input_constraints:
+        out.append(f"(assert {_formula(atom, syms)})\n")
+
+    for lay in net.layers:
+        out.append(f"; layer {lay.name}[{lay.size}] = {lay.act}(W {lay.src} + b)\n")
+        pre = _symbols(net, lay.name + ".pre", lay.size)
+        _declare(out, pre)
+        src = syms[lay.src]
+        for p, row, b in zip(pre, lay.weight.exact, lay.bias.exact):
+            out.append(f"(assert (= {p} {_linear(zip(src, row), b)}))\n")
+        if facts is not None and lay.name in facts.lo:
+            _bound_hints(out, pre, facts.lo[lay.name], facts.hi[lay.name])
+        if lay.act == "linear":
+            syms[lay.name] = pre  # a linear layer's value is its pre-activation
+            continue
+        post = _symbols(net, lay.name, lay.size)
+        _declare(out, post)
+        stable = facts.stable.get(lay.name) if facts is not None else None
+        for i, (p, q) in enumerate(zip(pre, post)):
+            flag = int(stable[i]) if stable is not None else 0
+            out.append(f"(assert {_relu(p, q, flag, relu)})\n")
+        syms[lay.name] = post
+
+    out.append("; property\n")
+    out.append(f"(assert {_formula(problem.prop, syms)})\n(check-sat)\n")
+    if get_values:
+        out.append(f"(get-value ({' '.join(syms[inp.name])}))\n")
+    return SmtScript("".join(out), list(syms[inp.name]), logic)
+
+
+def _symbols(net: Network, node: str, size: int) -> list[str]:
+    base = f"{net.name}.{node}"
+    if "|" in base or "\\" in base:
+        raise ValueError(f"name {base!r} cannot be written as a quoted SMT-LIB symbol")
+    return [f"|{base}[{i}]|" for i in range(size)]
+
+
+def _declare(out: list[str], symbols: list[str]) -> None:
+    out.extend(f"(declare-fun {s} () Real)\n" for s in symbols)
+
+
+def _linear(terms, const: Fraction) -> str:
+    """`sum(c * sym) + const` with zero coefficients dropped; `0.0` when nothing is left."""
+    parts = [s if c == 1 else f"(* {smt_number(c)} {s})" for s, c in terms if c != 0]
+    if const != 0:
+        parts.append(smt_number(const))
+    if not parts:
+        return "0.0"
+    return parts[0] if len(parts) == 1 else f"(+ {' '.join(parts)})"
+
+
+def _bound_hints(out: list[str], pre: list[str], lo, hi) -> None:
+    if len(lo) != len(pre) or len(hi) != len(pre):
+        raise ValueError("bound facts do not match the layer's size")
+    for p, a, b in zip(pre, lo, hi):
+        # Fraction(float) is the float's exact binary value: the bound is used as proved.
+        if math.isfinite(a):
+            out.append(f"(assert (<= {smt_number(Fraction(float(a)))} {p}))\n")
+        if math.isfinite(b):
+            out.append(f"(assert (<= {p} {smt_number(Fraction(float(b)))}))\n")
+
+
+def _relu(pre: str, post: str, stable: int, relu: str) -> str:
+    if stable > 0:
+        return f"(= {post} {pre})"
+    if stable < 0:
+        return f"(= {post} 0.0)"
+    if relu == "ite":
+        return f"(= {post} (ite (>= {pre} 0.0) {pre} 0.0))"
+    return f"(or (and (>= {pre} 0.0) (= {post} {pre})) (and (< {pre} 0.0) (= {post} 0.0)))"
+
+
+def _formula(f: Formula, syms: dict[str, list[str]]) -> str:
+    """A formula as an SMT-LIB term; refs name a node's value (post-activation)."""
+    if isinstance(f, Atom):
+        lhs = _linear(((syms[r.node][r.index], c) for r, c in f.terms), Fraction(0))
+        return f"({_REL[f.rel]} {lhs} {smt_number(f.rhs)})"
+    if isinstance(f, BoolConst):
+        return "true" if f.value else "false"
+    if isinstance(f, Not):
+        return f"(not {_formula(f.arg, syms)})"
+    if isinstance(f, (And, Or)):
+        if not f.args:
+            return "true" if isinstance(f, And) else "false"
+        args = [_formula(a, syms) for a in f.args]
+        if len(args) == 1:
+            return args[0]
+        return f"({'and' if isinstance(f, And) else 'or'} {' '.join(args)})"
+    raise TypeError(f"not a formula: {f!r}")
+
+
+# ----------------------------------------------------------------------------- shared by backends
+LOWERING_OPTIONS = ("relu", "hints")
+
+
+def check_options(backend: str, options: dict, allowed: tuple[str, ...]) -> None:
+    """Reject misspelt backend options early, rather than silently ignoring them."""
+    bad = sorted(set(options) - set(allowed))
+    if bad:
+        raise ValueError(f"backend '{backend}' has no option {', '.join(map(repr, bad))}; "
+                         f"its options are: {', '.join(allowed)}")
+    if options.get("relu", "ite") not in RELU_ENCODINGS:
+        raise ValueError(f"unknown relu encoding {options['relu']!r}; use one of "
+                         f"{RELU_ENCODINGS}")
+
+
+def script_for(problem: VerifyProblem, options: dict) -> SmtScript:
+    """`to_smtlib` with the lowering options among a backend's `options`."""
+    return to_smtlib(problem, **{k: options[k] for k in LOWERING_OPTIONS if k in options})
+
+
+def timeout_ms(timeout: float | None) -> int | None:
+    """Seconds to whole milliseconds (at least 1), as solver options want them."""
+    return None if timeout is None else max(1, math.ceil(timeout * 1000))

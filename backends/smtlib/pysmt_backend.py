@@ -1,0 +1,95 @@
+"""The PySMT backend: PySMT's `SmtLibParser` reads the emitted script; any PySMT solver solves it.
+
+Each solve uses its own PySMT `Environment` (never the global one), so symbols and formulas from
+one problem never leak into the next. Options: solver (a name from PySMT's factory, default
+"z3"), relu ("ite"|"or"), hints (bool).
+"""
+from __future__ import annotations
+
+import io
+import time
+from fractions import Fraction
+
+from nnir.backends.base import Answer, Backend
+from nnir.backends.smtlib.lower import LOWERING_OPTIONS, check_options, script_for, timeout_ms
+
+# How to pass a time limit in milliseconds to the solvers PySMT wraps (its options are per solver).
+_TIMEOUT_OPTION = {"z3": "timeout", "cvc5": "tlimit-per"}
+
+
+class PysmtBackend(Backend):
+    """QF_LRA verification through PySMT's solver layer (default solver: z3)."""
+
+    name = "pysmt"
+    description = "PySMT SmtLibParser + a PySMT solver (option solver=, default z3), exact QF_LRA"
+    kinds = frozenset({"verify"})
+    logics = frozenset({"QF_LRA"})
+    optimizes = False
+    exact = True
+    modules = ("pysmt",)
+
+    def __init__(self, **options):
+        check_options(self.name, options, LOWERING_OPTIONS + ("solver",))
+        super().__init__(**options)
+
+    def solve_verify(self, problem, timeout: float | None = None) -> Answer:
+        from pysmt.environment import Environment
+        from pysmt.exceptions import PysmtException, SolverReturnedUnknownResultError
+        from pysmt.smtlib.parser import SmtLibParser
+
+        script = script_for(problem, self.options)
+        solver_name = self.options.get("solver", "z3")
+        info = {"solver": f"pysmt/{solver_name}", "logic": script.logic,
+                "relu": self.options.get("relu", "ite")}
+        env = Environment()
+        installed = sorted(env.factory.all_solvers())
+        if solver_name not in installed:
+            return Answer("error", message=f"PySMT has no solver '{solver_name}'; installed: "
+                          f"{', '.join(installed) or 'none'}", info=info)
+        solver_options = {}
+        ms = timeout_ms(timeout)
+        if ms is not None:
+            if solver_name in _TIMEOUT_OPTION:
+                solver_options[_TIMEOUT_OPTION[solver_name]] = ms
+            else:
+                info["timeout_enforced"] = False  # no known option: runs to completion
+        start = time.perf_counter()
+        try:
+            parsed = SmtLibParser(environment=env).get_script(io.StringIO(script.text))
+            formula = parsed.get_last_formula()
+            with env.factory.Solver(name=solver_name, logic=script.logic,
+                                    solver_options=solver_options) as solver:
+                solver.add_assertion(formula)
+                try:
+                    is_sat = solver.solve()
+                except SolverReturnedUnknownResultError:
+                    info["time_s"] = time.perf_counter() - start
+                    return _unknown(solver, solver_name, timeout, info)
+                info["time_s"] = time.perf_counter() - start
+                if not is_sat:
+                    return Answer("unsat", info=info)
+                mgr = env.formula_manager
+                values = [solver.get_value(mgr.get_symbol(n)) for n in script.input_names]
+        except PysmtException as exc:
+            info["time_s"] = time.perf_counter() - start
+            return Answer("error", message=f"PySMT ({solver_name}) failed: "
+                          f"{type(exc).__name__}: {exc}", info=info)
+        inputs = []
+        for name, v in zip(script.input_names, values):
+            if not v.is_real_constant():
+                return Answer("error", message=f"PySMT gave a non-rational value {v} for {name}",
+                              info=info)
+            q = v.constant_value()  # Fraction or gmpy2 mpq, both exact
+            inputs.append(Fraction(int(q.numerator), int(q.denominator)))
+        return Answer("sat", inputs=inputs, info=info)
+
+
+def _unknown(solver, solver_name: str, timeout: float | None, info: dict) -> Answer:
+    reason = ""
+    if solver_name == "z3":  # only z3 keeps the reason where PySMT lets us see it
+        reason = solver.z3.reason_unknown()
+    if timeout is not None and (reason in ("timeout", "canceled") or info["time_s"] >= timeout):
+        return Answer("timeout", message=f"PySMT ({solver_name}) stopped after {timeout} s",
+                      info=info)
+    return Answer("unknown", message=f"PySMT ({solver_name}) answered unknown"
+                  + (f": {reason}" if reason else ""), info=info)

@@ -1,0 +1,110 @@
+"""`nnirc`: the command line compiler.
+
+Exit status: 0 when every query was answered (whatever the verdict), 1 for bad input (the
+message points at the file, line and column), 2 for a bad command line, 3 when a query could
+not be answered (unsupported query kind, missing or failing solver).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+
+from nnir import __version__
+from nnir.errors import DslError, InputFileError, IrError, NnirError
+
+EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_QUERY = 0, 1, 2, 3
+
+EPILOG = """examples:
+  nnirc check examples/tiny.nnir
+  nnirc run examples/tiny.nnir --backend z3 --json
+  nnirc emit examples/tiny.nnir --format smtlib --query reach -o reach.smt2
+  nnirc dump-ir examples/tiny.nnir --after ibp
+  nnirc backends
+"""
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    p.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")
+
+
+def _solving(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", default="auto",
+                   help="z3, cvc5, pysmt, external, highs, or auto (default: auto)")
+    p.add_argument("--timeout", type=float, default=None, metavar="S",
+                   help="seconds per query; past it the answer is 'timeout'")
+    p.add_argument("--query", action="append", metavar="NAME",
+                   help="run only this query (repeatable)")
+    p.add_argument("--solver-cmd", metavar="CMD",
+                   help="command of the SMT-LIB solver for --backend external (e.g. 'z3 -in')")
+    p.add_argument("--pysmt-solver", metavar="NAME", help="pysmt solver for --backend pysmt")
+    p.add_argument("-o", "--output", metavar="FILE", help="also write the results as JSON here")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="nnirc", description="Compile and solve questions about ReLU networks written in "
+        "the .nnir language.", epilog=EPILOG, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--version", action="version", version=f"nnirc {__version__}")
+    sub = ap.add_subparsers(dest="cmd", metavar="COMMAND")
+    sub.required = True
+    p = sub.add_parser("check", help="parse and validate a file, print a summary")
+    p.add_argument("file")
+    _common(p)
+    for name, text in (("run", "answer every query in order"),
+                       ("verify", "answer the verify queries")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("file")
+        _solving(p)
+        _common(p)
+    p = sub.add_parser("emit", help="write a verify query as SMT-LIB, MPS or LP")
+    p.add_argument("file")
+    p.add_argument("--format", choices=("smtlib", "mps", "lp"), default="smtlib")
+    p.add_argument("--query", metavar="NAME", help="which verify query (needed if several)")
+    p.add_argument("--relu", choices=("ite", "or"), default="ite",
+                   help="SMT-LIB ReLU encoding: if-then-else or a disjunction")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="output file (default: stdout for smtlib; required for mps/lp)")
+    _common(p)
+    p = sub.add_parser("dump-ir", help="print the canonical IR, optionally after a pass")
+    p.add_argument("file")
+    p.add_argument("--after", metavar="PASS", help="print networks after this pass, with the "
+                   "bounds it proved as comments (passes: ibp)")
+    _common(p)
+    p = sub.add_parser("backends", help="list the backends and what they can do")
+    p.add_argument("--markdown", action="store_true", help="the table as in the README")
+    _common(p)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.cmd](args)
+    except NnirError as exc:
+        if args.debug:
+            traceback.print_exc()
+        _emit_error(args, exc.render())
+        return EXIT_INPUT if isinstance(exc, (DslError, IrError, InputFileError)) else EXIT_QUERY
+    except KeyboardInterrupt:
+        print("nnirc: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug in nnir: say so plainly, traceback only with --debug
+        if args.debug:
+            raise
+        _emit_error(args, f"internal error: {type(exc).__name__}: {exc}\n"
+                    "hint: rerun with --debug for a traceback, and please report it")
+        return 70
+
+
+def _emit_error(args, text: str) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps({"status": "error", "message": text}))
+    else:
+        print(text, file=sys.stderr)
+
+
+from nnir.cli_commands import COMMANDS  # noqa: E402  (the commands import the heavy modules)

@@ -1,0 +1,191 @@
+"""The `nnirc` subcommands, one function each (argument parsing lives in `nnir.cli`)."""
+from __future__ import annotations
+
+import json
+import sys
+
+from nnir.errors import DslError, NnirError, UnsupportedQuery
+from nnir.frontend import load
+from nnir.io import write_text
+from nnir.ir.nodes import Program, Verify
+from nnir.ir.printer import print_network, print_program
+
+EXIT_OK, EXIT_INPUT, EXIT_QUERY = 0, 1, 3
+
+
+def _load_all(path: str) -> Program:
+    """Parse and verify, then materialise every dataset so file problems surface now."""
+    from nnir.data import load_dataset
+
+    prog = load(path)
+    with open(path, encoding="utf-8") as fh:
+        source = fh.read()
+    dims = {}
+    for ds in prog.datasets:
+        dims[ds.name] = load_dataset(ds, prog.base_dir, source).dim
+    for q in prog.queries:
+        data = getattr(q, "data", None)
+        if data in dims:
+            net = prog.network(q.net)
+            if dims[data] != net.input.size:
+                raise DslError(f"dataset '{data}' has points of dimension {dims[data]}, but "
+                                f"network '{net.name}' takes {net.input.size} inputs",
+                                q.span, source=source)
+    return prog
+
+
+def cmd_check(args) -> int:
+    prog = _load_all(args.file)
+    summary = {
+        "file": args.file,
+        "networks": [{
+            "name": n.name, "inputs": n.input.size,
+            "layers": [f"{lay.act} {lay.name}[{lay.size}]" for lay in n.layers],
+            "parameters": sum(lay.size * (n.size_of(lay.src) + 1) for lay in n.layers),
+            "unknown_weights": n.has_unknowns} for n in prog.networks],
+        "datasets": [d.name for d in prog.datasets],
+        "queries": [{"name": q.name, "kind": q.kind, "location": str(q.span)}
+                    for q in prog.queries],
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return EXIT_OK
+    print(f"{args.file}: ok")
+    for n in summary["networks"]:
+        unk = ", unknown weights" if n["unknown_weights"] else ""
+        print(f"  net {n['name']}: {n['inputs']} inputs -> " + " -> ".join(n["layers"])
+              + f" ({n['parameters']} parameters{unk})")
+    for d in prog.datasets:
+        print(f"  data {d.name}")
+    for q in summary["queries"]:
+        print(f"  {q['kind']} {q['name']} (line {q['location'].split(':')[-2]})")
+    return EXIT_OK
+
+
+def _options(args) -> dict:
+    opts = {}
+    if getattr(args, "solver_cmd", None):
+        opts["cmd"] = args.solver_cmd
+    if getattr(args, "pysmt_solver", None):
+        opts["solver"] = args.pysmt_solver
+    return opts
+
+
+def _selected(prog: Program, names, kinds=None) -> list:
+    if names:
+        known = {q.name for q in prog.queries}
+        missing = [n for n in names if n not in known]
+        if missing:
+            raise NnirError(f"no query named '{missing[0]}' in {prog.path}",
+                            hint="queries: " + ", ".join(sorted(known)))
+        return [q for q in prog.queries if q.name in names]
+    return [q for q in prog.queries if kinds is None or q.kind in kinds]
+
+
+def cmd_run(args, kinds=None) -> int:
+    from nnir.queries.run import run_query
+
+    prog = _load_all(args.file)
+    queries = _selected(prog, args.query, kinds)
+    if args.backend != "auto":  # fail fast on an unknown or missing backend
+        from nnir.backends import registry
+
+        registry.get_backend(args.backend, **_options(args))
+    results = []
+    for k, q in enumerate(queries, 1):
+        if not args.json:
+            print(f"[{k}/{len(queries)}] {q.kind} {q.name} ...", file=sys.stderr, flush=True)
+        res = run_query(prog, q, args.backend, args.timeout, **_options(args))
+        results.append(res)
+        if not args.json:
+            print(res.render(), flush=True)
+    payload = {"file": args.file, "results": [r.to_dict() for r in results]}
+    if args.json:
+        print(json.dumps(payload, indent=2))
+    if args.output:
+        write_text(args.output, json.dumps(payload, indent=2) + "\n")
+    return EXIT_QUERY if any(r.status == "error" for r in results) else EXIT_OK
+
+
+def cmd_verify(args) -> int:
+    return cmd_run(args, kinds=("verify",))
+
+
+def cmd_emit(args) -> int:
+    from nnir.queries.run import prepare
+
+    prog = load(args.file)
+    verifies = [q for q in prog.queries if isinstance(q, Verify)]
+    if args.query:
+        q = next((q for q in prog.queries if q.name == args.query), None)
+        if q is None:
+            raise NnirError(f"no query named '{args.query}'",
+                            hint="queries: " + ", ".join(x.name for x in prog.queries))
+        if not isinstance(q, Verify):
+            raise UnsupportedQuery(f"emit handles verify queries; '{q.name}' is a {q.kind} "
+                                   "query", q.span)
+    elif len(verifies) == 1:
+        q = verifies[0]
+    else:
+        raise NnirError(f"{args.file} has {len(verifies)} verify queries; pick one with --query",
+                        hint="verify queries: " + (", ".join(v.name for v in verifies) or
+                                                   "none"))
+    problem = prepare(prog, q)
+    if args.format == "smtlib":
+        from nnir.backends.smtlib.lower import to_smtlib
+
+        text = to_smtlib(problem, relu=args.relu).text
+        if args.output:
+            write_text(args.output, text)
+        else:
+            sys.stdout.write(text)
+        return EXIT_OK
+    if not args.output:
+        raise NnirError(f"--format {args.format} needs an output file (-o FILE)")
+    from nnir.backends.milp.lower import to_milp
+    from nnir.backends.milp.writer import write_model
+
+    write_model(to_milp(problem), args.output, args.format)
+    if not args.json:
+        print(f"wrote {args.output}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_dump_ir(args) -> int:
+    prog = load(args.file)
+    if not args.after:
+        sys.stdout.write(print_program(prog))
+        return EXIT_OK
+    from nnir.passes.manager import PassContext, default_pipeline, registered_passes
+
+    if args.after not in registered_passes():
+        raise NnirError(f"unknown pass '{args.after}'",
+                        hint="passes: " + ", ".join(registered_passes()))
+    for net in prog.networks:
+        ctx = PassContext(check=True, dump_after=args.after)
+        default_pipeline().run(net, ctx)
+        sys.stdout.write(print_network(ctx.dumped or net, facts=True) + "\n")
+    return EXIT_OK
+
+
+def cmd_backends(args) -> int:
+    from nnir.backends import registry
+
+    if args.json:
+        rows = []
+        for n in registry.names():
+            c = registry.backend_class(n)
+            rows.append({"name": n, "description": c.description, "kinds": sorted(c.kinds),
+                         "logics": sorted(c.logics), "optimizes": c.optimizes,
+                         "exact": c.exact, "modules": list(c.modules),
+                         "available": c.available()})
+        print(json.dumps(rows, indent=2))
+    else:
+        print(registry.capability_table(installed=not args.markdown))
+    return EXIT_OK
+
+
+COMMANDS = {"check": cmd_check, "run": cmd_run, "verify": cmd_verify, "emit": cmd_emit,
+            "dump-ir": cmd_dump_ir, "backends": cmd_backends}
+
+__all__ = ["COMMANDS"]

@@ -1,0 +1,31 @@
+"""Writing output files atomically: a temp file in the target folder, then a rename."""
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+
+
+@contextmanager
+def atomic_path(path: str, suffix: str = ""):
+    """Yield a temporary path next to `path`; on success it replaces `path`, else it is removed.
+
+    A crash or error while writing never leaves a truncated `path` behind.
+    """
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    fd, tmp = tempfile.mkstemp(prefix=".nnir-", suffix=suffix or os.path.splitext(path)[1],
+                               dir=folder)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_text(path: str, text: str) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)

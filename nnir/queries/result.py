@@ -1,0 +1,77 @@
+"""The result of a query: verdict, checked witness, how it was certified, and its rendering."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from nnir.errors import Span
+from nnir.ir.const import format_number
+
+
+@dataclass
+class Result:
+    """One answered (or failed) query.
+
+    status is sat | unsat | unknown | timeout | error. A `sat` result always carries a witness
+    that passed exact replay; `certified` says what the verdict rests on (exact arithmetic, or a
+    MILP solver's floating-point tolerances).
+    """
+
+    query: str
+    kind: str
+    status: str
+    backend: str | None = None
+    seconds: float = 0.0
+    witness: dict | None = None
+    replay: dict | None = None
+    certified: str = ""
+    message: str = ""
+    notes: list[str] = field(default_factory=list)
+    span: Span | None = None
+
+    def to_dict(self) -> dict:
+        d = {
+            "query": self.query, "kind": self.kind, "status": self.status,
+            "backend": self.backend, "seconds": round(self.seconds, 4),
+            "certified": self.certified, "message": self.message, "notes": self.notes,
+        }
+        if self.span is not None:
+            d["location"] = str(self.span)
+        if self.witness is not None:
+            d["witness"] = self.witness
+        if self.replay is not None:
+            d["replay"] = self.replay
+        return d
+
+    def render(self) -> str:
+        head = f"{self.query}: {self.status}"
+        if self.backend:
+            head += f"  [{self.backend}, {self.seconds:.3f}s]"
+        lines = [head]
+        if self.certified:
+            lines.append(f"  certified: {self.certified}")
+        if self.message:
+            lines.extend("  " + m for m in self.message.splitlines())
+        if self.witness:
+            w = self.witness
+            lines.append("  witness: " + ", ".join(
+                f"{n}={v}" for n, v in zip(w["input_names"], w["inputs"])))
+            lines.append("  outputs: " + ", ".join(
+                f"{n}={v:.9g}" for n, v in zip(w["output_names"], w["outputs"])))
+        if self.replay:
+            r = self.replay
+            lines.append(f"  replay: exact {'ok' if r['exact'] else 'FAILED'}, "
+                         f"float64 {'ok' if r['float64'] else 'FAILED'}")
+        lines.extend(f"  note: {n}" for n in self.notes)
+        return "\n".join(lines)
+
+
+def witness_dict(net, inputs, vals_exact) -> dict:
+    """A witness for reports: exact inputs (as text), float inputs, float outputs."""
+    out = vals_exact[net.output]
+    return {
+        "input_names": [f"{net.input.name}[{i}]" for i in range(net.input.size)],
+        "inputs": [format_number(v) for v in inputs],
+        "inputs_float": [float(v) for v in inputs],
+        "output_names": [f"{net.output}[{i}]" for i in range(len(out))],
+        "outputs": [float(v) for v in out],
+    }

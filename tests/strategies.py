@@ -1,0 +1,52 @@
+"""Hypothesis strategies for small random networks and properties (shared by the test files)."""
+from __future__ import annotations
+
+from fractions import Fraction
+
+from hypothesis import strategies as st
+
+from nnir.ir.const import Const
+from nnir.ir.nodes import And, Atom, Dense, Input, Network, Or, Ref
+
+# Small rationals (halves and quarters included) keep solvers fast and exercise exactness.
+small = st.builds(lambda n, d: Fraction(n, d), st.integers(-6, 6), st.sampled_from([1, 2, 4, 3]))
+
+
+@st.composite
+def networks(draw, max_depth: int = 3, max_width: int = 4, max_inputs: int = 3) -> Network:
+    n_in = draw(st.integers(1, max_inputs))
+    lo = [draw(st.integers(-3, 1)) for _ in range(n_in)]
+    hi = [a + draw(st.integers(0, 3)) for a in lo]
+    inp = Input("x", n_in, Const.exact_of(lo), Const.exact_of(hi))
+    depth = draw(st.integers(1, max_depth))
+    layers, src, width = [], "x", n_in
+    for k in range(depth):
+        last = k == depth - 1
+        size = draw(st.integers(1, 2 if last else max_width))
+        W = [[draw(small) for _ in range(width)] for _ in range(size)]
+        b = [draw(small) for _ in range(size)]
+        name = "y" if last else f"h{k + 1}"
+        act = "linear" if last else "relu"
+        layers.append(Dense(name, size, src, Const.exact_of(W), Const.exact_of(b), act))
+        src, width = name, size
+    return Network("n", inp, tuple(layers), src)
+
+
+@st.composite
+def atoms_over(draw, net: Network, nodes: list[str] | None = None) -> Atom:
+    nodes = nodes or [net.output]
+    node = draw(st.sampled_from(nodes))
+    size = net.size_of(node)
+    idx = draw(st.lists(st.integers(0, size - 1), min_size=1, max_size=2, unique=True))
+    terms = tuple((Ref(node, i), draw(small.filter(lambda q: q != 0))) for i in idx)
+    rel = draw(st.sampled_from(["<=", ">=", "<", ">", "=="] if len(idx) > 1
+                               else ["<=", ">=", "<", ">"]))
+    return Atom(terms, rel, draw(small))
+
+
+@st.composite
+def formulas(draw, net: Network, depth: int = 2):
+    if depth == 0 or draw(st.booleans()):
+        return draw(atoms_over(net))
+    args = tuple(draw(formulas(net, depth - 1)) for _ in range(draw(st.integers(2, 3))))
+    return draw(st.sampled_from([And, Or]))(args)

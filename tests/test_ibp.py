@@ -1,0 +1,74 @@
+"""Interval bound propagation is sound: exact pre-activations of sampled inputs lie inside."""
+from fractions import Fraction
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+from strategies import networks
+
+import nnir
+from nnir.ir.evaluate import evaluate
+from nnir.passes.interval import IntervalBounds, round_down, round_up
+from nnir.passes.manager import PassContext, PassManager
+
+
+def _samples(net, draw_fracs):
+    lo, hi = net.input.lo.exact, net.input.hi.exact
+    return [a + (b - a) * t for a, b, t in zip(lo, hi, draw_fracs)]
+
+
+def _check_sound(net, points):
+    out = PassManager([IntervalBounds()]).run(net, PassContext(check=True))
+    facts = out.facts
+    for x in points:
+        vals = evaluate(net, x, exact=True)
+        for lay in net.layers:
+            pre = vals[lay.name + ".pre"]
+            for i, v in enumerate(pre):
+                assert Fraction(facts.lo[lay.name][i]) <= v <= Fraction(facts.hi[lay.name][i])
+                if facts.stable[lay.name][i] > 0:
+                    assert v >= 0
+                if facts.stable[lay.name][i] < 0:
+                    assert v <= 0
+    return out
+
+
+unit = st.fractions(min_value=0, max_value=1, max_denominator=1000)
+
+
+@given(networks(), st.data())
+def test_ibp_contains_sampled_values(net, data):
+    pts = [_samples(net, [data.draw(unit) for _ in range(net.input.size)]) for _ in range(5)]
+    corners = [list(net.input.lo.exact), list(net.input.hi.exact)]
+    _check_sound(net, pts + corners)
+
+
+@given(st.integers(0, 2**31), st.integers(1, 3))
+def test_ibp_sound_with_float_weights(seed, depth):
+    """Weights with full float64 mantissas and nasty magnitudes still give sound bounds."""
+    rng = np.random.default_rng(seed)
+    sizes = [int(rng.integers(1, 6)) for _ in range(depth + 1)]
+    layers = []
+    for k in range(depth):
+        W = rng.normal(size=(sizes[k + 1], sizes[k])) * 10.0 ** rng.integers(-3, 4)
+        b = rng.normal(size=sizes[k + 1])
+        layers.append((W, b, "relu" if k < depth - 1 else "linear"))
+    net = nnir.network("f", layers, lo=-1.5, hi=0.7)
+    pts = [[Fraction(float(v)) for v in rng.uniform(-1.5, 0.7, size=sizes[0])]
+           for _ in range(4)]
+    _check_sound(net, pts + [[Fraction(-3, 2)] * sizes[0], [Fraction(7, 10)] * sizes[0]])
+
+
+def test_outward_rounding_of_box():
+    q = Fraction(1, 10)
+    assert Fraction(round_down(q)) <= q <= Fraction(round_up(q))
+    assert round_down(q) < round_up(q)
+    assert round_down(Fraction(1, 2)) == round_up(Fraction(1, 2)) == 0.5
+
+
+def test_ibp_marks_stable_relus():
+    prog = nnir.parse("""net n { input x[2] in [0, 1]
+        relu h[3] = [[1, 1], [-1, -1], [1, -1]] x + [0.5, -0.5, 0] }""")
+    out = IntervalBounds().run(prog.networks[0], PassContext())
+    assert list(out.facts.stable["h"]) == [1, -1, 0]
+    assert out.facts.origin["h"] == "ibp"
