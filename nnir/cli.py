@@ -89,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         _emit_error(args, exc.render())
         return EXIT_INPUT if isinstance(exc, (DslError, IrError, InputFileError)) else EXIT_QUERY
+    except BrokenPipeError:  # e.g. `nnirc run ... | head`: the reader left; not an error of ours
+        sys.stdout = open(os.devnull, "w")
+        return EXIT_OK
     except KeyboardInterrupt:
         print("nnirc: interrupted", file=sys.stderr)
         return 130

@@ -4,14 +4,19 @@ Tolerances (`milp_tolerances`): HiGHS decides in floating point, so its "infeasi
 proof. To make it robust we (1) tighten HiGHS's `primal_feasibility_tolerance` and
 `mip_feasibility_tolerance` to 1e-9 (defaults 1e-7 and 1e-6), and (2) loosen every property and
 input-constraint row by an absolute `margin` (1e-6) before solving, far above those tolerances:
-an infeasible relaxed model means no input meets the property even with slack `margin`, so the
+an infeasible loosened model means no input meets the property even with slack `margin`, so the
 unsat cannot hinge on a rounding error of the size HiGHS makes. The network rows are not
-loosened (they define the values). Strict atoms are decided by maximising a shared slack t
-(`lower.py`): sat needs t* > `strict_tol` (1e-7); t* <= `strict_tol` at a proven optimum is
-reported unsat, again resting on tolerances. Every unsat carries these numbers in `Answer.info`
-with `exact: False`. A sat witness is a float vector that the caller replays exactly; a witness
-that only meets the loosened rows fails that replay (option `retry_unrelaxed` re-solves with
-`margin=0` when the witness fails a float64 check; `margin=0` turns the loosening off).
+loosened (they define the values). Strict atoms share a maximised slack t (`lower.py`): sat
+needs t* > `strict_tol` (1e-7); t* <= `strict_tol` at HiGHS's optimum (absolute gap
+`strict_tol`/10) is reported unsat, again resting on tolerances. Every unsat carries these
+numbers in `Answer.info` with `exact: False`.
+
+Witnesses: the first solve's point may sit on a loosened boundary and fail exact replay. When it
+fails a float64 check, a second solve ("polish") maximises a slack shared by every inequality
+atom (`slack="all"`), stopping (a MIP callback) once an incumbent has slack >= `sat_slack`
+(1e-5), which survives exact replay. The polish never changes a verdict (one slack for strict and
+non-strict atoms would: a tight non-strict atom caps it at 0), it only picks a better point. The
+caller replays every witness exactly; `solve_verify(..., margin=0)` solves the unloosened model.
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ DEFAULT_TOLERANCES = {
     "mip_feasibility_tolerance": 1e-9,
     "margin": 1e-6,
     "strict_tol": 1e-7,
+    "sat_slack": 1e-5,
 }
 _HIGHS_TOLS = ("primal_feasibility_tolerance", "mip_feasibility_tolerance")
 
@@ -37,7 +43,7 @@ def milp_tolerances(options: dict | None = None) -> dict:
 
     primal_feasibility_tolerance / mip_feasibility_tolerance go to HiGHS (row and integrality
     violations it accepts); `margin` loosens property rows; `strict_tol` is the least slack t*
-    on strict atoms that counts as sat.
+    on strict atoms that counts as sat; `sat_slack` is the slack at which the search stops.
     """
     opts = options or {}
     return {k: float(opts.get(k, v)) for k, v in DEFAULT_TOLERANCES.items()}
@@ -82,20 +88,25 @@ def build_highs(model: MilpModel, options: dict | None = None):
     return h
 
 
-def float_check(problem, x) -> bool:
-    """Does the float64 point `x` meet the input constraints and property (no tolerance)?"""
+def float_check(problem, x, slack: float = 1e-9) -> bool:
+    """Does the float64 point `x` meet the input constraints and property with `slack` to spare?
+
+    (Equalities: within `slack`. A point that passes is very likely to pass exact replay.)
+    """
     from nnir.ir.evaluate import evaluate, holds
 
     vals = evaluate(problem.net, x)
-    return all(holds(a, vals) for a in problem.input_constraints) and holds(problem.prop, vals)
+    return all(holds(a, vals, -slack) for a in problem.input_constraints) and \
+        holds(problem.prop, vals, -slack)
 
 
 class HighsBackend(Backend):
     """MILP via HiGHS (big-M ReLUs); fast, but its verdicts rest on float tolerances.
 
-    Options: `margin`, `strict_tol`, `primal_feasibility_tolerance`, `mip_feasibility_tolerance`
-    (see `milp_tolerances`), `threads` (HiGHS threads; default HiGHS's own), `retry_unrelaxed`
-    (re-solve with margin 0 when a witness fails a float64 check; default False).
+    Options: `margin`, `strict_tol`, `sat_slack`, `primal_feasibility_tolerance`,
+    `mip_feasibility_tolerance` (see `milp_tolerances`); `strict` ("slack", default: decide strict
+    atoms on their maximised slack; "relax": make them non-strict); `polish` (default True:
+    re-solve for an interior witness when the first fails a float64 check); `threads`.
     """
 
     name = "highs"
@@ -112,71 +123,94 @@ class HighsBackend(Backend):
 
         Args:
             problem: a `VerifyProblem` (with bound facts).
-            timeout: seconds for HiGHS (`time_limit`); None for no limit.
-            margin: overrides the `margin` option (0 solves the unrelaxed model).
+            timeout: seconds for HiGHS (`time_limit`), for both solves together; None: no limit.
+            margin: overrides the `margin` option (0 solves the unloosened model).
         Returns:
             The `Answer`; `inputs` are Python floats clipped into the input box.
         """
         tols = milp_tolerances(self.options)
         if margin is not None:
             tols["margin"] = float(margin)
-        ans = self._solve(problem, timeout, tols)
-        if (ans.status == "sat" and tols["margin"] > 0 and self.options.get("retry_unrelaxed")
-                and not float_check(problem, ans.inputs)):
-            again = self._solve(problem, timeout, {**tols, "margin": 0.0})
-            if again.status == "sat":
-                again.info["retried_unrelaxed"] = True
-                return again
+        strict = self.options.get("strict", "slack")
+        if strict not in ("slack", "relax"):
+            raise ValueError(f"option strict must be 'slack' or 'relax', not {strict!r}")
+        start = time.perf_counter()
+        ans = self._solve(problem, "strict" if strict == "slack" else "none", timeout, tols)
+        if ans.status != "sat" or not self.options.get("polish", True) or \
+                float_check(problem, ans.inputs):
+            return ans
+        left = None if timeout is None else timeout - (time.perf_counter() - start)
+        if left is not None and left <= 0:
+            return ans
+        better = self._solve(problem, "all", left, tols)
+        # Its slack may be 0 (a tight non-strict atom): keep it if it meets the property in floats.
+        if better.status == "sat" and float_check(problem, better.inputs, slack=0.0):
+            better.info["polished"] = True
+            return better
+        ans.info["polish"] = f"no interior witness ({better.info.get('highs_status')})"
         return ans
 
-    def _solve(self, problem, timeout, tols: dict) -> Answer:
+    def _solve(self, problem, slack: str, timeout, tols: dict) -> Answer:
         import highspy
 
         t0 = time.perf_counter()
-        model = to_milp(problem, margin=tols["margin"])
+        model = to_milp(problem, margin=tols["margin"], slack=slack)
         opts = {k: tols[k] for k in _HIGHS_TOLS}
         if timeout is not None:
             opts["time_limit"] = float(timeout)
         if "threads" in self.options:
             opts["threads"] = int(self.options["threads"])
-        strict = bool(model.objective)
-        if strict:  # stop only near the true optimum of t, so t* <= strict_tol is meaningful
+        has_t = model.slack_var is not None
+        by_slack = has_t and slack == "strict"  # strict atoms decided on t* (else relaxed)
+        if by_slack:  # stop only near the optimum of t, so t* <= strict_tol is meaningful
             opts["mip_abs_gap"] = tols["strict_tol"] / 10
         h = build_highs(model, opts)
+        if has_t:
+            h.cbMipInterrupt.subscribe(_stop_at(tols["sat_slack"]))
+        if "threads" in opts:  # HiGHS's scheduler is global: a new thread count needs a reset,
+            h.resetGlobalScheduler(True)  # else run() fails with model status "Not Set"
         h.run()
-        ms = h.getModelStatus()
-        info = h.getInfo()
+        ms, info = h.getModelStatus(), h.getInfo()
         details = {"model": model.summary(), "notes": list(model.notes),
-                   "highs_status": h.modelStatusToString(ms),
-                   "lower_and_solve_seconds": time.perf_counter() - t0}
+                   "highs_status": h.modelStatusToString(ms)}
         has_point = info.primal_solution_status == 2  # kSolutionStatusFeasible
         S = highspy.HighsModelStatus
-        t_star = info.objective_function_value if strict and has_point else None
-        if has_point and ms in (S.kOptimal, S.kTimeLimit, S.kInterrupt, S.kSolutionLimit,
-                                S.kIterationLimit):
-            if not strict or t_star > tols["strict_tol"]:
-                x = np.asarray(h.getSolution().col_value)[model.input_vars]
-                if strict:
-                    details["strict_slack"] = t_star
-                return Answer("sat", _clip_to_box(problem.net, x), "HiGHS found a point",
-                              details)
-        if ms in (S.kInfeasible, S.kUnboundedOrInfeasible) or (strict and ms == S.kOptimal):
+        t_star = info.objective_function_value if has_t and has_point else None
+        if t_star is not None:
+            details["slack"] = t_star
+        details["seconds"] = time.perf_counter() - t0
+        stopped = (S.kOptimal, S.kTimeLimit, S.kInterrupt, S.kSolutionLimit, S.kIterationLimit)
+        if has_point and ms in stopped and (not by_slack or t_star > tols["strict_tol"]):
+            x = np.asarray(h.getSolution().col_value)[model.input_vars]
+            return Answer("sat", _clip_to_box(problem.net, x), "HiGHS found a point", details)
+        if ms in (S.kInfeasible, S.kUnboundedOrInfeasible) or (by_slack and ms == S.kOptimal):
             # Every column is bounded, so "unbounded or infeasible" can only be infeasible.
             why = "the model is infeasible" if t_star is None else \
                 f"the strict atoms' best slack is {t_star:.3g} <= strict_tol"
             info_d = {"tolerance": "HiGHS floating-point tolerances", "exact": False,
-                      **opts, "margin": tols["margin"], **details}
-            info_d.pop("time_limit", None)
-            if strict:
-                info_d["strict_tol"] = tols["strict_tol"]
-                info_d["mip_dual_bound"] = info.mip_dual_bound
+                      **{k: opts[k] for k in _HIGHS_TOLS}, "margin": tols["margin"]}
+            if by_slack:
+                info_d.update(strict_tol=tols["strict_tol"], mip_dual_bound=info.mip_dual_bound)
             return Answer("unsat", None, f"HiGHS: {why}; this unsat rests on HiGHS's "
-                          "floating-point tolerances (not an exact proof)", info_d)
+                          "floating-point tolerances (not an exact proof)", {**info_d, **details})
         if ms == S.kTimeLimit:
             return Answer("timeout", None, f"HiGHS hit the time limit ({timeout} s)", details)
         bad = (S.kLoadError, S.kModelError, S.kPresolveError, S.kSolveError, S.kPostsolveError)
         status = "error" if ms in bad else "unknown"
         return Answer(status, None, f"HiGHS model status: {h.modelStatusToString(ms)}", details)
+
+
+def _stop_at(target: float):
+    """A `cbMipInterrupt` callback that stops HiGHS once the incumbent's slack reaches `target`.
+
+    (`cbMipImprovingSolution` ignores `user_interrupt`; the interrupt callback honours it. With
+    no incumbent yet, `mip_primal_bound` is -inf for our maximisation.)
+    """
+    def callback(event) -> None:
+        if event.data_out.mip_primal_bound >= target:
+            event.data_in.user_interrupt = True
+
+    return callback
 
 
 def _clip_to_box(net, x: np.ndarray) -> list[float]:

@@ -14,15 +14,21 @@ Encoding, in order:
   row of disjunct i is switched off by big-M when d_i = 0: `e >= r` becomes `e >= r - M (1 - d_i)`
   with M >= r - min(e) taken from interval bounds of e over the variables' boxes, padded.
 
-Strict inequalities (`<`, `>`) have no MILP form. With `strict="slack"` (default) every strict
-atom `e > r` becomes `e - t >= r` for one shared continuous t in [-margin, 1] and the objective
-maximises t: the problem is satisfiable iff the optimum t* > 0, so the backend decides on t* (up to
-its tolerances). With `strict="relax"` they become plain non-strict rows, a relaxation: an
-infeasible model is still a sound unsat, and a witness must be replayed exactly. Either way a note
-is recorded in `model.notes`.
+Strict inequalities (`<`, `>`) have no MILP form, and a witness on a row's boundary may fail
+exact replay. Both are met with one shared continuous slack t in [-margin, 1] that the objective
+maximises: an atom `e >= r` (or `e > r`) becomes `e - t >= r`, `e <= r` becomes `e + t <= r`.
+Which atoms get t is the `slack` argument:
+- "strict" (default): only strict atoms; the problem is satisfiable iff t* > 0, so the backend
+  decides on t* (up to its tolerances);
+- "all": every inequality atom of the property and input constraints, so the solver looks for
+  the witness farthest inside the property (it may stop once t is comfortably positive);
+- "none": no t; strict atoms become non-strict rows, a relaxation (an infeasible model is still
+  a sound unsat, and a witness must be replayed exactly).
+Equality atoms never get t. Each deviation from the exact problem is recorded in `model.notes`.
 
-`margin` > 0 loosens every property and input-constraint row by that absolute amount, so an
-"infeasible" verdict survives the solver's rounding (see `highs_backend.milp_tolerances`).
+`margin` > 0 loosens every property and input-constraint row by that absolute amount (through
+t's lower bound -margin, or the row's side when it has no t), so an "infeasible" verdict survives
+the solver's rounding (see `highs_backend.milp_tolerances`).
 """
 from __future__ import annotations
 
@@ -40,7 +46,8 @@ from nnir.queries.problem import VerifyProblem
 # the float rounding of the interval sums (~1e-16 relative) and the solver's feasibility tolerance.
 M_REL_PAD = 1e-6
 M_ABS_PAD = 1e-6
-STRICT_SLACK_NAME = "strict_slack"
+SLACK_NAME = "prop_slack"
+SLACK_MODES = ("strict", "all", "none")
 
 
 def legal_name(text: str) -> str:
@@ -53,15 +60,15 @@ def legal_name(text: str) -> str:
 class _Lowering:
     """State of one lowering: the model, each node's variables and their bounds."""
 
-    def __init__(self, problem: VerifyProblem, margin: float, strict: str):
-        if strict not in ("slack", "relax"):
-            raise ValueError(f"strict must be 'slack' or 'relax', not {strict!r}")
-        self.p, self.margin, self.strict = problem, float(margin), strict
+    def __init__(self, problem: VerifyProblem, margin: float, slack: str):
+        if slack not in SLACK_MODES:
+            raise ValueError(f"slack must be one of {SLACK_MODES}, not {slack!r}")
+        self.p, self.margin, self.slack = problem, float(margin), slack
         self.net = problem.net
         self.m = MilpModel(name=legal_name(self.net.name))
         self.vars: dict[str, np.ndarray] = {}  # node -> var index per entry (-1: constant 0)
         self.bounds: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # node -> value bounds
-        self.t = None  # the strict slack variable, made on first use
+        self.t = None  # the shared slack variable, made on first use
         self.n_or = 0
 
     # ------------------------------------------------------------------ network
@@ -167,21 +174,21 @@ class _Lowering:
                 coef.append(c)
         r = float(atom.rhs)
         strict = atom.rel in ("<", ">")
-        if strict and self.strict == "slack":
+        if strict:
+            self.m.strict = True
+            if self.slack == "none":
+                self.m.notes.append(f"{tag}: strict '{atom.rel}' relaxed to non-strict")
+        if atom.rel != "==" and (self.slack == "all" or (strict and self.slack == "strict")):
+            # e - t >= r (or -e - t >= -r): the margin is t's lower bound, -t adds at most 1
             t = self.slack_var()
-            sides = [(idx + [t], coef + [-1.0], r, elo - 1.0)] if atom.rel == ">" else \
-                [([*idx, t], [-c for c in coef] + [-1.0], -r, -ehi - 1.0)]
-            self.m.notes.append(f"{tag}: strict '{atom.rel}' as non-strict minus the maximised "
-                                f"slack {STRICT_SLACK_NAME}")
+            sides = [(idx + [t], coef + [-1.0], r, elo - 1.0)] if atom.rel[0] == ">" else \
+                [(idx + [t], [-c for c in coef] + [-1.0], -r, -ehi - 1.0)]
         else:
-            r_lo, r_hi = r - self.margin, r + self.margin  # relaxed by the margin
             sides = []
             if atom.rel in (">=", ">", "=="):
-                sides.append((idx, coef, r_lo, elo))
+                sides.append((idx, coef, r - self.margin, elo))
             if atom.rel in ("<=", "<", "=="):
-                sides.append((idx, [-c for c in coef], -r_hi, -ehi))
-            if strict:
-                self.m.notes.append(f"{tag}: strict '{atom.rel}' relaxed to non-strict")
+                sides.append((idx, [-c for c in coef], -(r + self.margin), -ehi))
         for s, (i, c, rhs, lmin) in enumerate(sides):
             self.ge(i, c, rhs, lmin, guard, tag if len(sides) == 1 else f"{tag}_{'gl'[s]}e")
 
@@ -199,9 +206,10 @@ class _Lowering:
 
     def slack_var(self) -> int:
         if self.t is None:
-            self.t = self.m.add_var(STRICT_SLACK_NAME, -self.margin, 1.0)
-            self.m.objective = {self.t: 1.0}
-            self.m.sense = "max"
+            self.t = self.m.add_var(SLACK_NAME, -self.margin, 1.0)
+            self.m.objective, self.m.sense, self.m.slack_var = {self.t: 1.0}, "max", self.t
+            self.m.notes.append(f"{self.slack} inequality atoms share the slack {SLACK_NAME}, "
+                                "maximised")
         return self.t
 
 
@@ -211,14 +219,14 @@ def _row(index, value, lo, hi, name) -> Row:
                float(lo), float(hi), name)
 
 
-def to_milp(problem: VerifyProblem, margin: float = 0.0, strict: str = "slack") -> MilpModel:
+def to_milp(problem: VerifyProblem, margin: float = 0.0, slack: str = "strict") -> MilpModel:
     """Lower a verification problem to a MILP model (see the module docstring for the encoding).
 
     Args:
         problem: the problem; `problem.net.facts` supplies the big-M bounds (IBP is run when
             they are missing).
         margin: absolute amount by which every property and input-constraint row is loosened.
-        strict: "slack" (maximise a shared slack on strict atoms) or "relax" (make them non-strict).
+        slack: which atoms share the maximised slack t: "strict", "all" or "none".
     Returns:
         The model; `model.input_vars` are the input columns, `model.notes` its deviations.
     Raises:
@@ -230,7 +238,7 @@ def to_milp(problem: VerifyProblem, margin: float = 0.0, strict: str = "slack") 
                                net.span)
     if net.facts is None or any(lay.name not in net.facts.lo for lay in net.layers):
         net = IntervalBounds().run(net, None)
-    low = _Lowering(problem, margin, strict)
+    low = _Lowering(problem, margin, slack)
     low.inputs()
     facts = net.facts
     for lay in net.layers:

@@ -45,7 +45,8 @@ class MilpModel:
     """Variables, rows, a sparse objective (`sense` "min" or "max"; may be empty) and notes.
 
     `input_vars[i]` is the variable of network input i (the witness is read from these);
-    `notes` records every place the model differs from the exact problem (e.g. strict
+    `slack_var` is the maximised property slack t, if any, and `strict` says whether the
+    property has strict atoms (then sat needs t* > 0; see `lower.py`); `notes` records every place the model differs from the exact problem (e.g. strict
     inequalities made non-strict), for the backend's report.
     """
 
@@ -54,6 +55,8 @@ class MilpModel:
     objective: dict[int, float] = field(default_factory=dict)
     sense: str = "min"
     input_vars: list[int] = field(default_factory=list)
+    slack_var: int | None = None
+    strict: bool = False
     notes: list[str] = field(default_factory=list)
     name: str = "nnir"
 

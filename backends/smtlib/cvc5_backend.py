@@ -10,7 +10,7 @@ import time
 from fractions import Fraction
 
 from nnir.backends.base import Answer, Backend
-from nnir.backends.smtlib.lower import LOWERING_OPTIONS, check_options, script_for, timeout_ms
+from nnir.backends.smtlib.lower import check_options, script_for, timeout_ms
 
 _SKIPPED = ("check-sat", "get-value")
 
@@ -27,7 +27,7 @@ class Cvc5Backend(Backend):
     modules = ("cvc5",)
 
     def __init__(self, **options):
-        check_options(self.name, options, LOWERING_OPTIONS)
+        check_options(self.name, options)
         super().__init__(**options)
 
     def solve_verify(self, problem, timeout: float | None = None) -> Answer:

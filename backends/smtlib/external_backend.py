@@ -15,7 +15,7 @@ import time
 from fractions import Fraction
 
 from nnir.backends.base import Answer, Backend
-from nnir.backends.smtlib.lower import LOWERING_OPTIONS, check_options, script_for, unquote
+from nnir.backends.smtlib.lower import check_options, script_for, unquote
 
 DEFAULT_CMD = "z3 -in"
 _TOKEN = re.compile(r'\s+|;[^\n]*|(\()|(\))|(\|[^|]*\||"(?:[^"]|"")*"|[^\s()|";]+)')
@@ -40,7 +40,7 @@ class ExternalBackend(Backend):
     modules = ()
 
     def __init__(self, **options):
-        check_options(self.name, options, LOWERING_OPTIONS + ("cmd",))
+        check_options(self.name, options)
         super().__init__(**options)
 
     @classmethod
@@ -65,8 +65,10 @@ class ExternalBackend(Backend):
         info["logic"] = script.logic
         start = time.perf_counter()
         try:
+            # check=False: a non-zero exit is judged from the output (z3 exits 1 after unsat
+            # because get-value then fails); on timeout run() kills the process.
             proc = subprocess.run(argv, input=script.text, capture_output=True, text=True,
-                                  timeout=timeout)  # on timeout the process is killed
+                                  timeout=timeout, check=False)
         except subprocess.TimeoutExpired:
             info["time_s"] = time.perf_counter() - start
             return Answer("timeout", message=f"'{cmd}' killed after {timeout} s", info=info)

@@ -11,7 +11,7 @@ import time
 from fractions import Fraction
 
 from nnir.backends.base import Answer, Backend
-from nnir.backends.smtlib.lower import LOWERING_OPTIONS, check_options, script_for, timeout_ms
+from nnir.backends.smtlib.lower import check_options, script_for, timeout_ms
 
 # How to pass a time limit in milliseconds to the solvers PySMT wraps (its options are per solver).
 _TIMEOUT_OPTION = {"z3": "timeout", "cvc5": "tlimit-per"}
@@ -29,7 +29,7 @@ class PysmtBackend(Backend):
     modules = ("pysmt",)
 
     def __init__(self, **options):
-        check_options(self.name, options, LOWERING_OPTIONS + ("solver",))
+        check_options(self.name, options)
         super().__init__(**options)
 
     def solve_verify(self, problem, timeout: float | None = None) -> Answer:

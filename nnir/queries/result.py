@@ -53,8 +53,11 @@ class Result:
             lines.extend("  " + m for m in self.message.splitlines())
         if self.witness:
             w = self.witness
+            # Short exact values print as they are; long rationals print rounded (marked ~),
+            # the exact text being in the JSON output.
             lines.append("  witness: " + ", ".join(
-                f"{n}={v}" for n, v in zip(w["input_names"], w["inputs"])))
+                f"{n}={v}" if len(v) <= 24 else f"{n}~{f:.12g}"
+                for n, v, f in zip(w["input_names"], w["inputs"], w["inputs_float"])))
             lines.append("  outputs: " + ", ".join(
                 f"{n}={v:.9g}" for n, v in zip(w["output_names"], w["outputs"])))
         if self.replay:

@@ -1,0 +1,51 @@
+"""Every installed backend gives the known verdict on the shared problem library, and the
+`where` clause and `auto` choice behave the same way across them."""
+import pytest
+from problems import PROBLEMS, TINY, source_of
+
+import nnir
+from nnir.backends import registry
+
+BACKENDS = [n for n in registry.names() if registry.backend_class(n).available()]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("problem", PROBLEMS, ids=[p[0] for p in PROBLEMS])
+def test_known_verdicts(problem, backend):
+    res = nnir.solve(nnir.parse(source_of(problem)), backend=backend, timeout=60)
+    assert res.status == problem[3], res.render()
+    if res.status == "sat":
+        assert res.replay["exact"] and res.witness is not None
+    else:
+        assert res.certified
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_where_clause(backend):
+    prog = nnir.parse(TINY + "verify tiny as a where x[0] - x[1] == 0: y[0] >= -0.4\n"
+                             "verify tiny as b where x[0] == x[1]: y[0] >= -0.5\n")
+    assert nnir.solve(prog, "a", backend=backend).status == "unsat"
+    assert nnir.solve(prog, "b", backend=backend).status == "sat"
+
+
+def test_milp_unsat_says_it_rests_on_tolerances():
+    if "highs" not in BACKENDS:
+        pytest.skip("highspy not installed")
+    res = nnir.solve(nnir.parse(source_of(PROBLEMS[1])), backend="highs")
+    assert res.status == "unsat" and "tolerance" in res.certified
+    exact = nnir.solve(nnir.parse(source_of(PROBLEMS[1])), backend="z3")
+    assert exact.certified.startswith("exact")
+
+
+def test_auto_says_what_it_picked():
+    res = nnir.solve(nnir.parse(source_of(PROBLEMS[0])))
+    assert res.status == "sat"
+    assert any(n.startswith("auto picked") for n in res.notes)
+
+
+def test_unsupported_query_is_an_error_result_not_a_crash():
+    prog = nnir.parse(TINY + "bound tiny.h[0] as b\n")
+    res = nnir.solve(prog, "b", backend="z3")
+    assert res.status == "error"
+    assert "'bound' queries are not supported" in res.message
+    assert "<string>:6:7" in res.message
