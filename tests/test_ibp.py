@@ -72,3 +72,11 @@ def test_ibp_marks_stable_relus():
     out = IntervalBounds().run(prog.networks[0], PassContext())
     assert list(out.facts.stable["h"]) == [1, -1, 0]
     assert out.facts.origin["h"] == "ibp"
+
+
+def test_exact_zero_bound_is_stable_despite_rounding_allowance():
+    prog = nnir.parse("""net n { input x[2] in [-1, 1]
+        relu h[2] = [[1, 0], [0.1, 0.2]] x + [1, 0.3] }""")
+    out = IntervalBounds().run(prog.networks[0], PassContext())
+    assert out.facts.lo["h"][0] == 0.0 and out.facts.lo["h"][1] >= 0.0
+    assert list(out.facts.stable["h"]) == [1, 1]

@@ -51,6 +51,36 @@ def affine_bounds(W: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray):
     return np.nextafter(plo - err, -np.inf), np.nextafter(phi + err, np.inf)
 
 
+def refine_near_zero(lay, plo, phi, slo, shi):
+    """Recompute exactly (in rationals) the bounds whose sign the rounding allowance blurs.
+
+    A pre-activation whose true bound is exactly 0 (e.g. `x + 1` on [-1, 1]) would otherwise be
+    left unstable by the widening and cost a case split; for those few rows the rational sum
+    is cheap and exact given the (sound) source bounds.
+    """
+    width = np.maximum(np.abs(plo), np.abs(phi))
+    near = np.nonzero((plo < 0) & (phi > 0) & ((plo > -1e-9 * (1 + width))
+                                               | (phi < 1e-9 * (1 + width))))[0]
+    if len(near) == 0:
+        return plo, phi
+    plo, phi = plo.copy(), phi.copy()
+    W, b = lay.weight.exact, lay.bias.exact
+    flo = [Fraction(float(v)) for v in slo]
+    fhi = [Fraction(float(v)) for v in shi]
+    for i in near:
+        lo_q = hi_q = b[i]
+        for j, w in enumerate(W[i]):
+            if w > 0:
+                lo_q += w * flo[j]
+                hi_q += w * fhi[j]
+            elif w < 0:
+                lo_q += w * fhi[j]
+                hi_q += w * flo[j]
+        plo[i] = max(plo[i], round_down(lo_q))
+        phi[i] = min(phi[i], round_up(hi_q))
+    return plo, phi
+
+
 def merge(net: Network, origin: str, lo: dict, hi: dict) -> Network:
     """Intersect new bounds with any already known and mark the stable ReLUs."""
     old = net.facts
@@ -87,6 +117,8 @@ class IntervalBounds:
         for lay in net.layers:
             slo, shi = vals[lay.src]
             plo, phi = affine_bounds(lay.weight.f64, lay.bias.f64, slo, shi)
+            if lay.act == "relu":
+                plo, phi = refine_near_zero(lay, plo, phi, slo, shi)
             if net.facts is not None and lay.name in net.facts.lo:  # reuse tighter known bounds
                 plo = np.maximum(plo, net.facts.lo[lay.name])
                 phi = np.minimum(phi, net.facts.hi[lay.name])
