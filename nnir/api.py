@@ -110,4 +110,4 @@ def to_milp(prog: Program, query=None):
     return lower(prepare(prog, _pick(prog, query)))
 
 
-__all__ = ["network", "program", "solve", "to_smtlib", "to_milp", "parse"]
+__all__ = ["network", "parse", "program", "solve", "to_milp", "to_smtlib"]

@@ -110,4 +110,4 @@ def _emit_error(args, text: str) -> None:
         print(text, file=sys.stderr)
 
 
-from nnir.cli_commands import COMMANDS  # noqa: E402  (the commands import the heavy modules)
+from nnir.cli_commands import COMMANDS  # noqa: E402 (after main: the commands import more)

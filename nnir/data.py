@@ -165,7 +165,8 @@ def _csv(path: str, opts: dict) -> LoadedData:
         try:
             vals = [float(c) for c in r]
         except ValueError:
-            raise ValueError(f"row {k} of the CSV file is not numeric: {','.join(r)[:60]}")
+            raise ValueError(f"row {k} of the CSV file is not numeric: "
+                             f"{','.join(r)[:60]}") from None
         if len(vals) != len(rows[0]):
             raise ValueError(f"row {k} of the CSV file has {len(vals)} columns, "
                              f"expected {len(rows[0])}")
@@ -177,4 +178,4 @@ def _csv(path: str, opts: dict) -> LoadedData:
     return LoadedData(np.array(X, dtype=np.float64), np.array(y, dtype=np.int64))
 
 
-__all__ = ["LoadedData", "load_dataset", "sphere_planes", "GENERATORS"]
+__all__ = ["GENERATORS", "LoadedData", "load_dataset", "sphere_planes"]

@@ -1,4 +1,4 @@
-"""Shared test settings: hypothesis kept cheap for CI (NNIR_HYPOTHESIS_PROFILE=thorough for more)."""
+"""Shared test settings: hypothesis kept cheap for CI (NNIR_HYPOTHESIS_PROFILE=thorough: more)."""
 import os
 
 from hypothesis import HealthCheck, settings

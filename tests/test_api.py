@@ -3,9 +3,9 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from helpers import EXAMPLES
 
 import nnir
-from helpers import EXAMPLES
 
 
 def _tiny():

@@ -5,8 +5,8 @@ import subprocess
 import sys
 
 import pytest
-
 from helpers import EXAMPLES, ROOT
+
 from nnir.backends import registry
 
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.nnir"))

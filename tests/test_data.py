@@ -1,9 +1,9 @@
 """Datasets: the sphere_planes generator and the file formats."""
 import numpy as np
 import pytest
+from helpers import EXAMPLES
 
 import nnir
-from helpers import EXAMPLES
 from nnir.data import load_dataset, sphere_planes
 
 

@@ -3,14 +3,14 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from helpers import EXAMPLES
 from hypothesis import given
 from hypothesis import strategies as st
+from strategies import formulas, networks
 
 import nnir
 from nnir.ir.nodes import Program, Ref, Unknown, Verify
 from nnir.ir.printer import print_network, print_program
-from helpers import EXAMPLES
-from strategies import formulas, networks
 
 ALL_EXAMPLES = sorted(EXAMPLES.glob("*.nnir"))
 

@@ -111,13 +111,14 @@ class _Lowering:
         self.vars[lay.name] = y
         self.bounds[lay.name] = (np.maximum(lo, 0.0), np.maximum(hi, 0.0))
 
-    def relu(self, name: str, z: int, l: float, u: float) -> int:
+    def relu(self, name: str, z: int, l: float, u: float) -> int:  # noqa: E741 (paper's l, u)
         """y = max(z, 0) for l < 0 < u: Tjeng, Xiao & Tedrake (ICLR 2019), eq. (5)."""
         m = self.m
         y = m.add_var(name, 0.0, u)  # y >= 0 is the variable's lower bound
         a = m.add_var("a_" + name, 0.0, 1.0, integer=True)
         m.rows.append(_row([y, z], [1.0, -1.0], 0.0, INF, f"relu_ge_{name}"))  # y >= z
-        m.rows.append(_row([y, z, a], [1.0, -1.0, -l], -INF, -l, f"relu_lo_{name}"))  # y <= z - l(1-a)
+        # y <= z - l (1 - a)
+        m.rows.append(_row([y, z, a], [1.0, -1.0, -l], -INF, -l, f"relu_lo_{name}"))
         m.rows.append(_row([y, a], [1.0, -u], -INF, 0.0, f"relu_up_{name}"))  # y <= u a
         return y
 

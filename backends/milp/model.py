@@ -46,8 +46,9 @@ class MilpModel:
 
     `input_vars[i]` is the variable of network input i (the witness is read from these);
     `slack_var` is the maximised property slack t, if any, and `strict` says whether the
-    property has strict atoms (then sat needs t* > 0; see `lower.py`); `notes` records every place the model differs from the exact problem (e.g. strict
-    inequalities made non-strict), for the backend's report.
+    property has strict atoms (then sat needs t* > 0; see `lower.py`); `notes` records every
+    place the model differs from the exact problem (e.g. strict inequalities made non-strict),
+    for the backend's report.
     """
 
     vars: list[Var] = field(default_factory=list)

@@ -86,7 +86,7 @@ def read_answer(stdout: str, stderr: str, names: list[str], cmd: str, info: dict
     except ValueError as exc:
         return Answer("error", message=f"'{cmd}' printed unreadable output ({exc}): "
                       f"{_excerpt(stdout, stderr)}", info=info)
-    for k, e in enumerate(exprs):
+    for k, e in enumerate(exprs):  # noqa: B007 (k is the answer's position, used below)
         if isinstance(e, list) and e and e[0] == "error":
             # An error before the answer means part of the script was not read: trust nothing.
             return Answer("error", message=f"'{cmd}' reported {_show(e)}", info=info)

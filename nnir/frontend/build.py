@@ -10,8 +10,27 @@ from lark import Token, Tree
 from nnir.errors import DslError, InputFileError, Span
 from nnir.ir.const import Const, parse_number
 from nnir.ir.nodes import (
-    And, Atom, BoolConst, Bound, Compress, Dataset, Dense, Equiv, FileData, GeneratedData,
-    InlineData, Input, Network, Not, Or, Program, Ref, Stable, Train, Unknown, Verify,
+    And,
+    Atom,
+    BoolConst,
+    Bound,
+    Compress,
+    Dataset,
+    Dense,
+    Equiv,
+    FileData,
+    GeneratedData,
+    InlineData,
+    Input,
+    Network,
+    Not,
+    Or,
+    Program,
+    Ref,
+    Stable,
+    Train,
+    Unknown,
+    Verify,
 )
 
 

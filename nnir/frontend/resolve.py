@@ -1,4 +1,4 @@
-"""Name-dependent sugar, expanded once every network is known: `sum(v)` and unknown-weight shapes."""
+"""Sugar that needs every network known: expand `sum(v)`, give unknown weights their shapes."""
 from __future__ import annotations
 
 from dataclasses import replace

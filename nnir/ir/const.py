@@ -94,7 +94,7 @@ class Const:
             self._f64.setflags(write=False)
 
     @classmethod
-    def exact_of(cls, values) -> "Const":
+    def exact_of(cls, values) -> Const:
         """From (nested lists of) ints, strings, Fractions or floats, each taken exactly."""
         arr = np.array(values, dtype=object)
         flat = [to_fraction(v) for v in arr.reshape(-1)]
@@ -103,7 +103,7 @@ class Const:
         return cls(exact=out.reshape(arr.shape))
 
     @classmethod
-    def of_floats(cls, values) -> "Const":
+    def of_floats(cls, values) -> Const:
         """From a float array; the exact values are the binary values of its float64 copy."""
         arr = np.array(values, dtype=np.float64)  # float32 -> float64 is exact
         if not np.all(np.isfinite(arr)):
@@ -111,7 +111,7 @@ class Const:
         return cls(f64=arr)
 
     @classmethod
-    def zeros(cls, shape) -> "Const":
+    def zeros(cls, shape) -> Const:
         return cls(f64=np.zeros(shape))
 
     @property

@@ -9,7 +9,7 @@ _FLIP = {"<=": ">", "<": ">=", ">=": "<", ">": "<="}
 
 
 def nnf(f: Formula, negate: bool = False) -> Formula:
-    """Push negations into atoms: the result has no `Not` (`not a == b` becomes `a < b or a > b`)."""
+    """Push negations into atoms, leaving no `Not` (`not a == b` becomes `a < b or a > b`)."""
     if isinstance(f, BoolConst):
         return BoolConst(f.value != negate, f.span)
     if isinstance(f, Not):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Union
 
 from nnir.errors import Span
 from nnir.ir.const import Const
@@ -32,7 +31,7 @@ class Unknown:
     span: Span | None = _span()
 
 
-Tensor = Union[Const, Unknown]
+Tensor = Const | Unknown
 
 
 # ----------------------------------------------------------------------------- linear algebra
@@ -62,19 +61,19 @@ class Atom:
 
 @dataclass(frozen=True)
 class And:
-    args: tuple["Formula", ...]
+    args: tuple[Formula, ...]
     span: Span | None = _span()
 
 
 @dataclass(frozen=True)
 class Or:
-    args: tuple["Formula", ...]
+    args: tuple[Formula, ...]
     span: Span | None = _span()
 
 
 @dataclass(frozen=True)
 class Not:
-    arg: "Formula"
+    arg: Formula
     span: Span | None = _span()
 
 
@@ -84,7 +83,7 @@ class BoolConst:
     span: Span | None = _span()
 
 
-Formula = Union[Atom, And, Or, Not, BoolConst]
+Formula = Atom | And | Or | Not | BoolConst
 
 
 # ----------------------------------------------------------------------------- networks
@@ -187,7 +186,7 @@ class GeneratedData:
 @dataclass(frozen=True)
 class Dataset:
     name: str
-    source: Union[InlineData, FileData, GeneratedData]
+    source: InlineData | FileData | GeneratedData
     span: Span | None = _span()
 
 
@@ -255,7 +254,7 @@ class Equiv:
     kind = "equiv"
 
 
-Query = Union[Verify, Train, Bound, Stable, Compress, Equiv]
+Query = Verify | Train | Bound | Stable | Compress | Equiv
 QUERY_KINDS = ("verify", "train", "bound", "stable", "compress", "equiv")
 
 

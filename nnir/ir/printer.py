@@ -3,10 +3,28 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from nnir.ir.const import Const, format_number
+from nnir.ir.const import format_number
 from nnir.ir.nodes import (
-    And, Atom, BoolConst, Bound, Compress, Dataset, Dense, Equiv, FileData, Formula,
-    GeneratedData, InlineData, Network, Not, Or, Program, Stable, Train, Unknown, Verify,
+    And,
+    Atom,
+    BoolConst,
+    Bound,
+    Compress,
+    Dataset,
+    Dense,
+    Equiv,
+    FileData,
+    Formula,
+    GeneratedData,
+    InlineData,
+    Network,
+    Not,
+    Or,
+    Program,
+    Stable,
+    Train,
+    Unknown,
+    Verify,
 )
 
 _PREC = {Or: 1, And: 2, Not: 3}
@@ -113,7 +131,8 @@ def print_formula(f: Formula, parent: int = 0) -> str:
 def print_dataset(d: Dataset) -> str:
     src = d.source
     if isinstance(src, InlineData):
-        rows = [f"  [{', '.join(_num(v) for v in p)}] -> {y}" for p, y in zip(src.points, src.labels)]
+        rows = [f"  [{', '.join(_num(v) for v in p)}] -> {y}"
+                for p, y in zip(src.points, src.labels)]
         return f"data {d.name} {{\n" + "\n".join(rows) + "\n}\n"
     if isinstance(src, FileData):
         opts = "".join(f" {k} {_string(v) if isinstance(v, str) else _value(v)}"
@@ -167,5 +186,11 @@ def print_query(q) -> str:
     raise TypeError(type(q).__name__)
 
 
-__all__ = ["print_program", "print_network", "print_dataset", "print_query", "print_formula",
-           "print_atom", "Const"]
+__all__ = [
+    "print_atom",
+    "print_dataset",
+    "print_formula",
+    "print_network",
+    "print_program",
+    "print_query",
+]

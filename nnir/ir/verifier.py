@@ -9,8 +9,18 @@ from nnir.errors import IrError
 from nnir.ir.const import Const
 from nnir.ir.formula import atoms
 from nnir.ir.nodes import (
-    ACTIVATIONS, RELATIONS, Atom, Bound, Compress, Equiv, Network, Program, Stable, Train,
-    Unknown, Verify,
+    ACTIVATIONS,
+    RELATIONS,
+    Atom,
+    Bound,
+    Compress,
+    Equiv,
+    Network,
+    Program,
+    Stable,
+    Train,
+    Unknown,
+    Verify,
 )
 
 

@@ -84,23 +84,23 @@ def refine_near_zero(lay, plo, phi, slo, shi):
 def merge(net: Network, origin: str, lo: dict, hi: dict) -> Network:
     """Intersect new bounds with any already known and mark the stable ReLUs."""
     old = net.facts
-    L, H, S, O = {}, {}, {}, {}
+    L, H, S, orig = {}, {}, {}, {}
     for lay in net.layers:
         lo_new, hi_new = lo[lay.name], hi[lay.name]
         if old is not None and lay.name in old.lo:
             tighter = (lo_new > old.lo[lay.name]) | (hi_new < old.hi[lay.name])
             lo_new = np.maximum(lo_new, old.lo[lay.name])
             hi_new = np.minimum(hi_new, old.hi[lay.name])
-            O[lay.name] = origin if tighter.any() else old.origin[lay.name]
+            orig[lay.name] = origin if tighter.any() else old.origin[lay.name]
         else:
-            O[lay.name] = origin
+            orig[lay.name] = origin
         L[lay.name], H[lay.name] = lo_new, hi_new
         st = np.zeros(lay.size, dtype=np.int8)
         if lay.act == "relu":
             st[lo_new >= 0] = 1
             st[hi_new <= 0] = -1
         S[lay.name] = st
-    return replace(net, facts=Facts(L, H, S, O))
+    return replace(net, facts=Facts(L, H, S, orig))
 
 
 class IntervalBounds:

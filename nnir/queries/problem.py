@@ -20,7 +20,7 @@ class VerifyProblem:
     name: str = "query"
 
     @classmethod
-    def from_query(cls, q: Verify, net: Network) -> "VerifyProblem":
+    def from_query(cls, q: Verify, net: Network) -> VerifyProblem:
         return cls(net, tuple(q.where), nnf(q.prop), q.name)
 
     @property
