@@ -37,10 +37,21 @@ def test_milp_unsat_says_it_rests_on_tolerances():
     assert exact.certified.startswith("exact")
 
 
-def test_auto_says_what_it_picked():
+def test_auto_says_what_it_ran_and_proves_small_unsat_exactly():
     res = nnir.solve(nnir.parse(source_of(PROBLEMS[0])))
-    assert res.status == "sat"
-    assert any(n.startswith("auto picked") for n in res.notes)
+    assert res.status == "sat" and res.replay["exact"]
+    assert any(n.startswith("auto ") for n in res.notes)
+    res = nnir.solve(nnir.parse(source_of(PROBLEMS[1])))
+    assert res.status == "unsat" and res.certified.startswith("exact"), res.render()
+
+
+@pytest.mark.parametrize("problem", [p for p in PROBLEMS if p[0].startswith("third")],
+                         ids=lambda p: p[0])
+def test_close_calls_are_settled_exactly(problem):
+    """A 1e-12 gap is below HiGHS's tolerances: its answer must not stand unchecked."""
+    for backend in ("auto", "highs"):
+        res = nnir.solve(nnir.parse(source_of(problem)), backend=backend)
+        assert res.status == problem[3], (backend, res.render())
 
 
 def test_unsupported_query_is_an_error_result_not_a_crash():

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 from nnir.errors import Span
-from nnir.ir.const import format_number
+from nnir.ir.const import format_number, parse_number
 
 
 @dataclass
@@ -27,6 +28,10 @@ class Result:
     message: str = ""
     notes: list[str] = field(default_factory=list)
     span: Span | None = None
+
+    def add_notes(self, *notes: str, first: bool = False) -> Result:
+        self.notes = (list(notes) + self.notes) if first else (self.notes + list(notes))
+        return self
 
     def to_dict(self) -> dict:
         d = {
@@ -53,11 +58,9 @@ class Result:
             lines.extend("  " + m for m in self.message.splitlines())
         if self.witness:
             w = self.witness
-            # Short exact values print as they are; long rationals print rounded (marked ~),
-            # the exact text being in the JSON output.
             lines.append("  witness: " + ", ".join(
-                f"{n}={v}" if len(v) <= 24 else f"{n}~{f:.12g}"
-                for n, v, f in zip(w["input_names"], w["inputs"], w["inputs_float"])))
+                f"{n}{_show(v, f)}" for n, v, f in
+                zip(w["input_names"], w["inputs"], w["inputs_float"])))
             lines.append("  outputs: " + ", ".join(
                 f"{n}={v:.9g}" for n, v in zip(w["output_names"], w["outputs"])))
         if self.replay:
@@ -66,6 +69,17 @@ class Result:
                          f"float64 {'ok' if r['float64'] else 'FAILED'}")
         lines.extend(f"  note: {n}" for n in self.notes)
         return "\n".join(lines)
+
+
+def _show(exact: str, f: float) -> str:
+    """Exact value text for humans: short decimals as they are; a float64 value by its shortest
+    repr (which names that double exactly); anything else rounded and marked `~` (the exact text
+    is in the JSON output)."""
+    if len(exact) <= 24 and "x" not in exact:
+        return f"={exact}"
+    if Fraction(f) == parse_number(exact):
+        return f"={f!r}"
+    return f"~{f:.12g}"
 
 
 def witness_dict(net, inputs, vals_exact) -> dict:

@@ -44,21 +44,58 @@ def run_query(prog: Program, q, backend: str = "auto", timeout: float | None = N
 
 
 def _verify(prog: Program, q: Verify, backend: str, timeout, options) -> Result:
+    """Solve with the named backend, or, for `auto`, by the plan in `registry.auto_plan`."""
     from nnir.backends import registry
 
+    deadline = None if timeout is None else time.monotonic() + timeout
     problem = prepare(prog, q)
     unstable = count_unstable(problem.net)
     notes = [f"{unstable} unstable ReLUs after interval bounds"]
-    name = backend
-    if backend == "auto":
-        name = registry.choose("verify", "QF_LRA", unstable)
-        notes.append(f"auto picked '{name}'")
+    if backend != "auto":
+        res = _solve_once(problem, q, backend, deadline, options)
+        if res.status == "unknown" and res.replay and not registry.backend_class(backend).exact \
+                and options.get("confirm", True):
+            # A MILP witness failed exact replay: a close call, settled by an exact solver.
+            exact = registry.exact_backends()
+            if exact:
+                res = _solve_once(problem, q, exact[0], deadline, options).add_notes(
+                    f"{backend}'s witness failed exact replay; answered by {exact[0]}")
+        return res.add_notes(*notes, first=True)
+    milp, exact = registry.auto_plan("verify", unstable)
+    if milp is None:
+        return _solve_once(problem, q, exact, deadline, options).add_notes(
+            *notes, f"auto picked '{exact}'", first=True)
+    res = _solve_once(problem, q, milp, deadline, options)
+    notes.append(f"auto ran '{milp}' first")
+    if res.status == "unknown" and res.replay and exact:  # witness failed replay
+        res = _solve_once(problem, q, exact, deadline, options)
+        notes.append(f"{milp}'s witness failed exact replay; answered by '{exact}'")
+    elif res.status == "unsat" and exact and unstable <= registry.AUTO_SMT_MAX_UNSTABLE:
+        # MILP infeasibility rests on tolerances; with few unstable ReLUs an exact proof is
+        # affordable, so get one (a sat here would expose a MILP error: it is replayed too).
+        res2 = _solve_once(problem, q, exact, deadline, options)
+        if res2.status in ("sat", "unsat"):
+            res = res2
+            notes.append(f"{milp} said unsat; '{exact}' answered {res2.status} exactly")
+        else:
+            notes.append(f"exact confirmation by '{exact}' gave {res2.status}; "
+                         f"the {milp} verdict stands")
+    return res.add_notes(*notes, first=True)
+
+
+def _remaining(deadline):
+    return None if deadline is None else max(0.01, deadline - time.monotonic())
+
+
+def _solve_once(problem: VerifyProblem, q: Verify, name: str, deadline, options) -> Result:
+    """One backend call, with the witness replayed and the verdict's basis stated."""
+    from nnir.backends import registry
+
     solver = registry.get_backend(name, **options)
     if "verify" not in solver.kinds:
         raise UnsupportedQuery(f"backend '{name}' does not answer verify queries", q.span)
-    ans = solver.solve_verify(problem, timeout=timeout)
-    res = Result(q.name, "verify", ans.status, name, message=ans.message, notes=notes,
-                 span=q.span)
+    ans = solver.solve_verify(problem, timeout=_remaining(deadline))
+    res = Result(q.name, "verify", ans.status, name, message=ans.message, span=q.span)
     if ans.status == "sat":
         rep = replay_verify(problem, ans.inputs, clip=not solver.exact)
         res.replay = rep.to_dict()
@@ -71,24 +108,11 @@ def _verify(prog: Program, q: Verify, backend: str, timeout, options) -> Result:
             res.status = "unknown"
             res.message = (f"{name} reported sat, but its witness failed replay: "
                            f"{rep.reason} (off by {rep.slack:.3g})")
-            if not solver.exact and options.get("confirm", True):
-                return _confirm_exact(prog, q, problem, res, timeout)
     elif ans.status == "unsat":
         if solver.exact:
             res.certified = f"exact ({name}, QF_LRA over the rationals)"
         else:
-            res.certified = "MILP infeasibility under floating-point tolerances (not exact): " \
-                + ", ".join(f"{k}={v}" for k, v in ans.info.items() if "tol" in k)
+            tols = ", ".join(f"{k} {v}" for k, v in ans.info.items()
+                             if k.endswith("_tolerance") or k in ("margin", "strict_tol"))
+            res.certified = f"MILP under floating-point tolerances, not an exact proof ({tols})"
     return res
-
-
-def _confirm_exact(prog, q, problem, res: Result, timeout) -> Result:
-    """A MILP witness failed exact replay: settle the close call with an exact SMT solver."""
-    from nnir.backends import registry
-
-    exact = [n for n in ("z3", "cvc5") if registry.backend_class(n).available()]
-    if not exact:
-        return res
-    res2 = _verify(prog, q, exact[0], timeout, {"confirm": False})
-    res2.notes = res.notes + [f"MILP witness failed replay; answer confirmed by {exact[0]}"]
-    return res2
