@@ -53,10 +53,11 @@ class PassManager:
 def registered_passes() -> dict[str, Pass]:
     """Every pass by name (the names `--after` accepts)."""
     from nnir.passes.interval import IntervalBounds
+    from nnir.passes.symbolic import SymbolicBounds
 
-    return {p.name: p for p in (IntervalBounds(),)}
+    return {p.name: p for p in (IntervalBounds(), SymbolicBounds())}
 
 
 def default_pipeline() -> PassManager:
-    """The passes run before lowering a query."""
+    """The passes run before lowering a query: IBP, then symbolic bounds (each tightens)."""
     return PassManager(list(registered_passes().values()))

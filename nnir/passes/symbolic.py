@@ -1,0 +1,163 @@
+"""Symbolic (back-substitution) bounds: CROWN / DeepPoly linear bounds on every pre-activation.
+
+For each layer in order, the upper bound of +-z (z its pre-activation) is written as a linear
+function of earlier nodes and pushed back to the input one node at a time, in reverse topological
+order (layers only read earlier nodes, so reverse layer order is one), each node visited once with
+the coefficients of all its readers summed. A ReLU node with pre-activation bounds l < 0 < u is
+replaced by its triangle upper line a z + d (a ~ u / (u - l)) where its coefficient is positive and
+by the CROWN lower line alpha z (alpha = 1 if u >= -l else 0; Zhang et al. 2018, "Efficient Neural
+Network Robustness Certification with General Activation Functions"; Singh et al. 2019, DeepPoly)
+where it is negative; stable ReLUs and linear layers are exact. The result is concretised over the
+outward-rounded input box and intersected with known facts (IBP runs first).
+
+Soundness in float64. The invariant kept for every row r is, for all inputs in the box and the
+exact values h_j of the stored nodes,
+    target_r <= sum_j Lam_j[r] . h_j + c[r] + E[r]
+with Lam_j, c, E the floats actually stored. (1) The relaxation lines are valid as floats: a is
+rounded so that a >= u / (u - l) (and a <= 1) and d = -a l is rounded up, so a l + d >= 0 and
+a u + d >= a (u - l) >= u; ReLU is convex, so the line is above it on [l, u]. alpha is 0 or 1.
+(2) Every float step (the products lam * a, the dot products lam+ . d, mu @ W, mu @ b, the sums
+into Lam and c, and the final concretisation) is a sum of at most N + 2 rounded terms
+(N = the widest node), whose error is at most gamma_{N+2} times the sum of the absolute values
+of its terms (Higham, "Accuracy and Stability of Numerical Algorithms", 3.1), plus one
+half-ulp of underflow per multiplication; a coefficient error on node j matters only through
+|h_j| <= M_j, a sound magnitude bound. Rounding the exact weights to floats adds u |W| + eta.
+So each step adds at most (gamma_{N+2} + u) * mag + underflow terms to E, where mag is that
+sum of |terms| times M, computed alongside with np.abs matrices; we add 4 (N + 3) u * mag plus
+tiny * (operation count), over twice what the analysis needs, which also covers the rounding of
+mag and E themselves (E is rounded up with nextafter after each step). The final bound is
+rounded outward with one nextafter. Any non-finite coefficient or sum (overflow) makes that
+bound infinite, and NaN never reaches the facts.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from nnir.ir.nodes import Dense, Network
+from nnir.passes.interval import input_box, merge
+
+_U = 2.0 ** -53
+_TINY = np.finfo(np.float64).tiny
+
+
+def relu_relaxation(lo: np.ndarray, hi: np.ndarray):
+    """Float lines bounding ReLU on [lo, hi]: relu(z) <= a z + d and relu(z) >= alpha z.
+
+    Returns:
+        (a, d, alpha) arrays; the upper line is valid in exact arithmetic for the float values
+        returned (see the module docstring), alpha is 0 or 1, stable neurons are exact.
+    """
+    active, inactive = lo >= 0, hi <= 0
+    unstable = ~active & ~inactive
+    a = np.where(active, 1.0, 0.0)
+    d = np.zeros_like(a)
+    alpha = a.copy()
+    if unstable.any():
+        zl, zu = lo[unstable], hi[unstable]
+        w = np.nextafter(zu - zl, -np.inf)  # w <= u - l (exactly)
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            s = np.nextafter(zu / w, np.inf)  # s >= u / w >= u / (u - l)
+        s = np.where(w > 0, np.minimum(s, 1.0), 1.0)  # 1 >= u / (u - l) as l < 0
+        a[unstable] = s
+        d[unstable] = np.nextafter(-(s * zl), np.inf)  # d >= -s l
+        alpha[unstable] = (zu >= -zl).astype(np.float64)
+    return a, d, alpha
+
+
+class _Backsub:
+    """Shared state for the back-substitution of one network: bounds, relaxations, magnitudes."""
+
+    def __init__(self, net: Network):
+        self.net = net
+        self.xlo, self.xhi = input_box(net)
+        width = max([net.input.size] + [lay.size for lay in net.layers])
+        self.fac = 4.0 * (width + 3) * _U
+        self.mag = {net.input.name: np.maximum(np.abs(self.xlo), np.abs(self.xhi))}
+        self.zmag: dict[str, np.ndarray] = {}
+        self.relax: dict[str, tuple] = {}
+
+    def record(self, lay: Dense, lo: np.ndarray, hi: np.ndarray) -> None:
+        """Remember sound pre-activation bounds of `lay` (only finite ones are usable)."""
+        if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+            return
+        self.zmag[lay.name] = np.maximum(np.abs(lo), np.abs(hi))
+        if lay.act == "relu":
+            self.relax[lay.name] = relu_relaxation(lo, hi)
+            self.mag[lay.name] = np.maximum(hi, 0.0)
+        else:
+            self.mag[lay.name] = self.zmag[lay.name]
+
+    def _push(self, mu, lay: Dense, lam: dict, c, err):
+        """Replace `mu . z` (z = W src + b, exact W) by coefficients on `lay.src` and a constant."""
+        W, b = lay.weight.f64, lay.bias.f64
+        ms = self.mag[lay.src]
+        nu = mu @ W
+        new = lam[lay.src] + nu if lay.src in lam else nu
+        lam[lay.src] = new
+        c = c + mu @ b
+        amu = np.abs(mu)
+        m = amu @ (np.abs(W) @ ms) + amu @ np.abs(b) + np.abs(new) @ ms + np.abs(c)
+        # underflow: one eta per product, and eta per weight rounded to float (times |mu| M)
+        n_ops = lay.size * (len(ms) + 4) + 2
+        tiny = _TINY * (n_ops + amu.sum(axis=1) * (ms.sum() + 1.0))
+        return c, np.nextafter(err + (self.fac * m + tiny), np.inf)
+
+    def upper(self, k: int, C: np.ndarray) -> np.ndarray:
+        """Sound upper bounds of C z_k over the input box (+inf where none is found)."""
+        net, lay = self.net, self.net.layers[k]
+        rows = C.shape[0]
+        lam: dict[str, np.ndarray] = {}
+        c, err = self._push(C, lay, lam, np.zeros(rows), np.zeros(rows))
+        bad = np.zeros(rows, dtype=bool)
+        for j in range(k - 1, -1, -1):  # reverse topological order
+            lj = net.layers[j]
+            coef = lam.pop(lj.name, None)
+            if coef is None:
+                continue
+            if lj.name not in self.mag:  # no finite bounds known for this node
+                return np.full(rows, np.inf)
+            bad |= ~np.all(np.isfinite(coef), axis=1)
+            if lj.act == "relu":
+                a, d, alpha = self.relax[lj.name]
+                pos, neg = np.maximum(coef, 0.0), np.minimum(coef, 0.0)
+                mu = pos * a + neg * alpha  # disjoint supports: the sum is exact
+                shift = pos @ d
+                c = c + shift
+                m = np.abs(mu) @ self.zmag[lj.name] + shift + np.abs(c)
+                tiny = _TINY * (2 * lj.size + 2)
+                err = np.nextafter(err + (self.fac * m + tiny), np.inf)
+            else:
+                mu = coef
+            c, err = self._push(mu, lj, lam, c, err)
+        lx = lam.pop(net.input.name, np.zeros((rows, net.input.size)))
+        val = np.maximum(lx, 0.0) @ self.xhi + np.minimum(lx, 0.0) @ self.xlo + c
+        m = np.abs(lx) @ self.mag[net.input.name] + np.abs(c)
+        err = np.nextafter(err + (self.fac * m + _TINY * (2 * net.input.size + 2)), np.inf)
+        with np.errstate(invalid="ignore", over="ignore"):
+            out = np.nextafter(val + err, np.inf)
+        bad |= ~np.all(np.isfinite(lx), axis=1) | ~np.isfinite(out)
+        return np.where(bad, np.inf, out)
+
+
+class SymbolicBounds:
+    """Back-substitution (CROWN / DeepPoly) linear bounds, intersected with known facts."""
+
+    name = "symbolic"
+
+    def accepts(self, net: Network) -> bool:
+        return not net.has_unknowns
+
+    def run(self, net: Network, ctx) -> Network:
+        bs = _Backsub(net)
+        known = net.facts
+        lo, hi = {}, {}
+        for k, lay in enumerate(net.layers):
+            eye = np.eye(lay.size)
+            up = bs.upper(k, np.vstack([eye, -eye]))
+            plo, phi = -up[lay.size:], up[:lay.size]
+            if known is not None and lay.name in known.lo:
+                plo = np.maximum(plo, known.lo[lay.name])
+                phi = np.minimum(phi, known.hi[lay.name])
+            lo[lay.name], hi[lay.name] = plo, phi
+            bs.record(lay, plo, phi)
+        return merge(net, self.name, lo, hi)
