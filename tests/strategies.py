@@ -50,3 +50,23 @@ def formulas(draw, net: Network, depth: int = 2):
         return draw(atoms_over(net))
     args = tuple(draw(formulas(net, depth - 1)) for _ in range(draw(st.integers(2, 3))))
     return draw(st.sampled_from([And, Or]))(args)
+
+
+def float_network(seed: int, depth: int):
+    """A random network whose weights have full float64 mantissas and magnitudes 1e-3..1e3,
+    on the box [-1.5, 0.7]; returns it with sample points (random, and the two corners)."""
+    import numpy as np
+
+    import nnir
+
+    rng = np.random.default_rng(seed)
+    sizes = [int(rng.integers(1, 6)) for _ in range(depth + 1)]
+    layers = []
+    for k in range(depth):
+        W = rng.normal(size=(sizes[k + 1], sizes[k])) * 10.0 ** rng.integers(-3, 4)
+        b = rng.normal(size=sizes[k + 1])
+        layers.append((W, b, "relu" if k < depth - 1 else "linear"))
+    net = nnir.network("f", layers, lo=-1.5, hi=0.7)
+    pts = [[Fraction(float(v)) for v in rng.uniform(-1.5, 0.7, size=sizes[0])]
+           for _ in range(4)]
+    return net, pts + [[Fraction(-3, 2)] * sizes[0], [Fraction(7, 10)] * sizes[0]]

@@ -1,10 +1,9 @@
 """Interval bound propagation is sound: exact pre-activations of sampled inputs lie inside."""
 from fractions import Fraction
 
-import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import networks
+from strategies import float_network, networks
 
 import nnir
 from nnir.ir.evaluate import evaluate
@@ -46,17 +45,8 @@ def test_ibp_contains_sampled_values(net, data):
 @given(st.integers(0, 2**31), st.integers(1, 3))
 def test_ibp_sound_with_float_weights(seed, depth):
     """Weights with full float64 mantissas and nasty magnitudes still give sound bounds."""
-    rng = np.random.default_rng(seed)
-    sizes = [int(rng.integers(1, 6)) for _ in range(depth + 1)]
-    layers = []
-    for k in range(depth):
-        W = rng.normal(size=(sizes[k + 1], sizes[k])) * 10.0 ** rng.integers(-3, 4)
-        b = rng.normal(size=sizes[k + 1])
-        layers.append((W, b, "relu" if k < depth - 1 else "linear"))
-    net = nnir.network("f", layers, lo=-1.5, hi=0.7)
-    pts = [[Fraction(float(v)) for v in rng.uniform(-1.5, 0.7, size=sizes[0])]
-           for _ in range(4)]
-    _check_sound(net, pts + [[Fraction(-3, 2)] * sizes[0], [Fraction(7, 10)] * sizes[0]])
+    net, points = float_network(seed, depth)
+    _check_sound(net, points)
 
 
 def test_outward_rounding_of_box():
