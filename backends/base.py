@@ -25,6 +25,9 @@ class Answer:
     inputs: list | None = None
     message: str = ""
     info: dict = field(default_factory=dict)
+    # train: one (W, b) pair per layer of the network, as float arrays or nested lists of
+    # Fractions (exact backends); replayed by the caller on every training point.
+    weights: list | None = None
 
 
 class Backend:
@@ -50,4 +53,8 @@ class Backend:
         return [m for m in cls.modules if importlib.util.find_spec(m) is None]
 
     def solve_verify(self, problem, timeout: float | None = None) -> Answer:
+        raise NotImplementedError
+
+    def solve_train(self, problem, timeout: float | None = None) -> Answer:
+        """Find weights for `problem` (a `TrainProblem`): sat + weights, or unsat (exact only)."""
         raise NotImplementedError

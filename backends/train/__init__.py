@@ -1,0 +1,1 @@
+"""Numeric trainers (gradient baseline, ADMM) answering `train` queries without a solver."""
