@@ -12,8 +12,6 @@ _BACKENDS = {
     "pysmt": "nnir.backends.smtlib.pysmt_backend:PysmtBackend",
     "external": "nnir.backends.smtlib.external_backend:ExternalBackend",
     "highs": "nnir.backends.milp.highs_backend:HighsBackend",
-    "sgd": "nnir.backends.train.sgd:SgdBackend",
-    "admm": "nnir.backends.train.admm:AdmmBackend",
 }
 
 # `auto` confirms a MILP unsat with an exact SMT solver while the search space is small (few
