@@ -12,6 +12,8 @@ _BACKENDS = {
     "pysmt": "nnir.backends.smtlib.pysmt_backend:PysmtBackend",
     "external": "nnir.backends.smtlib.external_backend:ExternalBackend",
     "highs": "nnir.backends.milp.highs_backend:HighsBackend",
+    "sgd": "nnir.backends.train.sgd:SgdBackend",
+    "admm": "nnir.backends.train.admm:AdmmBackend",
 }
 
 # `auto` confirms a MILP unsat with an exact SMT solver while the search space is small (few
@@ -43,6 +45,20 @@ def get_backend(name: str, **options):
                            f"{', '.join(cls.missing()) or 'its solver program'}",
                            hint=f"installed backends: {', '.join(have) or 'none'}")
     return cls(**options)
+
+
+def names_for(kind: str) -> list[str]:
+    """Backends that declare query kind `kind`."""
+    return [n for n in _BACKENDS if kind in backend_class(n).kinds]
+
+
+def auto_train(problem) -> str:
+    """The backend `auto` trains with: an exact route first (HiGHS, else cvc5/z3), else numeric."""
+    for n in ("highs", "cvc5", "z3", "sgd", "admm"):
+        if n in _BACKENDS and "train" in backend_class(n).kinds and backend_class(n).available():
+            return n
+    raise BackendError("no installed backend answers 'train' queries",
+                       hint="install highspy, cvc5 or z3-solver")
 
 
 def exact_backends() -> list[str]:

@@ -96,6 +96,8 @@ def cmd_run(args, kinds=None) -> int:
         if not args.json:
             print(f"[{k}/{len(queries)}] {q.kind} {q.name} ...", file=sys.stderr, flush=True)
         res = run_query(prog, q, args.backend, args.timeout, **_options(args))
+        if getattr(args, "results_hook", None):
+            args.results_hook(res)
         results.append(res)
         if not args.json:
             print(res.render(), flush=True)
@@ -109,6 +111,36 @@ def cmd_run(args, kinds=None) -> int:
 
 def cmd_verify(args) -> int:
     return cmd_run(args, kinds=("verify",))
+
+
+def cmd_train(args) -> int:
+    save = args.save
+    if save is None and args.output and args.output.endswith(".nnir"):
+        save, args.output = args.output, None  # `-o net.nnir` names the trained network
+    args.results_hook = (lambda res: _save_trained(res, save)) if save else None
+    return cmd_run(args, kinds=("train",))
+
+
+def _save_trained(res, path: str) -> None:
+    """Write a trained network as .nnir (exact) and .npz (float64), both atomically."""
+    import os
+
+    import numpy as np
+
+    from nnir.io import atomic_path
+
+    if res.trained is None:
+        return
+    write_text(path, f"# trained by nnir ({res.backend}), query {res.query}; "
+               f"{res.certified}\n" + print_network(res.trained))
+    arrays = {}
+    for k, lay in enumerate(res.trained.layers, 1):
+        arrays[f"W{k}"], arrays[f"b{k}"] = lay.weight.f64, lay.bias.f64
+    npz = os.path.splitext(path)[0] + ".npz"
+    with atomic_path(npz, suffix=".npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+    res.notes.append(f"trained network written to {path} and {npz}")
 
 
 def cmd_emit(args) -> int:
@@ -185,7 +217,8 @@ def cmd_backends(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"check": cmd_check, "run": cmd_run, "verify": cmd_verify, "emit": cmd_emit,
+COMMANDS = {"check": cmd_check, "run": cmd_run, "verify": cmd_verify, "train": cmd_train,
+            "emit": cmd_emit,
             "dump-ir": cmd_dump_ir, "backends": cmd_backends}
 
 __all__ = ["COMMANDS"]

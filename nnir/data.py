@@ -96,6 +96,8 @@ def load_dataset(ds: Dataset, base_dir: str = ".", source: str | None = None) ->
 def _load(ds: Dataset, base_dir: str) -> LoadedData:
     src = ds.source
     if isinstance(src, InlineData):
+        if not src.points:
+            raise ValueError("the dataset is empty")
         dims = {len(p) for p in src.points}
         if len(dims) > 1:
             raise ValueError(f"points have different lengths {sorted(dims)}")
@@ -135,6 +137,8 @@ def _load(ds: Dataset, base_dir: str) -> LoadedData:
 
 def _float2d(X) -> np.ndarray:
     X = np.asarray(X)
+    if X.size == 0:
+        raise ValueError("the dataset is empty")
     if X.dtype.kind not in "fiu":
         raise ValueError(f"points must be numeric, got dtype {X.dtype}")
     return X.reshape(len(X), -1).astype(np.float64)

@@ -34,7 +34,7 @@ def test_run_every_example(path):
     results = json.loads(r.stdout)["results"]
     assert len(results) >= 1
     for res in results:
-        if res["kind"] == "verify":
+        if res["kind"] in ("verify", "train"):
             assert res["status"] in ("sat", "unsat"), res
             if res["status"] == "sat":
                 assert res["replay"]["exact"] is True

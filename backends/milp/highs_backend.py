@@ -111,7 +111,7 @@ class HighsBackend(Backend):
 
     name = "highs"
     description = "HiGHS MILP solver (big-M ReLU encoding; float tolerances)"
-    kinds = frozenset({"verify"})
+    kinds = frozenset({"verify", "train"})
     logics = frozenset({"MILP"})
     optimizes = True
     exact = False
@@ -198,6 +198,18 @@ class HighsBackend(Backend):
         bad = (S.kLoadError, S.kModelError, S.kPresolveError, S.kSolveError, S.kPostsolveError)
         status = "error" if ms in bad else "unknown"
         return Answer(status, None, f"HiGHS model status: {h.modelStatusToString(ms)}", details)
+
+    def solve_train(self, problem, timeout: float | None = None) -> Answer:
+        """Find weights fitting every point of `problem`: a sign-normalised big-M MILP.
+
+        Its unsat rests on HiGHS's float tolerances and a finite weight box; its float weights
+        are taken as exact rationals and replayed.
+
+        See `backends/train_exact.py`; the weights returned are replayed exactly on every point.
+        """
+        from nnir.backends.train_exact import solve_train_exact
+
+        return solve_train_exact(problem, self.name, timeout, self.options)
 
 
 def _stop_at(target: float):

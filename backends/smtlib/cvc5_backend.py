@@ -20,8 +20,8 @@ class Cvc5Backend(Backend):
 
     name = "cvc5"
     description = "cvc5 SMT solver (Python API), exact QF_LRA"
-    kinds = frozenset({"verify"})
-    logics = frozenset({"QF_LRA"})
+    kinds = frozenset({"verify", "train"})
+    logics = frozenset({"QF_LRA", "QF_NRA"})
     optimizes = False
     exact = True
     modules = ("cvc5",)
@@ -70,6 +70,15 @@ class Cvc5Backend(Backend):
             return Answer("timeout", message=f"cvc5 stopped after {timeout} s ({why.name})",
                           info=info)
         return Answer("unknown", message=f"cvc5 answered unknown: {why.name}", info=info)
+
+    def solve_train(self, problem, timeout: float | None = None) -> Answer:
+        """Find weights fitting every point of `problem` (sign-normalised QF_LRA, else QF_NRA).
+
+        See `backends/train_exact.py`; the weights returned are replayed exactly on every point.
+        """
+        from nnir.backends.train_exact import solve_train_exact
+
+        return solve_train_exact(problem, self.name, timeout, self.options)
 
 
 def _witness(solver, terms: dict, names: list[str], info: dict) -> Answer:

@@ -17,8 +17,8 @@ class Z3Backend(Backend):
 
     name = "z3"
     description = "z3 SMT solver (Python API), exact QF_LRA"
-    kinds = frozenset({"verify"})
-    logics = frozenset({"QF_LRA"})
+    kinds = frozenset({"verify", "train"})
+    logics = frozenset({"QF_LRA", "QF_NRA"})
     optimizes = True
     exact = True
     modules = ("z3",)
@@ -56,6 +56,15 @@ class Z3Backend(Backend):
             return Answer("timeout", message=f"z3 stopped after {timeout} s ({reason})",
                           info=info)
         return Answer("unknown", message=f"z3 answered unknown: {reason}", info=info)
+
+    def solve_train(self, problem, timeout: float | None = None) -> Answer:
+        """Find weights fitting every point of `problem` (sign-normalised QF_LRA, else QF_NRA).
+
+        See `backends/train_exact.py`; the weights returned are replayed exactly on every point.
+        """
+        from nnir.backends.train_exact import solve_train_exact
+
+        return solve_train_exact(problem, self.name, timeout, self.options)
 
 
 def _witness(z3, ctx, model, names: list[str], info: dict) -> Answer:

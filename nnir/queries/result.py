@@ -28,6 +28,8 @@ class Result:
     message: str = ""
     notes: list[str] = field(default_factory=list)
     span: Span | None = None
+    trained: object = None  # train: the trained Network (replayed), for writing out
+    info: dict = field(default_factory=dict)  # backend statistics (JSON-safe scalars)
 
     def add_notes(self, *notes: str, first: bool = False) -> Result:
         self.notes = (list(notes) + self.notes) if first else (self.notes + list(notes))
@@ -45,6 +47,8 @@ class Result:
             d["witness"] = self.witness
         if self.replay is not None:
             d["replay"] = self.replay
+        if self.info:
+            d["info"] = self.info
         return d
 
     def render(self) -> str:
@@ -63,7 +67,12 @@ class Result:
                 zip(w["input_names"], w["inputs"], w["inputs_float"])))
             lines.append("  outputs: " + ", ".join(
                 f"{n}={v:.9g}" for n, v in zip(w["output_names"], w["outputs"])))
-        if self.replay:
+        if self.replay and self.kind == "train":
+            r = self.replay
+            lines.append(f"  replay: exact {r['exact_correct']}/{r['points']} points, float64 "
+                         f"{r['float64_correct']}/{r['points']}, smallest margin "
+                         f"{r['min_margin']:.6g}")
+        elif self.replay:
             r = self.replay
             lines.append(f"  replay: exact {'ok' if r['exact'] else 'FAILED'}, "
                          f"float64 {'ok' if r['float64'] else 'FAILED'}")

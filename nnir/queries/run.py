@@ -6,7 +6,7 @@ import time
 import numpy as np
 
 from nnir.errors import NnirError, UnsupportedQuery
-from nnir.ir.nodes import Program, Verify
+from nnir.ir.nodes import Program, Train, Verify
 from nnir.passes.manager import PassContext, default_pipeline
 from nnir.queries.problem import VerifyProblem
 from nnir.queries.replay import replay_verify
@@ -31,12 +31,15 @@ def run_query(prog: Program, q, backend: str = "auto", timeout: float | None = N
     """Answer one query; never raises for solver trouble (that is an `error` result)."""
     start = time.perf_counter()
     try:
-        if not isinstance(q, Verify):
+        if isinstance(q, Verify):
+            res = _verify(prog, q, backend, timeout, options)
+        elif isinstance(q, Train):
+            res = _train(prog, q, backend, timeout, options)
+        else:
             raise UnsupportedQuery(
                 f"'{q.kind}' queries are not supported by backend '{backend}' yet",
-                q.span, "this build answers verify queries; "
-                "train, bound, stable, compress and equiv are coming")
-        res = _verify(prog, q, backend, timeout, options)
+                q.span, "this build answers verify and train queries; "
+                "bound, stable, compress and equiv are coming")
     except NnirError as exc:
         res = Result(q.name, q.kind, "error", backend, message=exc.render(), span=q.span)
     res.seconds = time.perf_counter() - start
@@ -115,4 +118,45 @@ def _solve_once(problem: VerifyProblem, q: Verify, name: str, deadline, options)
             tols = ", ".join(f"{k} {v}" for k, v in ans.info.items()
                              if k.endswith("_tolerance") or k in ("margin", "strict_tol"))
             res.certified = f"MILP under floating-point tolerances, not an exact proof ({tols})"
+    return res
+
+
+def _train(prog: Program, q: Train, backend: str, timeout, options) -> Result:
+    """Train, then replay the network on every training point before reporting it."""
+    from nnir.backends import registry
+    from nnir.queries.train import prepare_train, replay_train
+
+    problem = prepare_train(prog, q)
+    notes = [f"{len(problem.y)} points, {problem.n_classes} classes, margin {problem.margin}"]
+    name = backend
+    if backend == "auto":
+        name = registry.auto_train(problem)
+        notes.append(f"auto picked '{name}'")
+    solver = registry.get_backend(name, **options)
+    if "train" not in solver.kinds:
+        raise UnsupportedQuery(f"backend '{name}' does not answer train queries", q.span,
+                               "train backends: " + ", ".join(registry.names_for("train")))
+    ans = solver.solve_train(problem, timeout=timeout)
+    res = Result(q.name, "train", ans.status, name, message=ans.message, notes=notes,
+                 span=q.span)
+    res.info = {k: v for k, v in ans.info.items() if isinstance(v, (int, float, str, bool))}
+    if ans.status == "sat":
+        rep = replay_train(problem, ans.weights)
+        res.replay = {"exact": rep.ok, "float64": rep.float_ok == rep.n, "points": rep.n,
+                      "exact_correct": rep.exact_ok, "float64_correct": rep.float_ok,
+                      "min_margin": float(rep.min_margin)}
+        if rep.ok:
+            res.trained = rep.net
+            res.certified = (f"all {rep.n} training points classified with margin "
+                             f"{problem.margin} in exact rational arithmetic")
+            if rep.float_ok < rep.n:
+                res.notes.append(f"float64 evaluation misclassifies {rep.n - rep.float_ok} "
+                                 "points (exact arithmetic classifies all)")
+        else:
+            res.status = "unknown"
+            res.message = (f"{name} returned weights that fail {rep.n - rep.exact_ok} of "
+                           f"{rep.n} training points in exact replay")
+    elif ans.status == "unsat":
+        res.certified = (f"exact ({name})" if solver.exact else
+                         "MILP under floating-point tolerances, not an exact proof")
     return res

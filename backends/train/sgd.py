@@ -1,0 +1,122 @@
+"""The backpropagation baseline: full-batch Adam on a multi-class hinge loss with the margin.
+
+Loss (Crammer-Singer style, summed over wrong classes): mean over points of
+`sum_{j != y} relu(t - (z_y - z_j))` with target `t = margin + pad`, so the strict case
+(margin 0) is met with room and float/exact rounding cannot flip a point. Only unknown tensors
+move; after each step they are clipped into their boxes (projected gradient). Any layer graph
+is supported (a layer may read any earlier node): gradients are accumulated per node in reverse
+layer order.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from nnir.backends.base import Backend
+from nnir.backends.train.common import (
+    check_options,
+    finish,
+    init_params,
+    meets,
+    project,
+    unknown_mask,
+)
+
+OPTIONS = {"seed": 0, "max_epochs": 20000, "lr": 0.01, "pad": 0.01,
+           "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
+
+
+class SgdBackend(Backend):
+    """Gradient-descent trainer (numpy, Adam). Options: seed, max_epochs, lr, pad, beta1, beta2,
+    eps. Answers sat (weights meeting the margin in float64) or unknown, never unsat.
+    """
+
+    name = "sgd"
+    description = "backpropagation baseline: full-batch Adam on a margin hinge loss (numpy)"
+    kinds = frozenset({"train"})
+    logics = frozenset({"numeric"})
+    optimizes = False
+    exact = False
+    modules = ("numpy",)
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        self.opts = check_options(self.name, options, OPTIONS)
+
+    def solve_train(self, problem, timeout: float | None = None):
+        o = self.opts
+        start = time.perf_counter()
+        net = problem.net
+        params = init_params(net, np.random.default_rng(o["seed"]))
+        mask = unknown_mask(net)
+        m = [[np.zeros_like(a) for a in pair] for pair in params]
+        v = [[np.zeros_like(a) for a in pair] for pair in params]
+        target = float(problem.margin) + o["pad"]
+        info = {"optimizer": "adam", "lr": o["lr"], "seed": o["seed"]}
+        X, y = np.asarray(problem.X, dtype=np.float64), np.asarray(problem.y)
+        rows = np.arange(len(y))
+        why = f"{o['max_epochs']} epochs"
+        ok, min_gap = False, float("nan")
+        for epoch in range(o["max_epochs"] + 1):
+            info["epochs"] = epoch
+            vals, pres = _forward(net, params, X)
+            Z = vals[net.output]
+            G = Z[rows, y][:, None] - Z  # label logit minus each logit
+            H = target - G > 0
+            H[rows, y] = False
+            if not H.any():  # every point clears the target: confirm on the built network
+                ok, min_gap = meets(problem, params)
+                if ok:
+                    break
+            if epoch == o["max_epochs"]:
+                break
+            if timeout is not None and time.perf_counter() - start > timeout:
+                why = f"timeout {timeout} s"
+                break
+            dZ = H.astype(np.float64) / len(y)
+            dZ[rows, y] = -dZ.sum(axis=1)
+            grads = _backward(net, params, vals, pres, dZ)
+            t = epoch + 1
+            for i, (gw, gb) in enumerate(grads):
+                for k, g in enumerate((gw, gb)):
+                    if not mask[i][k]:
+                        continue
+                    m[i][k] = o["beta1"] * m[i][k] + (1 - o["beta1"]) * g
+                    v[i][k] = o["beta2"] * v[i][k] + (1 - o["beta2"]) * g * g
+                    mh = m[i][k] / (1 - o["beta1"] ** t)
+                    vh = v[i][k] / (1 - o["beta2"] ** t)
+                    params[i][k] -= o["lr"] * mh / (np.sqrt(vh) + o["eps"])
+            project(net, params)
+        if not ok:
+            ok, min_gap = meets(problem, params)
+        return finish(problem, params, ok, min_gap, info, start, why)
+
+
+def _forward(net, params, X):
+    vals, pres = {net.input.name: X}, {}
+    for lay, (W, b) in zip(net.layers, params, strict=True):
+        pre = vals[lay.src] @ W.T + b
+        pres[lay.name] = pre
+        vals[lay.name] = np.maximum(pre, 0.0) if lay.act == "relu" else pre
+    return vals, pres
+
+
+def _backward(net, params, vals, pres, dZ):
+    """Gradients of the loss for every layer's (W, b), given its gradient dZ at the output."""
+    dpost = {name: None for name in vals}
+    dpost[net.output] = dZ
+    grads = [None] * len(net.layers)
+    for i in reversed(range(len(net.layers))):
+        lay, (W, b) = net.layers[i], params[i]
+        d = dpost[lay.name]
+        if d is None:  # not upstream of the output: no gradient
+            grads[i] = (np.zeros_like(W), np.zeros_like(b))
+            continue
+        if lay.act == "relu":
+            d = d * (pres[lay.name] > 0)
+        grads[i] = (d.T @ vals[lay.src], d.sum(axis=0))
+        if lay.src != net.input.name:
+            back = d @ W
+            dpost[lay.src] = back if dpost[lay.src] is None else dpost[lay.src] + back
+    return grads
