@@ -52,11 +52,39 @@ def names_for(kind: str) -> list[str]:
     return [n for n in _BACKENDS if kind in backend_class(n).kinds]
 
 
-def auto_train(problem) -> str:
-    """The backend `auto` trains with: an exact route first (HiGHS, else cvc5/z3), else numeric."""
-    for n in ("highs", "cvc5", "z3", "sgd", "admm"):
-        if n in _BACKENDS and "train" in backend_class(n).kinds and backend_class(n).available():
-            return n
+# Up to this many unknown weights x points the general QF_NRA encoding is worth trying (the
+# naive encoding failed at 14 weights on 200 points in Ison's setting; 15 weights on 4 points
+# take well under a second).
+AUTO_NAIVE_MAX_WORK = 100
+
+
+def auto_train(problem) -> tuple[str, str]:
+    """The backend `auto` trains with, and why: by depth, number of classes and size."""
+    import numpy as np
+
+    from nnir.ir.nodes import Unknown
+
+    net = problem.net
+    hidden = sum(1 for lay in net.layers if lay.act == "relu")
+    chain = all(lay.src == (net.layers[i - 1].name if i else net.input.name)
+                for i, lay in enumerate(net.layers))
+    unknown = sum(int(np.prod(t.shape)) for lay in net.layers for t in (lay.weight, lay.bias)
+                  if isinstance(t, Unknown))
+    have = {n for n in _BACKENDS if "train" in backend_class(n).kinds
+            and backend_class(n).available()}
+    exact = next((n for n in ("cvc5", "z3") if n in have), None)
+    if problem.n_classes == 2 and chain and hidden >= 1 and "highs" in have:
+        if hidden == 1:
+            return "highs", "one hidden layer, two classes: sign-normalised MILP"
+        return "highs", (f"{hidden} hidden layers, two classes: layer-wise route (numeric warm "
+                         "start, exact MILP for the last hidden layer)")
+    if exact and unknown * len(problem.y) <= AUTO_NAIVE_MAX_WORK:
+        return exact, f"{unknown} unknown weights: the general (QF_NRA) encoding"
+    if "sgd" in have:
+        return "sgd", ("no exact encoding scales to this shape; numeric training, "
+                       "replayed exactly")
+    if have:
+        return sorted(have)[0], "the only train backend installed"
     raise BackendError("no installed backend answers 'train' queries",
                        hint="install highspy, cvc5 or z3-solver")
 

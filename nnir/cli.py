@@ -41,6 +41,9 @@ def _solving(p: argparse.ArgumentParser) -> None:
     p.add_argument("--solver-cmd", metavar="CMD",
                    help="command of the SMT-LIB solver for --backend external (e.g. 'z3 -in')")
     p.add_argument("--pysmt-solver", metavar="NAME", help="pysmt solver for --backend pysmt")
+    p.add_argument("--encoding", choices=("auto", "signed", "naive", "layerwise"),
+                   help="train: the exact encoding (signed: sign-normalised one hidden layer; "
+                   "naive: every weight a real unknown, QF_NRA; layerwise: deeper networks)")
     p.add_argument("-o", "--output", metavar="FILE", help="also write the results as JSON here")
 
 

@@ -24,8 +24,9 @@ def _load_all(path: str) -> Program:
     for ds in prog.datasets:
         dims[ds.name] = load_dataset(ds, prog.base_dir, source).dim
     for q in prog.queries:
-        data = getattr(q, "data", None)
-        if data in dims:
+        for data in (getattr(q, "data", None), getattr(q, "test", None)):
+            if data not in dims:
+                continue
             net = prog.network(q.net)
             if dims[data] != net.input.size:
                 raise DslError(f"dataset '{data}' has points of dimension {dims[data]}, but "
@@ -68,6 +69,8 @@ def _options(args) -> dict:
         opts["cmd"] = args.solver_cmd
     if getattr(args, "pysmt_solver", None):
         opts["solver"] = args.pysmt_solver
+    if getattr(args, "encoding", None):
+        opts["encoding"] = args.encoding
     return opts
 
 
@@ -97,7 +100,7 @@ def cmd_run(args, kinds=None) -> int:
             print(f"[{k}/{len(queries)}] {q.kind} {q.name} ...", file=sys.stderr, flush=True)
         res = run_query(prog, q, args.backend, args.timeout, **_options(args))
         if getattr(args, "results_hook", None):
-            args.results_hook(res)
+            args.results_hook(res, len(queries) > 1)
         results.append(res)
         if not args.json:
             print(res.render(), flush=True)
@@ -117,8 +120,19 @@ def cmd_train(args) -> int:
     save = args.save
     if save is None and args.output and args.output.endswith(".nnir"):
         save, args.output = args.output, None  # `-o net.nnir` names the trained network
-    args.results_hook = (lambda res: _save_trained(res, save)) if save else None
+    args.results_hook = (lambda res, many: _save_trained(res, _per_query(save, res, many))) \
+        if save else None
     return cmd_run(args, kinds=("train",))
+
+
+def _per_query(path: str, res, many: bool) -> str:
+    """With several train queries, each network goes to its own file: NAME_QUERY.nnir."""
+    import os
+
+    if not many:
+        return path
+    stem, ext = os.path.splitext(path)
+    return f"{stem}_{res.query}{ext or '.nnir'}"
 
 
 def _save_trained(res, path: str) -> None:

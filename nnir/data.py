@@ -37,13 +37,17 @@ class LoadedData:
 
 
 def sphere_planes(n: int, dim: int = 3, planes: int = 2, rule: str = "and", seed: int = 0,
-                  min_gap: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                  min_gap: float = 0.0, draw: int = 0,
+                  decimals: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Points uniform on the unit sphere in R^dim, labelled by their side of random planes.
 
     The planes pass through the origin (so `and` of two planes is a lune, as in Ison's "SMT
     Solvers for Neural Network Training"); label 1 when the point is on the positive side of
     every plane (`and`) or of an odd number of planes (`xor`). Points closer than `min_gap` to a
-    plane are dropped and redrawn, giving the data a margin.
+    plane are dropped and redrawn, giving the data a margin. `seed` fixes the planes; `draw`
+    picks an independent sample of points for the same planes (a test set: `draw=1`).
+    `decimals` rounds the points (before labelling and the gap test), as measured data is: exact
+    solvers then work with short rationals instead of 53-bit binary fractions.
     """
     if n <= 0 or dim <= 0 or planes <= 0:
         raise ValueError("n, dim and planes must be positive")
@@ -51,14 +55,16 @@ def sphere_planes(n: int, dim: int = 3, planes: int = 2, rule: str = "and", seed
         raise ValueError(f"unknown rule '{rule}' (use and or xor)")
     if not 0 <= min_gap < 0.5:
         raise ValueError("min_gap must be in [0, 0.5)")
-    rng = np.random.default_rng(seed)
-    normals = rng.normal(size=(planes, dim))
+    normals = np.random.default_rng(seed).normal(size=(planes, dim))
     normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    rng = np.random.default_rng([seed, draw])  # points: a stream independent of the planes
     pts: list[np.ndarray] = []
     have = 0
     while have < n:
         cand = rng.normal(size=(max(2 * (n - have), 64), dim))
         cand /= np.linalg.norm(cand, axis=1, keepdims=True)
+        if decimals is not None:
+            cand = np.round(cand, decimals)
         keep = np.all(np.abs(cand @ normals.T) >= min_gap, axis=1)
         pts.append(cand[keep])
         have += int(keep.sum())
@@ -111,6 +117,11 @@ def _load(ds: Dataset, base_dir: str) -> LoadedData:
                              f"{', '.join(GENERATORS)})")
         params = {k: (float(v) if isinstance(v, Fraction) else v) for k, v in src.params}
         X, y = gen(**params)
+        d = params.get("decimals")
+        if d is not None:  # rounded points are the decimals they print as, exactly
+            scale = 10 ** int(d)
+            exact = tuple(tuple(Fraction(int(round(v * scale)), scale) for v in row) for row in X)
+            return LoadedData(X, y, exact)
         return LoadedData(X, y)
     assert isinstance(src, FileData)
     path = src.path if os.path.isabs(src.path) else os.path.join(base_dir, src.path)

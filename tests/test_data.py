@@ -13,6 +13,9 @@ def test_sphere_planes(rule):
     assert X.shape == (300, 3) and y.shape == (300,)
     assert np.allclose(np.linalg.norm(X, axis=1), 1.0)
     assert set(np.unique(y)) == {0, 1}
+    # Another draw: same planes, independent points (a test set never repeats training points).
+    Xt, _ = sphere_planes(300, dim=3, planes=2, rule=rule, seed=5, min_gap=0.05, draw=1)
+    assert not np.any(np.all(np.isclose(Xt[:, None, :], X[None, :, :]), axis=2))
     # Same seed, same data; the planes are recoverable from the generator's stream.
     X2, y2 = sphere_planes(300, dim=3, planes=2, rule=rule, seed=5, min_gap=0.05)
     assert np.array_equal(X, X2) and np.array_equal(y, y2)

@@ -71,7 +71,7 @@ def test_replay_catches_wrong_weights():
 def test_cli_train_writes_exact_network(tmp_path):
     out = tmp_path / "trained.nnir"
     r = subprocess.run([sys.executable, "-m", "nnir", "train", str(EXAMPLES / "sphere.nnir"),
-                        "--backend", "sgd", "-o", str(out), "--json"],
+                        "--backend", "sgd", "-o", str(out), "--json", "--query", "fit"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)["results"][0]
@@ -85,3 +85,23 @@ def test_cli_train_writes_exact_network(tmp_path):
     pr = prepare_train(prog, prog.queries[0])
     rep = replay_train(pr, [(lay.weight, lay.bias) for lay in trained.layers])
     assert rep.ok
+
+
+def test_cli_train_several_queries_write_one_file_each(tmp_path):
+    out = tmp_path / "t.nnir"
+    r = subprocess.run([sys.executable, "-m", "nnir", "train",
+                        str(EXAMPLES / "train_more.nnir"), "--query", "fit_boxed", "--query",
+                        "fit_deep", "--backend", "sgd", "-o", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    boxed = nnir.load(str(tmp_path / "t_fit_boxed.nnir")).network("boxed")
+    assert all(abs(v) <= 4 for lay in boxed.layers for v in lay.weight.exact.reshape(-1))
+    assert nnir.load(str(tmp_path / "t_fit_deep.nnir")).network("deep")
+    assert (tmp_path / "t_fit_deep.npz").exists()
+
+
+def test_test_split_accuracy_is_reported():
+    prog = nnir.load(str(EXAMPLES / "sphere.nnir"))
+    res = nnir.solve(prog, "fit", backend="sgd")
+    assert res.status == "sat"
+    assert res.replay["test_points"] == 1000 and 0.5 < res.replay["test_accuracy"] <= 1.0

@@ -147,3 +147,23 @@ def test_sgd_layer_graph_and_admm_refuses_it():
 def test_unknown_option():
     with pytest.raises(BackendError):
         SgdBackend(epochs=3)
+
+
+@pytest.mark.parametrize("cls,opts", [(SgdBackend, {"batch_size": 16, "lr": 0.01}),
+                                      (AdmmBackend, {"warm_epochs": 5, "warm_lr": 0.01}),
+                                      (AdmmBackend, {"schedule": 1.01})])
+def test_options_callback_and_variants(cls, opts):
+    """The benchmark options: callback(iteration, seconds, params) with the live weights,
+    minibatch sgd, the admm warm start and penalty schedule still give replayable answers.
+    """
+    calls = []
+
+    def callback(it, seconds, params):
+        calls.append((it, seconds, [w.shape for w, _ in params]))
+
+    X, y = xor_data()
+    p = problem(mlp(16, 2), X, y, "0.05")
+    ans = cls(callback=callback, **opts).solve_train(p, timeout=10)
+    assert_meets_margin(p, ans)
+    assert calls and calls[0][0] == 1 and calls[0][2] == [(16, 2), (2, 16)]
+    assert all(a[1] <= b[1] for a, b in zip(calls, calls[1:]))

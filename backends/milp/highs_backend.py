@@ -200,12 +200,11 @@ class HighsBackend(Backend):
         return Answer(status, None, f"HiGHS model status: {h.modelStatusToString(ms)}", details)
 
     def solve_train(self, problem, timeout: float | None = None) -> Answer:
-        """Find weights fitting every point of `problem`: a sign-normalised big-M MILP.
+        """Find weights fitting every point of `problem`: a sign-normalised big-M MILP (option
+        `encoding`: auto, signed, or layerwise for deeper nets; naive is an `error` here).
 
         Its unsat rests on HiGHS's float tolerances and a finite weight box; its float weights
-        are taken as exact rationals and replayed.
-
-        See `backends/train_exact.py`; the weights returned are replayed exactly on every point.
+        are taken as exact rationals and replayed. See `backends/train_exact/`.
         """
         from nnir.backends.train_exact import solve_train_exact
 

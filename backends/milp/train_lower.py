@@ -40,7 +40,7 @@ def signed_milp(spec, signs, X: np.ndarray, sigma, margin: float, tighten: float
     """Build the MILP of the sign-normalised problem on points X (float64 rows).
 
     Args:
-        spec: a `train_exact.SignedForm` (its `c_fixed` is used when the offset is known).
+        spec: a `train_exact.normalise.SignedForm` (its `c_fixed` is used when the offset is known).
         signs: +1/-1 per hidden unit.
         X: points (n, d) as float64; sigma: +1/-1 per point.
         margin: the query's margin; tighten: the extra margin (see the module docstring).

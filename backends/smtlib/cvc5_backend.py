@@ -72,9 +72,10 @@ class Cvc5Backend(Backend):
         return Answer("unknown", message=f"cvc5 answered unknown: {why.name}", info=info)
 
     def solve_train(self, problem, timeout: float | None = None) -> Answer:
-        """Find weights fitting every point of `problem` (sign-normalised QF_LRA, else QF_NRA).
+        """Find weights fitting every point of `problem` (option `encoding`: auto, signed
+        QF_LRA, naive QF_NRA, or layerwise for deeper nets; see `backends/train_exact/`).
 
-        See `backends/train_exact.py`; the weights returned are replayed exactly on every point.
+        The weights returned are replayed exactly on every point.
         """
         from nnir.backends.train_exact import solve_train_exact
 

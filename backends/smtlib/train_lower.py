@@ -8,8 +8,8 @@ Two encodings, both exact (a model is a solution and `unsat` is a proof for the 
   makes it nonlinear (QF_LRA when only the first layer is unknown). Correct for any network but
   only practical for tiny ones.
 - `signed_script` (QF_LRA): the sign-normalised one-hidden-layer form of
-  `backends/train_exact.py` (see `SignedForm` there for what is normalised and why it loses no
-  solution). With the signs s_j of the output weights fixed, each point's logit difference
+  `backends/train_exact/normalise.py` (see `SignedForm` there for what is normalised and why it
+  loses no solution). With the signs s_j of the output weights fixed, each point's logit difference
   `d_i = sum_j s_j relu(w_j . x_i + b_j) + c` is piecewise linear in the unknowns (x_i is data).
   With sigma_i = +1 for label 1 and -1 for label 0 the requirement is sigma_i d_i >= margin
   (> 0 when margin is 0). Each term sigma_i s_j relu(a_ij) is replaced by sigma_i s_j h_ij with:
@@ -79,7 +79,7 @@ def signed_script(spec, signs, X, sigma, margin: Fraction, symmetry: bool = True
     """The QF_LRA script of the sign-normalised one-hidden-layer problem on points X.
 
     Args:
-        spec: a `train_exact.SignedForm` (normalised boxes, fixed offset if any).
+        spec: a `train_exact.normalise.SignedForm` (normalised boxes, fixed offset if any).
         signs: +1/-1 per hidden unit (the sign of its outgoing weight in d).
         X: the points, rows of exact Fractions.
         sigma: +1 (label 1) or -1 (label 0) per point.

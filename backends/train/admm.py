@@ -44,14 +44,19 @@ from nnir.backends.train.common import (
 from nnir.errors import UnsupportedQuery
 
 OPTIONS = {"seed": 0, "max_iter": 2000, "restarts": 4, "beta": 1.0, "gamma": 10.0, "loss": "hinge",
-           "target": None, "ridge": 1e-6}
+           "target": None, "ridge": 1e-6, "warm_epochs": 0, "warm_batch": 128, "warm_lr": 1e-3,
+           "schedule": 1.0, "schedule_max": 100.0, "callback": None}
 
 
 class AdmmBackend(Backend):
     """ADMM trainer (Taylor et al. 2016), numpy. Options: seed, max_iter (in all), restarts
     (fresh seeds seed, seed+1, ... sharing max_iter), beta, gamma, loss ("hinge" | "square"),
-    target (output scale c, default max(1, margin)), ridge. Answers sat (weights meeting the
-    margin in float64) or unknown, never unsat.
+    target (output scale c, default max(1, margin)), ridge; warm_epochs (epochs of minibatch
+    Adam, batch warm_batch, step warm_lr, before ADMM starts: 0 = none), schedule (beta and
+    gamma are multiplied by this each iteration, up to schedule_max times their start: 1 = fixed
+    penalties, as in the paper), callback (`callback(iteration, seconds, params)` after each
+    iteration, `params` the live `[W, b]` per layer; for benchmarks). Answers sat (weights
+    meeting the margin in float64) or unknown, never unsat.
     """
 
     name = "admm"
@@ -85,7 +90,7 @@ class AdmmBackend(Backend):
         why = f"{o['max_iter']} iterations over {restarts} starts"
         for r in range(restarts):
             info["seed"] = o["seed"] + r
-            params, ok, min_gap, its = _attempt(problem, o, o["seed"] + r, per, deadline)
+            params, ok, min_gap, its = _attempt(problem, o, o["seed"] + r, per, deadline, start)
             info["iterations"] += its
             if ok or (deadline is not None and time.perf_counter() > deadline):
                 break
@@ -94,16 +99,19 @@ class AdmmBackend(Backend):
         return finish(problem, params, ok, min_gap, info, start, why)
 
 
-def _attempt(problem, o, seed, iters, deadline):
+def _attempt(problem, o, seed, iters, deadline, start):
     """One ADMM run from a seeded random network: (params, ok, min gap, iterations used)."""
     net = problem.net
     beta, gamma = float(o["beta"]), float(o["gamma"])
+    beta_max, gamma_max = beta * o["schedule_max"], gamma * o["schedule_max"]
     params = init_params(net, np.random.default_rng(seed))
     mask = unknown_mask(net)
     L = len(net.layers)
     X = np.asarray(problem.X, dtype=np.float64)
     n, k = len(X), problem.n_classes
     c = float(o["target"]) if o["target"] is not None else max(1.0, float(problem.margin))
+    if o["warm_epochs"]:
+        _warm_start(problem, params, o, seed, deadline)
     S = -np.ones((n, k))  # one-vs-rest signs
     S[np.arange(n), problem.y] = 1.0
     # Start: a forward pass of the random network.
@@ -138,7 +146,27 @@ def _attempt(problem, o, seed, iters, deadline):
         Z[L - 1] = _out_step(S, c, lam, mo, beta, o["loss"])
         lam += beta * (Z[L - 1] - mo)
         ok, min_gap = meets(problem, params)
+        if o["callback"] is not None:
+            o["callback"](it, time.perf_counter() - start, params)
+        if o["schedule"] != 1.0:
+            # Growing penalties (as in many ADMM schemes for non-convex problems) force the
+            # layer variables to agree with the network's forward pass as iterations go on.
+            beta, gamma = min(beta * o["schedule"], beta_max), min(gamma * o["schedule"], gamma_max)
     return params, ok, min_gap, it
+
+
+def _warm_start(problem, params, o, seed, deadline):
+    """A few epochs of minibatch Adam (the sgd trainer's) on the margin hinge, in place."""
+    from nnir.backends.train.sgd import OPTIONS as SGD
+    from nnir.backends.train.sgd import Adam
+
+    adam = Adam(problem.net, params, {**SGD, "lr": o["warm_lr"]})
+    X, y = np.asarray(problem.X, dtype=np.float64), np.asarray(problem.y)
+    rng = np.random.default_rng(seed + 7919)
+    for _ in range(int(o["warm_epochs"])):
+        if deadline is not None and time.perf_counter() > deadline:
+            break
+        adam.epoch(X, y, float(problem.margin) + SGD["pad"], int(o["warm_batch"]), rng)
 
 
 def _fit(lay, A, Z, pair, mask, ridge, cache, box_steps=50):
@@ -154,25 +182,22 @@ def _fit(lay, A, Z, pair, mask, ridge, cache, box_steps=50):
     w_unk, b_unk = mask
     if not (w_unk or b_unk):
         return
-    cols, R = [], Z.copy()
-    if w_unk:
-        cols.append(A)
-    else:
+    R = Z.copy()
+    if not w_unk:
         R -= A @ W.T
-    if b_unk:
-        cols.append(np.ones((len(A), 1)))
-    else:
+    if not b_unk:
         R -= b
-    B = np.hstack(cols)
+    # [A | 1]^T R and its Gram matrix, without forming [A | 1] (a copy of the data per call).
+    parts = ([A.T @ R] if w_unk else []) + ([R.sum(axis=0)[None, :]] if b_unk else [])
+    BR = np.vstack(parts)  # a sum over points: shardable
     if cache:
         G, C = cache["gram"], cache["chol"]
     else:
-        G = B.T @ B  # a sum over points: shardable
+        G = _gram(A, w_unk, b_unk)  # a sum over points: shardable
         G += ridge * (1.0 + np.trace(G) / len(G)) * np.eye(len(G))
         C = np.linalg.cholesky(G)
         if cache is not None:
             cache.update(gram=G, chol=C)
-    BR = B.T @ R  # a sum over points: shardable
     sol = np.linalg.solve(C.T, np.linalg.solve(C, BR))  # (cols, size)
 
     def put(x):
@@ -196,16 +221,41 @@ def _fit(lay, A, Z, pair, mask, ridge, cache, box_steps=50):
     put(x)
 
 
+def _gram(A, w_unk, b_unk):
+    """[A | 1]^T [A | 1], restricted to the unknown parts (weights A, bias the 1 column)."""
+    if not w_unk:
+        return np.array([[float(len(A))]])
+    s = A.sum(axis=0)
+    if not b_unk:
+        return A.T @ A
+    d = A.shape[1]
+    G = np.empty((d + 1, d + 1))
+    G[:d, :d] = A.T @ A
+    G[:d, d] = G[d, :d] = s
+    G[d, d] = len(A)
+    return G
+
+
 def _z_step(a, m, beta, gamma, act):
     """argmin_z gamma (a - h(z))^2 + beta (z - m)^2, elementwise (h = ReLU or identity)."""
     mix = (gamma * a + beta * m) / (gamma + beta)
     if act != "relu":
         return mix
-    zp = np.maximum(mix, 0.0)  # branch z >= 0
-    zn = np.minimum(m, 0.0)  # branch z <= 0: h(z) = 0
-    fp = gamma * (a - zp) ** 2 + beta * (zp - m) ** 2
-    fn = gamma * a ** 2 + beta * (zn - m) ** 2
-    return np.where(fp <= fn, zp, zn)
+    zp = np.maximum(mix, 0.0, out=mix)  # branch z >= 0
+    # Branch z <= 0 is zn = min(m, 0), where h(z) = 0. Compare the two objectives without
+    # forming both: f(zp) - f(zn) = gamma zp (zp - 2a) + beta ((zp - m)^2 - max(m, 0)^2),
+    # in place, as these arrays are (points x units) and the step is memory-bound.
+    d = zp - 2.0 * a
+    d *= zp
+    d *= gamma
+    e = zp - m
+    e *= e
+    d += beta * e
+    np.maximum(m, 0.0, out=e)
+    e *= e
+    e *= beta
+    d -= e
+    return np.where(d <= 0, zp, np.minimum(m, 0.0))
 
 
 def _out_step(S, c, lam, m, beta, loss):

@@ -301,13 +301,15 @@ class Builder:
     def q_train(self, t: Tree) -> Train:
         net = str(t.children[0])
         rest = [c for c in t.children[1:] if not (isinstance(c, Tree) and c.data == "as_name")]
-        margin = box = None
+        margin = box = test = None
         for opt in rest[1:]:
             if opt.data == "margin":
                 margin = self.number(opt.children[0])
+            elif opt.data == "test_data":
+                test = str(opt.children[0])
             else:
                 box = self.interval(opt.children[0])
-        return Train(self.qname("train", t.children), net, str(rest[0]), margin, box,
+        return Train(self.qname("train", t.children), net, str(rest[0]), margin, box, test,
                      self.span(t.children[0]))
 
     def q_bound(self, t: Tree) -> Bound:

@@ -210,6 +210,7 @@ class Train:
     data: str
     margin: Fraction | None = None
     weights: tuple[Fraction, Fraction] | None = None
+    test: str | None = None  # a held-out dataset: accuracy reported, not trained on
     span: Span | None = _span()
     kind = "train"
 

@@ -168,6 +168,8 @@ def print_query(q) -> str:
             text += f" margin {_num(q.margin)}"
         if q.weights is not None:
             text += f" weights in [{_num(q.weights[0])}, {_num(q.weights[1])}]"
+        if q.test is not None:
+            text += f" test {q.test}"
         return text
     if isinstance(q, Bound):
         method = f" method {q.method}" if q.method else ""

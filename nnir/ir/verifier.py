@@ -132,6 +132,8 @@ def verify_program(prog: Program, source: str | None = None) -> None:
                 _check_atom(a, sizes, "a property", source)
         elif isinstance(q, Train):
             need_data(q.data, q.span)
+            if q.test is not None:
+                need_data(q.test, q.span)
             if q.margin is not None and q.margin < 0:
                 _fail("the margin must be non-negative", q.span, source=source)
         elif isinstance(q, Bound):

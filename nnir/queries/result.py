@@ -72,6 +72,9 @@ class Result:
             lines.append(f"  replay: exact {r['exact_correct']}/{r['points']} points, float64 "
                          f"{r['float64_correct']}/{r['points']}, smallest margin "
                          f"{r['min_margin']:.6g}")
+            if "test_accuracy" in r:
+                lines.append(f"  test accuracy: {r['test_accuracy']:.4f} on {r['test_points']} "
+                             "points (float64)")
         elif self.replay:
             r = self.replay
             lines.append(f"  replay: exact {'ok' if r['exact'] else 'FAILED'}, "

@@ -124,19 +124,32 @@ def _solve_once(problem: VerifyProblem, q: Verify, name: str, deadline, options)
 def _train(prog: Program, q: Train, backend: str, timeout, options) -> Result:
     """Train, then replay the network on every training point before reporting it."""
     from nnir.backends import registry
-    from nnir.queries.train import prepare_train, replay_train
+    from nnir.queries.train import prepare_train, replay_train, test_accuracy
 
     problem = prepare_train(prog, q)
     notes = [f"{len(problem.y)} points, {problem.n_classes} classes, margin {problem.margin}"]
     name = backend
     if backend == "auto":
-        name = registry.auto_train(problem)
-        notes.append(f"auto picked '{name}'")
+        name, why = registry.auto_train(problem)
+        notes.append(f"auto picked '{name}': {why}")
     solver = registry.get_backend(name, **options)
     if "train" not in solver.kinds:
         raise UnsupportedQuery(f"backend '{name}' does not answer train queries", q.span,
                                "train backends: " + ", ".join(registry.names_for("train")))
+    start = time.monotonic()
     ans = solver.solve_train(problem, timeout=timeout)
+    if backend == "auto" and ans.status == "unsat" and not solver.exact:
+        # HiGHS's infeasibility rests on tolerances: let an exact solver prove it, if it can.
+        exact = [n for n in registry.exact_backends() if "train" in registry.backend_class(n).kinds]
+        if exact:
+            left = None if timeout is None else max(0.01, timeout - (time.monotonic() - start))
+            ans2 = registry.get_backend(exact[0], **options).solve_train(problem, timeout=left)
+            if ans2.status in ("sat", "unsat"):
+                notes.append(f"{name} said unsat; '{exact[0]}' answered {ans2.status} exactly")
+                name, ans, solver = exact[0], ans2, registry.get_backend(exact[0], **options)
+            else:
+                notes.append(f"exact confirmation by '{exact[0]}' gave {ans2.status}; "
+                             f"the {name} verdict stands")
     res = Result(q.name, "train", ans.status, name, message=ans.message, notes=notes,
                  span=q.span)
     res.info = {k: v for k, v in ans.info.items() if isinstance(v, (int, float, str, bool))}
@@ -145,6 +158,9 @@ def _train(prog: Program, q: Train, backend: str, timeout, options) -> Result:
         res.replay = {"exact": rep.ok, "float64": rep.float_ok == rep.n, "points": rep.n,
                       "exact_correct": rep.exact_ok, "float64_correct": rep.float_ok,
                       "min_margin": float(rep.min_margin)}
+        if q.test is not None:
+            acc, n_test = test_accuracy(rep.net, prog, q.test)
+            res.replay.update(test_accuracy=acc, test_points=n_test)
         if rep.ok:
             res.trained = rep.net
             res.certified = (f"all {rep.n} training points classified with margin "

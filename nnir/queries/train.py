@@ -65,6 +65,21 @@ def _const(a) -> Const:
     return Const.of_floats(np.asarray(a, dtype=np.float64))
 
 
+def test_accuracy(net: Network, prog: Program, test: str) -> tuple[float, int]:
+    """Float64 accuracy (strict arg-max) of a trained network on the held-out dataset `test`."""
+    data = load_dataset(prog.dataset(test), prog.base_dir)
+    if data.dim != net.input.size:
+        raise DslError(f"test dataset '{test}' has points of dimension {data.dim}, but network "
+                       f"'{net.name}' takes {net.input.size} inputs")
+    z = evaluate_batch(net, data.X)[net.output]
+    lab = z[np.arange(len(z)), data.y] if data.y.max() < z.shape[1] else None
+    if lab is None:
+        raise DslError(f"test dataset '{test}' has labels beyond the network's outputs")
+    zo = z.copy()
+    zo[np.arange(len(z)), data.y] = -np.inf
+    return float(np.mean(lab > zo.max(axis=1))), len(z)
+
+
 @dataclass
 class TrainReplay:
     net: Network

@@ -1,0 +1,235 @@
+"""One solve of a training encoding on a subset of points, per backend, read back as weights.
+
+SMT scripts (`smtlib/train_lower.py`) are parsed by z3 or cvc5 themselves, as the verify path
+does; model values are read exactly (a z3 algebraic number from QF_NRA is approximated by a
+close rational, and exact replay decides). The MILP (`milp/train_lower.py`) is solved by HiGHS,
+whose float weights are taken at their exact binary values, clipped into the normalised box.
+
+**MILP.** Big-M needs finite bounds: a side of the normalised box that is unbounded becomes
+`milp_box` (default 100) in absolute value, so a HiGHS `unsat` means "no solution in that box",
+and in any case it rests on HiGHS's floating-point tolerances (see `Answer.info`); each point
+must clear the margin by `sat_slack` (1e-5) in the model so that its weights survive replay.
+"""
+from __future__ import annotations
+
+import time
+from fractions import Fraction
+
+import numpy as np
+
+from nnir.backends.train_exact.cegis import Run
+from nnir.backends.train_exact.normalise import SignedForm, denormalise
+from nnir.ir.const import Const
+
+DEFAULT_MILP_BOX = 100.0
+
+
+def signed_solve(run: Run, spec: SignedForm, signs, active):
+    """The signed encoding with fixed `signs` on the points `active`: weights of every layer."""
+    p = run.problem
+    sigma = [1 if int(p.y[i]) == 1 else -1 for i in active]
+    symmetry = bool(run.opts.get("symmetry", True))
+    if run.backend == "highs":
+        status, sol, msg, info = _highs_signed(run, spec, signs, p.X[active], sigma, symmetry)
+        if status != "sat":
+            return status, None, msg, info
+        return "sat", denormalise(p.net, spec, signs, *sol), "", info
+    from nnir.backends.smtlib.train_lower import signed_script
+
+    script = signed_script(spec, signs, p.X_exact[active], sigma, p.margin, symmetry)
+    status, values, msg, info = smt_check(run.backend, script, run.left())
+    if status != "sat":
+        return status, None, msg, info
+    h, d = len(signs), spec.d
+    flat = [values[n] for n in script.weight_names]
+    w = [flat[j * d:(j + 1) * d] for j in range(h)]
+    b = flat[h * d:h * d + h]
+    c = flat[h * d + h] if spec.c_fixed is None else None
+    return "sat", denormalise(p.net, spec, signs, w, b, c), "", info
+
+
+def naive_solve(run: Run, active):
+    """The naive QF_NRA encoding (z3/cvc5) on the points `active`: weights of every layer."""
+    from nnir.backends.smtlib.train_lower import naive_names, naive_script
+
+    p = run.problem
+    script = naive_script(p.net, p.X_exact[active], p.y[active], p.margin)
+    status, values, msg, info = smt_check(run.backend, script, run.left())
+    if status != "sat":
+        return status, None, msg, info
+    weights = [[t.exact.tolist() if isinstance(t, Const) else
+                np.full(t.shape, Fraction(0), dtype=object).tolist()
+                for t in (lay.weight, lay.bias)] for lay in p.net.layers]
+    for li, part, idx, name in naive_names(p.net):
+        if part == "W":
+            weights[li][0][idx[0]][idx[1]] = values[name]
+        else:
+            weights[li][1][idx[0]] = values[name]
+    return "sat", [(W, b) for W, b in weights], "", info
+
+
+def smt_check(backend: str, script, timeout):
+    """(status, values of `script.weight_names` or None, message, info) from z3 or cvc5."""
+    if backend == "z3":
+        return _z3_check(script, timeout)
+    if script.logic == "QF_NRA" and timeout is not None:
+        return _in_child(_cvc5_check, script, timeout)
+    return _cvc5_check(script, timeout)
+
+
+def _in_child(fn, script, timeout: float):
+    """Run `fn(script, timeout)` in a forked process, killed `timeout` s (+1) later.
+
+    cvc5's nonlinear procedures do not poll its time limit (a QF_NRA check on a 2-2-2-2
+    network ran past a 3 s `tlimit`), so the limit is enforced from outside.
+    """
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+
+    def work():
+        send.send(fn(script, timeout))
+
+    proc = ctx.Process(target=work, daemon=True)
+    proc.start()
+    got = recv.poll(max(timeout, 0.0) + 1.0)
+    result = recv.recv() if got else None
+    if proc.is_alive():
+        proc.kill()
+    proc.join()
+    if result is None:
+        return "timeout", None, f"stopped after {timeout:.3g} s (killed)", {"logic": script.logic}
+    return result
+
+
+def _stopped(name: str, timeout, elapsed: float, why: str, timed_out: bool, info):
+    if timeout is not None and (timed_out or elapsed >= timeout):
+        return "timeout", None, f"{name} stopped after {timeout:.3g} s ({why})", info
+    return "unknown", None, f"{name} answered unknown: {why}", info
+
+
+def _z3_check(script, timeout):
+    import z3
+
+    from nnir.backends.smtlib.lower import timeout_ms
+
+    info = {"solver": f"z3 {z3.get_version_string()}", "logic": script.logic}
+    t0 = time.perf_counter()
+    try:
+        ctx = z3.Context()
+        solver = z3.Solver(ctx=ctx)
+        ms = timeout_ms(timeout)
+        if ms is not None:
+            solver.set("timeout", ms)
+        solver.from_string(script.text)
+        result = solver.check()
+        if result == z3.sat:
+            model, values = solver.model(), {}
+            for name in script.weight_names:
+                v = model.eval(z3.Real(name, ctx), model_completion=True)
+                if not z3.is_rational_value(v):
+                    # an algebraic number (QF_NRA): take a close rational; replay decides
+                    info["approximated"] = True
+                    v = v.approx(40)
+                values[name] = Fraction(v.numerator_as_long(), v.denominator_as_long())
+            return "sat", values, "", info
+        if result == z3.unsat:
+            return "unsat", None, "", info
+        reason = solver.reason_unknown()
+    except z3.Z3Exception as exc:
+        return "error", None, f"z3 failed: {exc}", info
+    return _stopped("z3", timeout, time.perf_counter() - t0, reason,
+                    reason in ("timeout", "canceled"), info)
+
+
+def _cvc5_check(script, timeout):
+    import cvc5
+
+    from nnir.backends.smtlib.lower import timeout_ms
+
+    info = {"solver": "cvc5", "logic": script.logic}
+    t0 = time.perf_counter()
+    try:
+        tm = cvc5.TermManager()
+        solver = cvc5.Solver(tm)
+        solver.setOption("produce-models", "true")
+        ms = timeout_ms(timeout)
+        if ms is not None:
+            solver.setOption("tlimit-per", str(ms))
+        symbols = cvc5.SymbolManager(tm)
+        parser = cvc5.InputParser(solver, symbols)
+        parser.setStringInput(cvc5.InputLanguage.SMT_LIB_2_6, script.text, "train")
+        while True:
+            cmd = parser.nextCommand()
+            if cmd.isNull():
+                break
+            if cmd.getCommandName() != "check-sat":
+                cmd.invoke(solver, symbols)
+        result = solver.checkSat()
+        if result.isSat():
+            terms = {t.getSymbol(): t for t in symbols.getDeclaredTerms() if t.hasSymbol()}
+            values = {}
+            for name in script.weight_names:
+                v = solver.getValue(terms[name])
+                if not v.isRealValue():
+                    return "error", None, f"cvc5 gave a non-rational value {v} for {name}", info
+                q = v.getRealValue()
+                values[name] = Fraction(q.numerator, q.denominator)
+            return "sat", values, "", info
+        if result.isUnsat():
+            return "unsat", None, "", info
+        why = result.getUnknownExplanation()
+    except RuntimeError as exc:
+        return "error", None, f"cvc5 failed: {exc}", info
+    return _stopped("cvc5", timeout, time.perf_counter() - t0, why.name,
+                    why == cvc5.UnknownExplanation.TIMEOUT, info)
+
+
+def _highs_signed(run: Run, spec: SignedForm, signs, X, sigma, symmetry):
+    """HiGHS on the big-M MILP: (status, (w, b, c) normalised and exact, message, info)."""
+    import highspy
+
+    from nnir.backends.milp.highs_backend import _HIGHS_TOLS, build_highs, milp_tolerances
+    from nnir.backends.milp.train_lower import signed_milp
+
+    tols = milp_tolerances(run.opts)
+    B = float(run.opts.get("milp_box", DEFAULT_MILP_BOX))
+
+    def fin(v, default):
+        return default if v is None else float(v)
+
+    box = (fin(spec.w_lo, -B), fin(spec.w_hi, B), fin(spec.b_lo, -B), fin(spec.b_hi, B),
+           fin(spec.c_lo, -B), fin(spec.c_hi, B))
+    sm = signed_milp(spec, signs, X, sigma, float(run.problem.margin), tols["sat_slack"], box,
+                     symmetry)
+    opts = {k: tols[k] for k in _HIGHS_TOLS}
+    left = run.left()
+    if left is not None:
+        opts["time_limit"] = max(float(left), 1e-3)
+    if "threads" in run.opts:
+        opts["threads"] = int(run.opts["threads"])
+    hs = build_highs(sm.model, opts)
+    if "threads" in opts:  # HiGHS's scheduler is global: a new thread count needs a reset
+        hs.resetGlobalScheduler(True)
+    hs.run()
+    ms, hinfo = hs.getModelStatus(), hs.getInfo()
+    S = highspy.HighsModelStatus
+    info = {"model": sm.model.summary(), "highs_status": hs.modelStatusToString(ms),
+            "box": box, "sat_slack": tols["sat_slack"], **{k: opts[k] for k in _HIGHS_TOLS}}
+    if hinfo.primal_solution_status == 2 and ms in (S.kOptimal, S.kInterrupt, S.kTimeLimit,
+                                                    S.kSolutionLimit):
+        col = np.asarray(hs.getSolution().col_value)
+
+        def q(i, lo, hi):  # the exact binary value, clipped into the box it must respect
+            return min(max(Fraction(float(col[i])), Fraction(lo)), Fraction(hi))
+
+        w = [[q(i, box[0], box[1]) for i in row] for row in sm.w]
+        b = [q(i, box[2], box[3]) for i in sm.b]
+        c = None if sm.c is None else q(sm.c, box[4], box[5])
+        return "sat", (w, b, c), "", info
+    if ms in (S.kInfeasible, S.kUnboundedOrInfeasible):
+        return "unsat", None, "", info
+    if ms == S.kTimeLimit:
+        return "timeout", None, "HiGHS hit the time limit", info
+    return "unknown", None, f"HiGHS model status: {hs.modelStatusToString(ms)}", info
