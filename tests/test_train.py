@@ -105,3 +105,14 @@ def test_test_split_accuracy_is_reported():
     res = nnir.solve(prog, "fit", backend="sgd")
     assert res.status == "sat"
     assert res.replay["test_points"] == 1000 and 0.5 < res.replay["test_accuracy"] <= 1.0
+
+
+def test_written_network_reparses_to_the_same_network(tmp_path):
+    from nnir.cli_commands import _save_trained
+
+    prog = nnir.load(str(EXAMPLES / "sphere.nnir"))
+    res = nnir.solve(prog, "fit", backend="highs")
+    assert res.status == "sat"
+    _save_trained(res, str(tmp_path / "t.nnir"))
+    again = nnir.load(str(tmp_path / "t.nnir")).network("sphere")
+    assert again == res.trained
