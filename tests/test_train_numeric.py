@@ -167,3 +167,29 @@ def test_options_callback_and_variants(cls, opts):
     assert_meets_margin(p, ans)
     assert calls and calls[0][0] == 1 and calls[0][2] == [(16, 2), (2, 16)]
     assert all(a[1] <= b[1] for a, b in zip(calls, calls[1:]))
+
+
+def test_admm_workers_match_one_process():
+    """workers=2 splits the points over two processes: the same iterations give the same
+    weights as one process, up to the rounding of sums taken in another order."""
+    X, y = xor_data(60)
+    p = problem(mlp(8, 2), X, y, "0.5")  # too much margin for 30 iterations: compare weights
+    seen = {}
+
+    def record(name):
+        return lambda it, s, params: seen.__setitem__(name, [[a.copy() for a in pr]
+                                                             for pr in params])
+
+    for name, workers in (("one", 1), ("two", 2)):
+        b = AdmmBackend(max_iter=30, restarts=1, workers=workers, callback=record(name))
+        assert b.solve_train(p, timeout=30).info["iterations"] == 30
+    for (W1, b1), (W2, b2) in zip(seen["one"], seen["two"], strict=True):
+        assert np.allclose(W1, W2, rtol=1e-8, atol=1e-10) and np.allclose(b1, b2, atol=1e-10)
+
+
+def test_admm_workers_solve_and_stop():
+    X, y = xor_data()
+    p = problem(mlp(16, 2), X, y, "0.05")
+    assert_meets_margin(p, AdmmBackend(workers=2).solve_train(p, timeout=20))
+    import multiprocessing
+    assert not multiprocessing.active_children()  # the worker processes were stopped
