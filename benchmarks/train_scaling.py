@@ -153,6 +153,8 @@ def main(argv=None):
     ap.add_argument("--archs", default="3-h-2,3-h-h-2")
     ap.add_argument("--points", default=None, help="comma list of 200, 1000 (both; quick 200)")
     ap.add_argument("--max-weights", type=int, default=None, help="skip larger networks")
+    ap.add_argument("--widths", default=None,
+                    help="comma list of hidden widths to run (e.g. 256; default all)")
     ap.add_argument("--out", type=Path, default=RESULTS / "train_scaling.csv")
     args = ap.parse_args(argv)
     seeds = args.seeds or (QUICK["seeds"] if args.quick else 5)
@@ -160,6 +162,8 @@ def main(argv=None):
     points = ([int(p) for p in args.points.split(",")] if args.points
               else QUICK["points"] if args.quick else list(DATASETS))
     sizes = QUICK["sizes"] if args.quick else SIZES
+    if args.widths:
+        sizes = {a: [int(w) for w in args.widths.split(",")] for a in SIZES}
     rows = []
     t_start = time.perf_counter()
     for arch in args.archs.split(","):

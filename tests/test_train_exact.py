@@ -133,7 +133,7 @@ def test_known_output_bias_and_no_cegis(backend):
     """A known output bias is kept (it fixes the offset c); cegis=False solves on all points."""
     text = one_hidden(2, 2).replace("h + unknown", "h + [0, 1/2]")
     p = problem(text, *XOR, Fraction(1, 4))
-    ans = solve_train_exact(p, backend, 30, {"cegis": False})
+    ans = solve_train_exact(p, backend, 30, {"cegis": False, "warm_start": "none"})
     assert ans.status == "sat", ans.message
     assert ans.weights[1][1] == [0, Fraction(1, 2)] and ans.info["rounds"] == 1
     assert_fits(p, ans.weights)
@@ -203,7 +203,7 @@ def test_layerwise_never_claims_unsat():
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_encoding_option_is_honoured_and_reported(backend):
     p = problem(one_hidden(2, 2), *XOR, 1)
-    signed = solve_train_exact(p, backend, 30, {"encoding": "signed"})
+    signed = solve_train_exact(p, backend, 30, {"encoding": "signed", "warm_start": "none"})
     assert signed.status == "sat" and signed.info["encoding"] == "signed"
     assert signed.info["sign_counts_tried"][0] == 1 and "active_points" in signed.info
     naive = solve_train_exact(p, backend, 30, {"encoding": "naive"})
@@ -218,6 +218,25 @@ def test_encoding_option_is_honoured_and_reported(backend):
     assert wrong.status == "error" and "signed: 3 layers" in wrong.message
     bad = solve_train_exact(p, backend, 30, {"encoding": "quantum"})
     assert bad.status == "error" and "unknown train encoding" in bad.message
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_warm_start_finds_and_never_proves(backend):
+    """The sgd warm start answers in the find phase; an unsat comes from the full model only."""
+    rng = np.random.default_rng(3)
+    X = rng.uniform(-1, 1, size=(60, 2))
+    y = (X[:, 0] + 0.5 * X[:, 1] > 0.1).astype(int)
+    p = problem(one_hidden(2, 4), [[Fraction(v).limit_denominator(1000) for v in x] for x in X],
+                list(y), Fraction(1, 100))
+    ans = solve_train_exact(p, backend, 30)
+    assert ans.status == "sat" and ans.info["warm_start"] == "sgd", ans.message
+    assert ans.info["phase"] == "find"
+    assert_fits(p, ans.weights)
+    xor = problem(one_hidden(2, 1), *XOR, 1)
+    no = solve_train_exact(xor, backend, 30)
+    assert no.status == "unsat" and no.info["phase"] == "prove"
+    assert no.info["sign_counts_tried"] == [no.info["warm_k"]] + \
+        [k for k in range(2) if k != no.info["warm_k"]]
 
 
 tiny_points = st.lists(st.tuples(st.integers(-2, 2), st.integers(-2, 2)), min_size=4,

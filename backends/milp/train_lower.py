@@ -32,11 +32,13 @@ class SignedMilp:
     w: np.ndarray
     b: np.ndarray
     c: int | None
+    start: np.ndarray | None = None
 
 
 def signed_milp(spec, signs, X: np.ndarray, sigma, margin: float, tighten: float,
                 box: tuple[float, float, float, float, float, float],
-                symmetry: bool = True) -> SignedMilp:
+                symmetry: bool = True, fixed: np.ndarray | None = None,
+                start=None) -> SignedMilp:
     """Build the MILP of the sign-normalised problem on points X (float64 rows).
 
     Args:
@@ -46,6 +48,12 @@ def signed_milp(spec, signs, X: np.ndarray, sigma, margin: float, tighten: float
         margin: the query's margin; tighten: the extra margin (see the module docstring).
         box: finite (w_lo, w_hi, b_lo, b_hi, c_lo, c_hi) for the normalised unknowns.
         symmetry: order the biases of same-sign units.
+        fixed: optional (n, h) array restricting the helping side (the "find" phase of a warm
+            start): +1 fixes delta = 1 (h <= a, no binary), -1 fixes delta = 0 (the unit adds
+            nothing), 0 leaves the binary. A restricted model can only miss solutions: its
+            infeasibility proves nothing.
+        start: optional normalised (w (h x d), b (h), c) floats; `start` of the result is then a
+            value for every column (a MIP start; HiGHS checks it, it may be infeasible).
     """
     h, d = len(signs), spec.d
     w_lo, w_hi, b_lo, b_hi, c_lo, c_hi = (float(v) for v in box)
@@ -56,7 +64,14 @@ def signed_milp(spec, signs, X: np.ndarray, sigma, margin: float, tighten: float
     c = None if spec.c_fixed is not None else m.add_var("c", c_lo, c_hi)
     c_val = 0.0 if spec.c_fixed is None else float(spec.c_fixed)
     wmax, bmax = max(abs(w_lo), abs(w_hi)), max(abs(b_lo), abs(b_hi))
-    if symmetry:
+    vals: list[float] | None = None
+    if start is not None:
+        sw, sb = np.asarray(start[0], dtype=np.float64), np.asarray(start[1], dtype=np.float64)
+        vals = list(np.clip(sw, w_lo, w_hi).reshape(-1)) + list(np.clip(sb, b_lo, b_hi))
+        if c is not None:
+            vals.append(min(max(float(start[2]), c_lo), c_hi))
+        sa = X @ np.clip(sw, w_lo, w_hi).T + np.clip(sb, b_lo, b_hi)  # (n, h) pre-activations
+    if symmetry and fixed is None and start is None:  # a restriction or a start picks its order
         for j in range(h - 1):
             if signs[j] == signs[j + 1]:  # b_j - b_{j+1} <= 0
                 m.add_row([b[j], b[j + 1]], [1.0, -1.0], -INF, 0.0, f"sym_{j}")
@@ -65,17 +80,28 @@ def signed_milp(spec, signs, X: np.ndarray, sigma, margin: float, tighten: float
         A = A * (1 + 1e-9) + 1e-9  # pad: the bound must hold after float rounding
         goal_idx, goal_val = [], []
         for j in range(h):
+            helps = sg * signs[j] > 0
+            fix = 0 if fixed is None or not helps else int(fixed[i][j])
+            if fix < 0:  # delta = 0: the unit adds nothing to this point
+                continue
             hij = m.add_var(f"h_{i}_{j}", 0.0, A)
             # a_ij = sum_k x_k w_jk + b_j
             a_idx, a_val = list(w[j]) + [b[j]], list(map(float, x)) + [1.0]
-            if sg * signs[j] < 0:  # h - a >= 0
+            if vals is not None:
+                aij = float(sa[i, j])
+                vals.append(min(max(aij, 0.0), A) if not helps or fix > 0 or aij > 0 else 0.0)
+            if not helps:  # h - a >= 0
                 m.add_row([hij] + a_idx, [1.0] + [-v for v in a_val], 0.0, INF, f"lo_{i}_{j}")
+            elif fix > 0:  # delta = 1: h - a <= 0
+                m.add_row([hij] + a_idx, [1.0] + [-v for v in a_val], -INF, 0.0, f"up_{i}_{j}")
             else:
                 dlt = m.add_var(f"d_{i}_{j}", 0.0, 1.0, integer=True)
                 # h - a + 2A delta <= 2A
                 m.add_row([hij] + a_idx + [dlt], [1.0] + [-v for v in a_val] + [2 * A],
                           -INF, 2 * A, f"up_{i}_{j}")
                 m.add_row([hij, dlt], [1.0, -A], -INF, 0.0, f"on_{i}_{j}")  # h <= A delta
+                if vals is not None:
+                    vals.append(1.0 if float(sa[i, j]) > 0 else 0.0)
             goal_idx.append(hij)
             goal_val.append(float(sg * signs[j]))
         if c is not None:
@@ -83,4 +109,6 @@ def signed_milp(spec, signs, X: np.ndarray, sigma, margin: float, tighten: float
             goal_val.append(float(sg))
         m.add_row(goal_idx, goal_val, margin + tighten - sg * c_val, INF, f"fit_{i}")
     m.notes.append(f"each point must clear margin {margin:g} + {tighten:g}")
-    return SignedMilp(m, w, b, c)
+    if fixed is not None:
+        m.notes.append("restricted: some activation phases fixed from a warm start (find only)")
+    return SignedMilp(m, w, b, c, None if vals is None else np.asarray(vals, dtype=np.float64))

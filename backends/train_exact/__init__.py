@@ -14,7 +14,11 @@
   HiGHS or the network has more than `NAIVE_MAX_UNKNOWNS` unknown weights; else naive (z3/cvc5).
   More than two classes always go to naive (see `normalise.py` for why).
 
-Every route selects points by CEGIS (`cegis.py`). Options (all optional): encoding, cegis (bool),
+The signed route starts from an sgd warm start (`warm.py`, option `warm_start`: "sgd" | "none"):
+a "find" phase (the warm network if it replays exactly; for HiGHS a restricted MILP with the warm
+start as MIP start), then the full model ("prove"); only the full model answers `unsat`.
+`info` reports `warm_start`, `phase` and `found_by`. Every route selects points by CEGIS
+(`cegis.py`). Options (all optional): encoding, cegis (bool),
 init_points, per_round, symmetry (bool), milp_box, sat_slack, threads and HiGHS's tolerances;
 layerwise: warm ("sgd" | "random"), warm_epochs, warm_bits, restarts, seed, attempt_timeout.
 `info` reports the encoding, `encoding_reason`, `rounds`, `active_points` and

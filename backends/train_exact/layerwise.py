@@ -135,7 +135,7 @@ def layerwise_route(run: Run, spec: SignedForm):
         sub = TrainProblem(tail_network(p.net, hi), F.astype(np.float64), F, p.y, p.margin,
                            p.name)
         status, weights, msg, info = signed_route(
-            run.on(sub, float(run.opts.get("attempt_timeout", 30))), spec, k)
+            run.on(sub, float(run.opts.get("attempt_timeout", 30))), spec, k, warm_start=False)
         tried.append(how)
         info = {**info, "warm_starts": len(tried), "warm": how}
         if status == "sat":

@@ -24,13 +24,19 @@ from nnir.ir.const import Const
 DEFAULT_MILP_BOX = 100.0
 
 
-def signed_solve(run: Run, spec: SignedForm, signs, active):
-    """The signed encoding with fixed `signs` on the points `active`: weights of every layer."""
+def signed_solve(run: Run, spec: SignedForm, signs, active, warm=None):
+    """The signed encoding with fixed `signs` on the points `active`: weights of every layer.
+
+    `warm` (HiGHS only): a `warm.Warm` whose phases restrict the model (the "find" phase: fixed
+    activation phases, a box widened to hold the warm start) and which is the MIP start. An
+    infeasible restricted model is answered `unknown`, never `unsat`.
+    """
     p = run.problem
     sigma = [1 if int(p.y[i]) == 1 else -1 for i in active]
     symmetry = bool(run.opts.get("symmetry", True))
     if run.backend == "highs":
-        status, sol, msg, info = _highs_signed(run, spec, signs, p.X[active], sigma, symmetry)
+        status, sol, msg, info = _highs_signed(run, spec, signs, p.X[active], sigma, symmetry,
+                                               None if warm is None else (warm, active))
         if status != "sat":
             return status, None, msg, info
         return "sat", denormalise(p.net, spec, signs, *sol), "", info
@@ -186,7 +192,7 @@ def _cvc5_check(script, timeout):
                     why == cvc5.UnknownExplanation.TIMEOUT, info)
 
 
-def _highs_signed(run: Run, spec: SignedForm, signs, X, sigma, symmetry):
+def _highs_signed(run: Run, spec: SignedForm, signs, X, sigma, symmetry, warm=None):
     """HiGHS on the big-M MILP: (status, (w, b, c) normalised and exact, message, info)."""
     import highspy
 
@@ -199,19 +205,29 @@ def _highs_signed(run: Run, spec: SignedForm, signs, X, sigma, symmetry):
     def fin(v, default):
         return default if v is None else float(v)
 
+    fixed = start = None
+    if warm is not None:  # find phase: an unbounded side may grow to hold the warm start
+        warm, act = warm
+        B = max(B, 2 * warm.scale)
+        fixed, start = warm.phases[act], (warm.w, warm.b, warm.c)
     box = (fin(spec.w_lo, -B), fin(spec.w_hi, B), fin(spec.b_lo, -B), fin(spec.b_hi, B),
            fin(spec.c_lo, -B), fin(spec.c_hi, B))
     sm = signed_milp(spec, signs, X, sigma, float(run.problem.margin), tols["sat_slack"], box,
-                     symmetry)
+                     symmetry, fixed, start)
     opts = {k: tols[k] for k in _HIGHS_TOLS}
     left = run.left()
     if left is not None:
         opts["time_limit"] = max(float(left), 1e-3)
     if "threads" in run.opts:
         opts["threads"] = int(run.opts["threads"])
+    for k, v in run.opts.items():  # HiGHS's own options, passed through (e.g. presolve)
+        if k.startswith("highs_"):
+            opts[k[6:]] = v
     hs = build_highs(sm.model, opts)
     if "threads" in opts:  # HiGHS's scheduler is global: a new thread count needs a reset
         hs.resetGlobalScheduler(True)
+    if sm.start is not None:  # a MIP start (HiGHS checks it and drops it when infeasible)
+        hs.setSolution(len(sm.start), np.arange(len(sm.start), dtype=np.int32), sm.start)
     hs.run()
     ms, hinfo = hs.getModelStatus(), hs.getInfo()
     S = highspy.HighsModelStatus
@@ -229,6 +245,8 @@ def _highs_signed(run: Run, spec: SignedForm, signs, X, sigma, symmetry):
         c = None if sm.c is None else q(sm.c, box[4], box[5])
         return "sat", (w, b, c), "", info
     if ms in (S.kInfeasible, S.kUnboundedOrInfeasible):
+        if warm is not None:  # a restricted model: its infeasibility proves nothing
+            return "unknown", None, "the restricted (find) model is infeasible", info
         return "unsat", None, "", info
     if ms == S.kTimeLimit:
         return "timeout", None, "HiGHS hit the time limit", info
