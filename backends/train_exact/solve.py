@@ -1,9 +1,10 @@
 """One solve of a training encoding on a subset of points, per backend, read back as weights.
 
-SMT scripts (`smtlib/train_lower.py`) are parsed by z3 or cvc5 themselves, as the verify path
-does; model values are read exactly (a z3 algebraic number from QF_NRA is approximated by a
-close rational, and exact replay decides). The MILP (`milp/train_lower.py`) is solved by HiGHS,
-whose float weights are taken at their exact binary values, clipped into the normalised box.
+SMT scripts (`smtlib/train_lower.py`) are checked by `smtlib/check.py`, as on the verify path:
+z3 or cvc5 parse them themselves and model values are read exactly (a z3 algebraic number from
+QF_NRA is approximated by a close rational, and exact replay decides). The MILP
+(`milp/train_lower.py`) is solved by HiGHS, whose float weights are taken at their exact binary
+values, clipped into the normalised box.
 
 **MILP.** Big-M needs finite bounds: a side of the normalised box that is unbounded becomes
 `milp_box` (default 100) in absolute value, so a HiGHS `unsat` means "no solution in that box",
@@ -12,7 +13,6 @@ must clear the margin by `sat_slack` (1e-5) in the model so that its weights sur
 """
 from __future__ import annotations
 
-import time
 from fractions import Fraction
 
 import numpy as np
@@ -76,120 +76,10 @@ def naive_solve(run: Run, active):
 
 def smt_check(backend: str, script, timeout):
     """(status, values of `script.weight_names` or None, message, info) from z3 or cvc5."""
-    if backend == "z3":
-        return _z3_check(script, timeout)
-    if script.logic == "QF_NRA" and timeout is not None:
-        return _in_child(_cvc5_check, script, timeout)
-    return _cvc5_check(script, timeout)
+    from nnir.backends.smtlib.check import check_script
 
-
-def _in_child(fn, script, timeout: float):
-    """Run `fn(script, timeout)` in a forked process, killed `timeout` s (+1) later.
-
-    cvc5's nonlinear procedures do not poll its time limit (a QF_NRA check on a 2-2-2-2
-    network ran past a 3 s `tlimit`), so the limit is enforced from outside.
-    """
-    import multiprocessing as mp
-
-    ctx = mp.get_context("fork")
-    recv, send = ctx.Pipe(duplex=False)
-
-    def work():
-        send.send(fn(script, timeout))
-
-    proc = ctx.Process(target=work, daemon=True)
-    proc.start()
-    got = recv.poll(max(timeout, 0.0) + 1.0)
-    result = recv.recv() if got else None
-    if proc.is_alive():
-        proc.kill()
-    proc.join()
-    if result is None:
-        return "timeout", None, f"stopped after {timeout:.3g} s (killed)", {"logic": script.logic}
-    return result
-
-
-def _stopped(name: str, timeout, elapsed: float, why: str, timed_out: bool, info):
-    if timeout is not None and (timed_out or elapsed >= timeout):
-        return "timeout", None, f"{name} stopped after {timeout:.3g} s ({why})", info
-    return "unknown", None, f"{name} answered unknown: {why}", info
-
-
-def _z3_check(script, timeout):
-    import z3
-
-    from nnir.backends.smtlib.lower import timeout_ms
-
-    info = {"solver": f"z3 {z3.get_version_string()}", "logic": script.logic}
-    t0 = time.perf_counter()
-    try:
-        ctx = z3.Context()
-        solver = z3.Solver(ctx=ctx)
-        ms = timeout_ms(timeout)
-        if ms is not None:
-            solver.set("timeout", ms)
-        solver.from_string(script.text)
-        result = solver.check()
-        if result == z3.sat:
-            model, values = solver.model(), {}
-            for name in script.weight_names:
-                v = model.eval(z3.Real(name, ctx), model_completion=True)
-                if not z3.is_rational_value(v):
-                    # an algebraic number (QF_NRA): take a close rational; replay decides
-                    info["approximated"] = True
-                    v = v.approx(40)
-                values[name] = Fraction(v.numerator_as_long(), v.denominator_as_long())
-            return "sat", values, "", info
-        if result == z3.unsat:
-            return "unsat", None, "", info
-        reason = solver.reason_unknown()
-    except z3.Z3Exception as exc:
-        return "error", None, f"z3 failed: {exc}", info
-    return _stopped("z3", timeout, time.perf_counter() - t0, reason,
-                    reason in ("timeout", "canceled"), info)
-
-
-def _cvc5_check(script, timeout):
-    import cvc5
-
-    from nnir.backends.smtlib.lower import timeout_ms
-
-    info = {"solver": "cvc5", "logic": script.logic}
-    t0 = time.perf_counter()
-    try:
-        tm = cvc5.TermManager()
-        solver = cvc5.Solver(tm)
-        solver.setOption("produce-models", "true")
-        ms = timeout_ms(timeout)
-        if ms is not None:
-            solver.setOption("tlimit-per", str(ms))
-        symbols = cvc5.SymbolManager(tm)
-        parser = cvc5.InputParser(solver, symbols)
-        parser.setStringInput(cvc5.InputLanguage.SMT_LIB_2_6, script.text, "train")
-        while True:
-            cmd = parser.nextCommand()
-            if cmd.isNull():
-                break
-            if cmd.getCommandName() != "check-sat":
-                cmd.invoke(solver, symbols)
-        result = solver.checkSat()
-        if result.isSat():
-            terms = {t.getSymbol(): t for t in symbols.getDeclaredTerms() if t.hasSymbol()}
-            values = {}
-            for name in script.weight_names:
-                v = solver.getValue(terms[name])
-                if not v.isRealValue():
-                    return "error", None, f"cvc5 gave a non-rational value {v} for {name}", info
-                q = v.getRealValue()
-                values[name] = Fraction(q.numerator, q.denominator)
-            return "sat", values, "", info
-        if result.isUnsat():
-            return "unsat", None, "", info
-        why = result.getUnknownExplanation()
-    except RuntimeError as exc:
-        return "error", None, f"cvc5 failed: {exc}", info
-    return _stopped("cvc5", timeout, time.perf_counter() - t0, why.name,
-                    why == cvc5.UnknownExplanation.TIMEOUT, info)
+    return check_script(backend, script.text, script.logic, script.weight_names, timeout,
+                        title="train", approximate=True, seconds=".3g")
 
 
 def _highs_signed(run: Run, spec: SignedForm, signs, X, sigma, symmetry, warm=None):

@@ -1,0 +1,224 @@
+"""One check of an SMT-LIB script with z3 or cvc5 in process, its model values read exactly.
+
+Both the verify backends (`z3_backend`, `cvc5_backend`: the input values are the witness) and
+exact training (`train_exact/solve.py`: the weight values) solve through `check_script`.
+z3 parses the script itself (`Solver.from_string`); cvc5 replays its commands through
+`cvc5.InputParser`, except `check-sat` and `get-value`, which are done through the API so that
+the answer and the values (`Term.getRealValue`, a `Fraction`) are read without printing and
+re-parsing.
+"""
+from __future__ import annotations
+
+import time
+from fractions import Fraction
+from typing import NamedTuple
+
+from nnir.backends.base import Answer, Backend
+from nnir.backends.smtlib.lower import check_options, script_for, timeout_ms
+
+_SKIPPED = ("check-sat", "get-value")
+
+
+class Check(NamedTuple):
+    """What one check found: `values` (name -> Fraction) only when `status` is "sat"."""
+
+    status: str  # sat, unsat, unknown, timeout or error
+    values: dict[str, Fraction] | None
+    message: str
+    info: dict
+
+
+class ApiSmtBackend(Backend):
+    """z3 or cvc5 in process (`name`): verify through `check_script`, train exactly.
+
+    Options: relu ("ite"|"or"), hints (bool); for training see `backends/train_exact/`.
+    """
+
+    kinds = frozenset({"verify", "train"})
+    logics = frozenset({"QF_LRA", "QF_NRA"})
+    exact = True
+
+    def __init__(self, **options):
+        check_options(self.name, options)
+        super().__init__(**options)
+
+    def solve_verify(self, problem, timeout: float | None = None) -> Answer:
+        return verify_with(self.name, problem, self.options, timeout)
+
+    def solve_train(self, problem, timeout: float | None = None) -> Answer:
+        """Find weights fitting every point of `problem` (option `encoding`: auto, signed
+        QF_LRA, naive QF_NRA, or layerwise for deeper nets; see `backends/train_exact/`).
+
+        The weights returned are replayed exactly on every point.
+        """
+        from nnir.backends.train_exact import solve_train_exact
+
+        return solve_train_exact(problem, self.name, timeout, self.options)
+
+
+def check_script(solver: str, text: str, logic: str, names: list[str],
+                 timeout: float | None, *, title: str = "query", approximate: bool = False,
+                 seconds: str = "", info: dict | None = None) -> Check:
+    """Check the SMT-LIB `text` with z3 or cvc5 and read the values of `names` exactly.
+
+    cvc5 on QF_NRA with a time limit runs in a forked child killed from outside, since its
+    nonlinear procedures do not poll that limit.
+
+    Args:
+        solver: "z3" or "cvc5".
+        text: the whole script; its `check-sat`/`get-value` are done through the API.
+        logic: the script's logic, reported in `info` (and QF_NRA picks cvc5's child process).
+        names: the real-valued symbols to read from a model, unquoted.
+        timeout: seconds, or None for no limit.
+        title: the input's name in cvc5's parse errors.
+        approximate: take a close rational for a z3 algebraic number (QF_NRA) and mark
+            `info["approximated"]`; otherwise any non-rational value is an error.
+        seconds: format spec for the time limit in timeout messages ("" prints it as given).
+        info: extra entries for the result's `info`, after "solver" and "logic".
+    Returns:
+        a `Check`; `info` holds "solver" (with its version), "logic" and "time_s".
+    """
+    info = {"solver": solver, "logic": logic, **(info or {})}
+    if solver == "z3":
+        return _z3_check(text, names, timeout, approximate, seconds, info)
+    if logic == "QF_NRA" and timeout is not None:
+        return _in_child(_cvc5_check, timeout, seconds, logic,
+                         (text, names, timeout, title, seconds, info))
+    return _cvc5_check(text, names, timeout, title, seconds, info)
+
+
+def verify_with(solver: str, problem, options: dict, timeout: float | None) -> Answer:
+    """Solve the verify `problem` as the SMT-LIB script `nnirc emit` writes, with z3 or cvc5.
+
+    Returns:
+        the `Answer`, its witness the exact input values; a non-rational value is an error.
+    """
+    script = script_for(problem, options)
+    names = script.input_names
+    found = check_script(solver, script.text, script.logic, names, timeout, title=problem.name,
+                         info={"relu": options.get("relu", "ite")})
+    if found.status == "sat":
+        return Answer("sat", inputs=[found.values[n] for n in names], info=found.info)
+    return Answer(found.status, message=found.message, info=found.info)
+
+
+def _in_child(fn, timeout: float, seconds: str, logic: str, args: tuple) -> Check:
+    """Run `fn(*args)` in a forked process, killed `timeout` s (+1) later.
+
+    cvc5's nonlinear procedures do not poll its time limit (a QF_NRA check on a 2-2-2-2
+    network ran past a 3 s `tlimit`), so the limit is enforced from outside.
+    """
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+
+    def work():
+        send.send(fn(*args))
+
+    proc = ctx.Process(target=work, daemon=True)
+    proc.start()
+    got = recv.poll(max(timeout, 0.0) + 1.0)
+    result = recv.recv() if got else None
+    if proc.is_alive():
+        proc.kill()
+    proc.join()
+    if result is None:
+        return Check("timeout", None, f"stopped after {format(timeout, seconds)} s (killed)",
+                     {"logic": logic})
+    return result
+
+
+def _stopped(name: str, timeout, seconds: str, why: str, timed_out: bool, info) -> Check:
+    """A check that ended without sat/unsat: timeout when the limit was hit, else unknown."""
+    if timeout is not None and (timed_out or info["time_s"] >= timeout):
+        return Check("timeout", None, f"{name} stopped after {format(timeout, seconds)} s "
+                     f"({why})", info)
+    return Check("unknown", None, f"{name} answered unknown: {why}", info)
+
+
+def _z3_check(text, names, timeout, approximate, seconds, info) -> Check:
+    import z3
+
+    info["solver"] = f"z3 {z3.get_version_string()}"
+    start = time.perf_counter()
+    try:
+        ctx = z3.Context()  # a fresh context per check: no state shared between problems
+        solver = z3.Solver(ctx=ctx)
+        ms = timeout_ms(timeout)
+        if ms is not None:
+            solver.set("timeout", ms)
+        solver.from_string(text)
+        result = solver.check()
+        info["time_s"] = time.perf_counter() - start
+        if result == z3.unsat:
+            return Check("unsat", None, "", info)
+        if result == z3.sat:
+            model, values = solver.model(), {}
+            for name in names:
+                v = model.eval(z3.Real(name, ctx), model_completion=True)
+                if not z3.is_rational_value(v):
+                    if not approximate:
+                        return Check("error", None,
+                                     f"z3 gave a non-rational value {v} for {name}", info)
+                    # an algebraic number (QF_NRA): take a close rational; replay decides
+                    info["approximated"] = True
+                    v = v.approx(40)
+                values[name] = Fraction(v.numerator_as_long(), v.denominator_as_long())
+            return Check("sat", values, "", info)
+        reason = solver.reason_unknown()
+    except z3.Z3Exception as exc:
+        info["time_s"] = time.perf_counter() - start
+        return Check("error", None, f"z3 failed: {_text(exc)}", info)
+    return _stopped("z3", timeout, seconds, reason, reason in ("timeout", "canceled"), info)
+
+
+def _cvc5_check(text, names, timeout, title, seconds, info) -> Check:
+    import cvc5
+
+    start = time.perf_counter()
+    try:
+        tm = cvc5.TermManager()
+        solver = cvc5.Solver(tm)
+        solver.setOption("produce-models", "true")
+        ms = timeout_ms(timeout)
+        if ms is not None:
+            solver.setOption("tlimit-per", str(ms))
+        version = solver.getVersion()  # bytes in some releases
+        info["solver"] = "cvc5 " + (version.decode() if isinstance(version, bytes) else version)
+        symbols = cvc5.SymbolManager(tm)
+        parser = cvc5.InputParser(solver, symbols)
+        parser.setStringInput(cvc5.InputLanguage.SMT_LIB_2_6, text, title)
+        while True:
+            cmd = parser.nextCommand()
+            if cmd.isNull():
+                break
+            if cmd.getCommandName() not in _SKIPPED:
+                cmd.invoke(solver, symbols)
+        result = solver.checkSat()
+        info["time_s"] = time.perf_counter() - start
+        if result.isUnsat():
+            return Check("unsat", None, "", info)
+        if result.isSat():
+            terms = {t.getSymbol(): t for t in symbols.getDeclaredTerms() if t.hasSymbol()}
+            values = {}
+            for name in names:
+                value = solver.getValue(terms[name])
+                if not value.isRealValue():
+                    return Check("error", None,
+                                 f"cvc5 gave a non-rational value {value} for {name}", info)
+                q = value.getRealValue()  # a fractions.Fraction, exact
+                values[name] = Fraction(q.numerator, q.denominator)
+            return Check("sat", values, "", info)
+        why = result.getUnknownExplanation()
+    except RuntimeError as exc:  # cvc5 reports parse and API errors as RuntimeError
+        info["time_s"] = time.perf_counter() - start
+        return Check("error", None, f"cvc5 failed: {exc}", info)
+    return _stopped("cvc5", timeout, seconds, why.name,
+                    why == cvc5.UnknownExplanation.TIMEOUT, info)
+
+
+def _text(exc: Exception) -> str:
+    """An exception's message as text (z3 carries its messages as bytes)."""
+    msg = exc.args[0] if exc.args else exc
+    return msg.decode(errors="replace") if isinstance(msg, bytes) else str(msg)
