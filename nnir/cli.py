@@ -44,6 +44,8 @@ def _solving(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encoding", choices=("auto", "signed", "naive", "layerwise"),
                    help="train: the exact encoding (signed: sign-normalised one hidden layer; "
                    "naive: every weight a real unknown, QF_NRA; layerwise: deeper networks)")
+    p.add_argument("--method", metavar="M", help="bound: ibp, symbolic, lp or exact (overrides "
+                   "the query's method; default exact)")
     p.add_argument("-o", "--output", metavar="FILE", help="also write the results as JSON here")
 
 

@@ -71,6 +71,8 @@ def _options(args) -> dict:
         opts["solver"] = args.pysmt_solver
     if getattr(args, "encoding", None):
         opts["encoding"] = args.encoding
+    if getattr(args, "method", None):
+        opts["method"] = args.method
     return opts
 
 

@@ -38,6 +38,8 @@ def test_run_every_example(path):
             assert res["status"] in ("sat", "unsat"), res
             if res["status"] == "sat":
                 assert res["replay"]["exact"] is True
+        elif res["kind"] == "bound":
+            assert res["status"] == "sat" and res["bounds"]["exact"], res
         else:
             assert res["status"] == "error" and "not supported" in res["message"]
             assert re.search(r"queries\.nnir:\d+:\d+: error:", res["message"])

@@ -111,7 +111,7 @@ class HighsBackend(Backend):
 
     name = "highs"
     description = "HiGHS MILP solver (big-M ReLU encoding; float tolerances)"
-    kinds = frozenset({"verify", "train"})
+    kinds = frozenset({"verify", "train", "bound"})
     logics = frozenset({"MILP"})
     optimizes = True
     exact = False
@@ -198,6 +198,15 @@ class HighsBackend(Backend):
         bad = (S.kLoadError, S.kModelError, S.kPresolveError, S.kSolveError, S.kPostsolveError)
         status = "error" if ms in bad else "unknown"
         return Answer(status, None, f"HiGHS model status: {h.modelStatusToString(ms)}", details)
+
+    def solve_bound(self, problem, timeout: float | None = None, senses=("max", "min"),
+                    start: dict | None = None):
+        """Max/min of a pre-activation (`BoundProblem`): arg-optima to replay and dual bounds
+        widened by option `bound_margin` (float tolerances; `start` is ignored). See
+        `backends/milp/bound.py`."""
+        from nnir.backends.milp.bound import solve_bound_milp
+
+        return solve_bound_milp(problem, self.options, timeout, senses)
 
     def solve_train(self, problem, timeout: float | None = None) -> Answer:
         """Find weights fitting every point of `problem`: a sign-normalised big-M MILP (option

@@ -34,7 +34,7 @@ class ApiSmtBackend(Backend):
     Options: relu ("ite"|"or"), hints (bool); for training see `backends/train_exact/`.
     """
 
-    kinds = frozenset({"verify", "train"})
+    kinds = frozenset({"verify", "train", "bound"})
     logics = frozenset({"QF_LRA", "QF_NRA"})
     exact = True
 
@@ -44,6 +44,16 @@ class ApiSmtBackend(Backend):
 
     def solve_verify(self, problem, timeout: float | None = None) -> Answer:
         return verify_with(self.name, problem, self.options, timeout)
+
+    def solve_bound(self, problem, timeout: float | None = None, senses=("max", "min"),
+                    start: dict | None = None):
+        """Exact min/max of a pre-activation (`BoundProblem`): z3 `Optimize`, cvc5 bisection to
+        option `tol`; `start` maps a sense to a replayed (value of s * pre, input) to confirm.
+        See `backends/smtlib/bound.py`."""
+        from nnir.backends.smtlib.bound import cvc5_bound, z3_bound
+
+        fn = z3_bound if self.name == "z3" else cvc5_bound
+        return fn(problem, self.options, timeout, senses, start)
 
     def solve_train(self, problem, timeout: float | None = None) -> Answer:
         """Find weights fitting every point of `problem` (option `encoding`: auto, signed

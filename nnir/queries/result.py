@@ -30,6 +30,7 @@ class Result:
     span: Span | None = None
     trained: object = None  # train: the trained Network (replayed), for writing out
     info: dict = field(default_factory=dict)  # backend statistics (JSON-safe scalars)
+    bounds: dict | None = None  # bound: min, max, their intervals, arg-optima, how certified
 
     def add_notes(self, *notes: str, first: bool = False) -> Result:
         self.notes = (list(notes) + self.notes) if first else (self.notes + list(notes))
@@ -49,6 +50,8 @@ class Result:
             d["replay"] = self.replay
         if self.info:
             d["info"] = self.info
+        if self.bounds is not None:
+            d["bounds"] = self.bounds
         return d
 
     def render(self) -> str:
@@ -75,12 +78,30 @@ class Result:
             if "test_accuracy" in r:
                 lines.append(f"  test accuracy: {r['test_accuracy']:.4f} on {r['test_points']} "
                              "points (float64)")
+        elif self.bounds:
+            lines.extend(_bound_lines(self.bounds))
         elif self.replay:
             r = self.replay
             lines.append(f"  replay: exact {'ok' if r['exact'] else 'FAILED'}, "
                          f"float64 {'ok' if r['float64'] else 'FAILED'}")
         lines.extend(f"  note: {n}" for n in self.notes)
         return "\n".join(lines)
+
+
+def _bound_lines(b: dict) -> list[str]:
+    """`max: 1.5 (exact, attained at x[0]=1, x[1]=0.5; z3: ...)`, or the interval it lies in."""
+    lines = []
+    for s in ("max", "min"):
+        lo, hi = b[f"{s}_interval"]
+        if b.get(f"arg{s}") is None:  # a bound pass: one sound end only
+            lines.append(f"  {s}: {'>=' if s == 'min' else '<='} {b[s]:.9g} ({b['how'][s]})")
+            continue
+        val = b[f"{s}_exact"]
+        at = ", ".join(f"{n}{_show(v, float(parse_number(v)))}"
+                       for n, v in zip(b["input_names"], b[f"arg{s}"]))
+        where = "exact" if b["exact_sides"][s] else f"in [{lo:.12g}, {hi:.12g}]"
+        lines.append(f"  {s}: {_show(val, b[s])[1:]} ({where}; attained at {at}; {b['how'][s]})")
+    return lines
 
 
 def _show(exact: str, f: float) -> str:
