@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dump-ir", help="print the canonical IR, optionally after a pass")
     p.add_argument("file")
     p.add_argument("--after", metavar="PASS", help="print networks after this pass, with the "
-                   "bounds it proved as comments (passes: ibp, symbolic)")
+                   "bounds it proved as comments (passes, in order: ibp, symbolic, lp)")
     _common(p)
     p = sub.add_parser("backends", help="list the backends and what they can do")
     p.add_argument("--markdown", action="store_true", help="the table as in the README")

@@ -204,14 +204,16 @@ def cmd_dump_ir(args) -> int:
     if not args.after:
         sys.stdout.write(print_program(prog))
         return EXIT_OK
-    from nnir.passes.manager import PassContext, default_pipeline, registered_passes
+    from nnir.passes.manager import PassContext, PassManager, registered_passes
 
-    if args.after not in registered_passes():
-        raise NnirError(f"unknown pass '{args.after}'",
-                        hint="passes: " + ", ".join(registered_passes()))
+    passes = registered_passes()
+    if args.after not in passes:
+        raise NnirError(f"unknown pass '{args.after}'", hint="passes: " + ", ".join(passes))
+    names = list(passes)
+    upto = PassManager([passes[n] for n in names[:names.index(args.after) + 1]])
     for net in prog.networks:
         ctx = PassContext(check=True, dump_after=args.after)
-        default_pipeline().run(net, ctx)
+        upto.run(net, ctx)
         sys.stdout.write(print_network(ctx.dumped or net, facts=True) + "\n")
     return EXIT_OK
 

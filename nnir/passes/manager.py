@@ -53,11 +53,13 @@ class PassManager:
 def registered_passes() -> dict[str, Pass]:
     """Every pass by name (the names `--after` accepts)."""
     from nnir.passes.interval import IntervalBounds
+    from nnir.passes.lp import LpBounds
     from nnir.passes.symbolic import SymbolicBounds
 
-    return {p.name: p for p in (IntervalBounds(), SymbolicBounds())}
+    return {p.name: p for p in (IntervalBounds(), SymbolicBounds(), LpBounds())}
 
 
 def default_pipeline() -> PassManager:
     """The passes run before lowering a query: IBP, then symbolic bounds (each tightens)."""
-    return PassManager(list(registered_passes().values()))
+    passes = registered_passes()
+    return PassManager([passes["ibp"], passes["symbolic"]])

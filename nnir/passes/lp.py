@@ -1,0 +1,240 @@
+"""LP-based bound tightening (optimisation-based bound tightening) with HiGHS and safe dual bounds.
+
+Layer by layer, each neuron's pre-activation is minimised and maximised over the LP relaxation of
+the earlier layers: the input box and the input's linear constraints, exact affine layers, stable
+ReLUs exact (identity / zero) and unstable ReLUs by the triangle relaxation y >= 0, y >= z,
+y <= a z + d (a ~ u / (u - l), the float line of `symbolic.relu_relaxation`, valid exactly), with
+the best bounds known so far. The model is built once per layer; only the objective changes between
+neurons, so HiGHS warm-starts from the previous basis.
+
+Soundness. An optimum reported by HiGHS is a floating-point number and is NOT used. Instead the
+LP's dual row values y serve as multipliers in the safe bound of Neumaier & Shcherbina ("Safe
+bounds in linear and mixed-integer linear programming", Math. Prog. 99, 2004): for min c^T x over
+rl <= A x <= ru, l <= x <= u (A, c exact; rl, ru, l, u floats), ANY vector y gives
+    c^T x = y^T (A x) + r^T x >= sum_i (y_i > 0 ? y_i rl_i : y_i ru_i) + sum_j min(r_j l_j, r_j u_j)
+with r = c - A^T y. Multipliers that would meet an infinite row bound are set to 0 first. The
+exact data are the rational weights (`Const.exact`), the relaxation lines (floats, valid exactly)
+and outward-rounded floats for the input box, the biases and constraint right-hand sides (a
+looser row bound keeps the relaxation valid). r is computed in float64 from the nearest floats
+A_f, c_f of A, c; with m rows, |r - r_f| <= |c - c_f| + |A - A_f|^T |y| + (error of the float
+sum of m + 1 products) <= (gamma_{m+1} + u) (|c_f| + |A_f|^T |y|) + eta (m + 2 + sum |y|)
+(Higham, "Accuracy and Stability of Numerical Algorithms", 3.1; u = 2^-53, eta = the underflow
+unit). We allow e_j = 4 (m + 3) u (|c_f| + |A_f|^T |y|)_j + tiny (m + 3 + sum |y|), over twice
+that, which also covers the rounding of e itself, and since min(r l, r u) is M-Lipschitz in r
+(M = max(|l|, |u|)), subtract sum_j e_j M_j. The final sums are computed EXACTLY (scaled
+integers) and rounded outward once. A maximum is minus the minimum of -c. A neuron whose bound
+cannot be made finite keeps its old bound; the result is intersected with the known facts.
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+
+import highspy
+import numpy as np
+import scipy.sparse as sp
+
+from nnir.ir.nodes import Network
+from nnir.passes.interval import IntervalBounds, input_box, merge, round_down, round_up
+from nnir.passes.symbolic import relu_relaxation
+
+_U = 2.0 ** -53
+_TINY = np.finfo(np.float64).tiny
+_INF = highspy.kHighsInf
+_SCALE = 2 * 1074 + 2  # every product of two floats is an integer multiple of 2^-2148
+
+
+def exact_dot(a: np.ndarray, b: np.ndarray) -> Fraction:
+    """The exact value of sum_i a_i b_i for finite float arrays (as scaled integers, fast)."""
+    tot = 0
+    for x, y in zip(a.tolist(), b.tolist()):
+        if x == 0.0 or y == 0.0:
+            continue
+        nx, dx = x.as_integer_ratio()
+        ny, dy = y.as_integer_ratio()
+        tot += (nx * ny) << (_SCALE - dx.bit_length() - dy.bit_length())
+    return Fraction(tot, 1 << (_SCALE - 2))
+
+
+def safe_lower_bound(A: sp.csc_matrix, c: np.ndarray, rl, ru, cl, cu, y) -> Fraction | None:
+    """A rigorous lower bound of min c^T x over rl <= A x <= ru, cl <= x <= cu, from multipliers y.
+
+    Args:
+        A, c: the nearest floats to the exact constraint matrix and objective (see the module
+            docstring for the allowance this costs).
+        rl, ru: float row bounds (+-inf allowed); cl, cu: finite float column bounds.
+        y: any float multipliers, one per row (e.g. HiGHS's `row_dual` of the minimisation).
+
+    Returns:
+        The exact rational bound, or None when y is not finite.
+    """
+    y = np.array(y, dtype=np.float64)
+    if not np.all(np.isfinite(y)):
+        return None
+    y[((y > 0) & ~np.isfinite(rl)) | ((y < 0) & ~np.isfinite(ru))] = 0.0
+    m = A.shape[0]
+    r = c - A.T @ y
+    ay = np.abs(y)
+    t = np.abs(c) + abs(A).T @ ay
+    err = np.nextafter(4.0 * (m + 3) * _U * t + _TINY * (m + 3 + ay.sum()), np.inf)
+    if not (np.all(np.isfinite(r)) and np.all(np.isfinite(err))):
+        return None
+    rb = np.where(y > 0, rl, ru)
+    xb = np.where(r > 0, cl, cu)
+    keep = y != 0
+    mag = np.maximum(np.abs(cl), np.abs(cu))
+    return (exact_dot(y[keep], rb[keep]) + exact_dot(r, xb) - exact_dot(err, mag))
+
+
+class _LayerLp:
+    """The LP relaxation of the layers a target layer depends on, built once, objective swapped."""
+
+    def __init__(self, net: Network, k: int, lo: dict, hi: dict, options: dict):
+        target = net.layers[k]
+        need, stack = set(), [target.src]
+        while stack:  # ancestors of the target (layers read earlier nodes only)
+            node = stack.pop()
+            if node != net.input.name and node not in need:
+                need.add(node)
+                stack.append(net.layer(node).src)
+        cl, cu = [], []
+        rows, cols, vals, rl, ru = [], [], [], [], []
+        post: dict[str, np.ndarray] = {}
+
+        def new_cols(lo_v, hi_v):
+            start = sum(len(v) for v in cl)
+            cl.append(np.asarray(lo_v, dtype=np.float64))
+            cu.append(np.asarray(hi_v, dtype=np.float64))
+            return np.arange(start, start + len(lo_v))
+
+        def add_row(cidx, cval, lo_b, hi_b):
+            r = len(rl)
+            rows.extend([r] * len(cidx))
+            cols.extend(cidx)
+            vals.extend(cval)
+            rl.append(lo_b)
+            ru.append(hi_b)
+
+        xlo, xhi = input_box(net)
+        post[net.input.name] = new_cols(xlo, xhi)
+        for atom in net.input.constraints:  # linear input constraints (strict ones relaxed)
+            if any(ref.node != net.input.name for ref, _ in atom.terms):
+                continue  # dropping a constraint keeps the relaxation valid
+            cidx = [int(post[net.input.name][ref.index]) for ref, _ in atom.terms]
+            cval = [float(q) for _, q in atom.terms]
+            lo_b = round_down(atom.rhs) if atom.rel in (">=", ">", "==") else -_INF
+            hi_b = round_up(atom.rhs) if atom.rel in ("<=", "<", "==") else _INF
+            add_row(cidx, cval, lo_b, hi_b)
+        for lay in net.layers[:k]:
+            if lay.name not in need:
+                continue
+            l_, u_ = lo[lay.name], hi[lay.name]
+            z = new_cols(l_, u_)
+            W, src = lay.weight.f64, post[lay.src]
+            for i in range(lay.size):  # z_i - W_i . src = b_i
+                nz = np.nonzero((W[i] != 0) & (src >= 0))[0]
+                b = lay.bias.exact[i]
+                add_row([int(z[i])] + src[nz].tolist(), [1.0] + (-W[i, nz]).tolist(),
+                        round_down(b), round_up(b))
+            if lay.act != "relu":
+                post[lay.name] = z
+                continue
+            out = np.where(l_ >= 0, z, -1)  # stably active: y = z; inactive: y = 0 (no column)
+            uns = np.nonzero((l_ < 0) & (u_ > 0))[0]
+            a, d, _ = relu_relaxation(l_[uns], u_[uns])
+            ycols = new_cols(np.zeros(len(uns)), u_[uns])
+            for t, i in enumerate(uns):  # triangle: y >= z, y <= a z + d (valid exactly)
+                add_row([int(ycols[t]), int(z[i])], [1.0, -1.0], 0.0, _INF)
+                add_row([int(ycols[t]), int(z[i])], [1.0, -float(a[t])], -_INF, float(d[t]))
+            out[uns] = ycols
+            post[lay.name] = out
+        self.cl, self.cu = np.concatenate(cl), np.concatenate(cu)
+        self.rl, self.ru = np.array(rl, dtype=np.float64), np.array(ru, dtype=np.float64)
+        n = len(self.cl)
+        self.A = sp.csc_matrix((vals, (rows, cols)), shape=(len(rl), n), dtype=np.float64)
+        self.A.sum_duplicates()
+        self.src = post[target.src]
+        self.finite = bool(np.all(np.isfinite(self.cl)) and np.all(np.isfinite(self.cu))
+                           and np.all(np.isfinite(self.A.data)))
+        self.h = highspy.Highs()
+        self.h.setOptionValue("output_flag", False)
+        self.h.setOptionValue("presolve", "off")  # keep the basis between objectives
+        for key, val in options.items():
+            self.h.setOptionValue(key, val)
+        lp = highspy.HighsLp()
+        lp.num_col_, lp.num_row_ = n, len(rl)
+        lp.col_cost_ = np.zeros(n)
+        lp.col_lower_, lp.col_upper_ = self.cl, self.cu
+        lp.row_lower_, lp.row_upper_ = self.rl, self.ru
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = self.A.indptr.astype(np.int32)
+        lp.a_matrix_.index_ = self.A.indices.astype(np.int32)
+        lp.a_matrix_.value_ = self.A.data
+        lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = n, len(rl)
+        self.h.passModel(lp)
+        self.live = np.nonzero(self.src >= 0)[0]  # source neurons that have a column
+        self.cost_idx = self.src[self.live].astype(np.int32)
+
+    def minimum(self, w: np.ndarray) -> Fraction | None:
+        """A rigorous lower bound of w . post(src) over the relaxation (None if none is found)."""
+        cw = w[self.live]
+        self.h.changeColsCost(len(self.cost_idx), self.cost_idx, cw)
+        self.h.run()
+        sol = self.h.getSolution()
+        y = np.array(sol.row_dual) if sol.dual_valid else np.zeros(len(self.rl))
+        c = np.zeros(len(self.cl))
+        c[self.cost_idx] = cw
+        return safe_lower_bound(self.A, c, self.rl, self.ru, self.cl, self.cu, y)
+
+
+class LpBounds:
+    """Per-neuron LP bounds over the triangle relaxation, certified by safe dual bounds.
+
+    Args:
+        unstable_only: bound only the unstable neurons of ReLU layers (all neurons of other
+            layers); otherwise every neuron.
+        options: extra HiGHS options (e.g. tolerances); the bounds stay sound whatever they are.
+    """
+
+    name = "lp"
+
+    def __init__(self, unstable_only: bool = True, options: dict | None = None):
+        self.unstable_only = unstable_only
+        self.options = dict(options or {})
+
+    def accepts(self, net: Network) -> bool:
+        return not net.has_unknowns
+
+    def run(self, net: Network, ctx) -> Network:
+        if net.facts is None:
+            net = IntervalBounds().run(net, ctx)
+        lo = {name: v.copy() for name, v in net.facts.lo.items()}
+        hi = {name: v.copy() for name, v in net.facts.hi.items()}
+        for k, lay in enumerate(net.layers):
+            l_, u_ = lo[lay.name], hi[lay.name]
+            todo = np.arange(lay.size)
+            if self.unstable_only and lay.act == "relu":
+                todo = np.nonzero((l_ < 0) & (u_ > 0))[0]
+            if len(todo) == 0:
+                continue
+            model = _LayerLp(net, k, lo, hi, self.options)
+            if not model.finite:  # a column without finite bounds: later layers keep theirs
+                break
+            W, b = lay.weight.f64, lay.bias.exact
+            for i in todo:
+                low = model.minimum(W[i])
+                if low is not None:
+                    l_[i] = max(l_[i], round_down(low + b[i]))
+                if lay.act == "relu" and self.unstable_only and l_[i] >= 0:
+                    continue  # now stably active: the upper bound is not needed
+                neg = model.minimum(-W[i])
+                if neg is not None:
+                    u_[i] = min(u_[i], round_up(b[i] - neg))
+            bad = l_ > u_  # only possible when the input domain is empty: keep the old bounds
+            l_[bad], u_[bad] = net.facts.lo[lay.name][bad], net.facts.hi[lay.name][bad]
+        ctx.log.append(f"lp: {_count_stable(net, lo, hi)} stable ReLUs")
+        return merge(net, self.name, lo, hi)
+
+
+def _count_stable(net: Network, lo: dict, hi: dict) -> int:
+    return int(sum(np.sum((lo[lay.name] >= 0) | (hi[lay.name] <= 0))
+                   for lay in net.layers if lay.act == "relu"))
