@@ -65,13 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("file")
         _solving(p)
         _common(p)
-    p = sub.add_parser("train", help="answer the train queries and write the trained network")
-    p.add_argument("file")
-    _solving(p)
-    p.add_argument("--save", metavar="FILE.nnir", help="write the trained network here as "
-                   ".nnir (exact weights) and beside it as .npz (float64); -o is an alias when "
-                   "it ends in .nnir")
-    _common(p)
+    for name, what in (("train", "trained"), ("compress", "compressed")):
+        p = sub.add_parser(name, help=f"answer the {name} queries and write the {what} network")
+        p.add_argument("file")
+        _solving(p)
+        p.add_argument("--save", metavar="FILE.nnir", help=f"write the {what} network here as "
+                       ".nnir (exact weights) and beside it as .npz (float64); -o is an alias "
+                       "when it ends in .nnir")
+        _common(p)
     p = sub.add_parser("emit", help="write a verify query as SMT-LIB, MPS or LP")
     p.add_argument("file")
     p.add_argument("--format", choices=("smtlib", "mps", "lp"), default="smtlib")

@@ -118,13 +118,13 @@ def cmd_verify(args) -> int:
     return cmd_run(args, kinds=("verify",))
 
 
-def cmd_train(args) -> int:
+def cmd_train(args, kinds=("train",)) -> int:
     save = args.save
     if save is None and args.output and args.output.endswith(".nnir"):
         save, args.output = args.output, None  # `-o net.nnir` names the trained network
     args.results_hook = (lambda res, many: _save_trained(res, _per_query(save, res, many))) \
         if save else None
-    return cmd_run(args, kinds=("train",))
+    return cmd_run(args, kinds=kinds)
 
 
 def _per_query(path: str, res, many: bool) -> str:
@@ -147,7 +147,8 @@ def _save_trained(res, path: str) -> None:
 
     if res.trained is None:
         return
-    write_text(path, f"# trained by nnir ({res.backend}), query {res.query}; "
+    verb = "trained" if res.kind == "train" else "made"
+    write_text(path, f"# {verb} by nnir ({res.backend}), query {res.query}; "
                f"{res.certified}\n" + print_network(res.trained))
     arrays = {}
     for k, lay in enumerate(res.trained.layers, 1):
@@ -156,7 +157,7 @@ def _save_trained(res, path: str) -> None:
     with atomic_path(npz, suffix=".npz") as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
-    res.notes.append(f"trained network written to {path} and {npz}")
+    res.notes.append(f"network written to {path} and {npz}")
 
 
 def cmd_emit(args) -> int:
@@ -236,6 +237,7 @@ def cmd_backends(args) -> int:
 
 
 COMMANDS = {"check": cmd_check, "run": cmd_run, "verify": cmd_verify, "train": cmd_train,
+            "compress": lambda args: cmd_train(args, kinds=("compress",)),
             "emit": cmd_emit,
             "dump-ir": cmd_dump_ir, "backends": cmd_backends}
 

@@ -40,6 +40,10 @@ def test_run_every_example(path):
                 assert res["replay"]["exact"] is True
         elif res["kind"] == "bound":
             assert res["status"] == "sat" and res["bounds"]["exact"], res
+        elif res["kind"] == "stable":
+            assert res["status"] == "sat" and "stable" in res["info"], res
+        elif res["kind"] == "compress":
+            assert res["status"] == "sat" and "compress" in res["info"], res
         else:
             assert res["status"] == "error" and "not supported" in res["message"]
             assert re.search(r"queries\.nnir:\d+:\d+: error:", res["message"])

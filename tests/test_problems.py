@@ -55,8 +55,8 @@ def test_close_calls_are_settled_exactly(problem):
 
 
 def test_unsupported_query_is_an_error_result_not_a_crash():
-    prog = nnir.parse(TINY + "stable tiny as b\n")
+    prog = nnir.parse(TINY + "equiv tiny tiny as b\n")
     res = nnir.solve(prog, "b", backend="z3")
     assert res.status == "error"
-    assert "'stable' queries are not supported" in res.message
-    assert "<string>:6:8" in res.message
+    assert "'equiv' queries are not supported" in res.message
+    assert "<string>:6:7" in res.message

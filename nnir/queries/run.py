@@ -6,7 +6,7 @@ import time
 import numpy as np
 
 from nnir.errors import NnirError, UnsupportedQuery
-from nnir.ir.nodes import Bound, Program, Train, Verify
+from nnir.ir.nodes import Bound, Compress, Program, Stable, Train, Verify
 from nnir.passes.manager import PassContext, default_pipeline
 from nnir.queries.problem import VerifyProblem
 from nnir.queries.replay import replay_verify
@@ -39,11 +39,19 @@ def run_query(prog: Program, q, backend: str = "auto", timeout: float | None = N
             from nnir.queries.bound import run_bound
 
             res = run_bound(prog, q, backend, timeout, options)
+        elif isinstance(q, Stable):
+            from nnir.queries.stable import run_stable
+
+            res = run_stable(prog, q, backend, timeout, options)
+        elif isinstance(q, Compress):
+            from nnir.queries.compress import run_compress
+
+            res = run_compress(prog, q, backend, timeout, options)
         else:
             raise UnsupportedQuery(
                 f"'{q.kind}' queries are not supported by backend '{backend}' yet",
-                q.span, "this build answers verify, train and bound queries; "
-                "stable, compress and equiv are coming")
+                q.span, "this build answers verify, train, bound, stable and compress "
+                "queries; equiv is coming")
     except NnirError as exc:
         res = Result(q.name, q.kind, "error", backend, message=exc.render(), span=q.span)
     res.seconds = time.perf_counter() - start

@@ -1,0 +1,125 @@
+"""`stable` queries: the per-neuron method agrees across HiGHS and exact z3, never contradicts
+exact sampling, data only ever make neurons unstable, and a hand-made network comes out right."""
+import itertools
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from strategies import networks
+
+from nnir.api import parse_fragment
+from nnir.backends import registry
+from nnir.ir.evaluate import evaluate
+from nnir.ir.nodes import Program, Stable
+from nnir.queries.stable import StableState, _data_pass, in_domain, run_stable
+
+HAS_Z3 = registry.backend_class("z3").available()
+HAS_HIGHS = registry.backend_class("highs").available()
+
+HAND = """
+net n {
+  input x[2] in [-1, 1]
+  where x[0] + x[1] <= 1.5
+  relu   h[4] = [[1, 0.5], [0.3, 1], [1, 1], [0, 0]] x + [0, 0, -2, 1]
+  relu   g[3] = [[1, -1, 0.7, 0], [0, 1, 1, 0], [1, 1, 0, 0]] h + [0.1, -0.2, -2.3]
+  linear y[1] = [[1, -2, 1]] g
+}
+data pts { [0.5, 0.5] -> 0  [-0.5, -0.5] -> 1  [0.9, -0.9] -> 1  [2, 2] -> 0 }
+stable n as plain
+stable n as with_data using pts
+"""
+
+
+def _sets(res):
+    return {lay: (tuple(t["active"]), tuple(t["inactive"]), tuple(t["unstable"]),
+                  tuple(t["undecided"])) for lay, t in res.info["stable"].items()}
+
+
+def _grid(net, per_dim=5):
+    axes = [[a + (b - a) * Fraction(k, per_dim - 1) for k in range(per_dim)]
+            for a, b in zip(net.input.lo.exact, net.input.hi.exact)]
+    return [list(p) for p in itertools.product(*axes) if in_domain(net, list(p))]
+
+
+def _check_sound(net, res):
+    """No grid point contradicts a stable verdict; unstable ones are not contradicted either."""
+    for x in _grid(net):
+        vals = evaluate(net, x, exact=True)
+        for lay, t in res.info["stable"].items():
+            pre = vals[lay + ".pre"]
+            assert all(pre[i] >= 0 for i in t["active"])
+            assert all(pre[i] <= 0 for i in t["inactive"])
+
+
+@pytest.mark.skipif(not HAS_Z3, reason="needs z3")
+@pytest.mark.parametrize("backend", ["z3"] + (["highs"] if HAS_HIGHS else []))
+def test_hand_made_network(backend):
+    prog = parse_fragment(HAND)
+    for q in prog.queries:
+        res = run_stable(prog, q, backend, 30, {})
+        assert res.status == "sat"
+        s = res.info["stable"]
+        # h[2] = x0 + x1 - 2 <= 0 and h[3] = 1: interval bounds see both
+        assert s["h"]["inactive"] == [2] and s["h"]["active"] == [3]
+        assert s["h"]["how"][2] == "ibp" and s["h"]["how"][3] == "ibp"
+        assert s["h"]["unstable"] == [0, 1]
+        # g[2]'s pre-activation is h0 + h1 - 2.3 = 1.3 x0 + 1.5 x1 - 2.3 where both are active;
+        # under x0 + x1 <= 1.5 (and x <= 1) its max is at x = (0.5, 1): 2.15 - 2.3 < 0.
+        # Intervals (h0 <= 1.5, h1 <= 1.3) cannot see it; the solver proves it.
+        assert s["g"]["inactive"] == [2]
+        assert s["g"]["how"][2] == ("exact-bound" if backend == "z3" else "milp")
+        assert s["g"]["unstable"] == [0, 1] and s["g"]["undecided"] == []
+        assert "layer" in res.message and "by data" in res.message
+        _check_sound(prog.network("n"), res)
+        if q.data:
+            assert "data" in s["h"]["how"].values()
+            assert res.info["data_points"] >= 1
+
+
+def test_data_pass_never_marks_stable():
+    prog = parse_fragment(HAND)
+    from nnir.data import load_dataset
+
+    net = prog.network("n")
+    st_ = StableState(net)
+    rng = np.random.default_rng(0)
+
+    class Data:
+        X = rng.uniform(-1.2, 1.2, size=(50, 2))
+
+        @property
+        def exact(self):
+            out = np.empty(self.X.shape, dtype=object)
+            out.reshape(-1)[:] = [Fraction(float(v)) for v in self.X.reshape(-1)]
+            return out
+
+    for data in (Data(), load_dataset(prog.dataset("pts"), prog.base_dir)):
+        _data_pass(st_, data, 100)
+        assert all((s == 0).all() for s in st_.stable.values())
+        for lay, how in st_.how.items():
+            for i, h in how.items():
+                assert h == "data" and st_.seen[lay][i].all()
+    # every neuron marked unstable really takes both signs at in-domain points (checked exactly)
+    pts = [list(r) for r in Data().exact if sum(r) <= Fraction(3, 2) and
+           all(-1 <= v <= 1 for v in r)]
+    for lay, how in st_.how.items():
+        pres = [evaluate(net, x, exact=True)[lay + ".pre"] for x in pts]
+        for i in how:
+            assert any(p[i] > 0 for p in pres) and any(p[i] < 0 for p in pres)
+
+
+@pytest.mark.skipif(not (HAS_Z3 and HAS_HIGHS), reason="needs z3 and highspy")
+@settings(max_examples=15, deadline=None)
+@given(st.data())
+def test_highs_equals_exact_z3_on_random_networks(data):
+    net = data.draw(networks(max_depth=3, max_width=4, max_inputs=2))
+    prog = Program(networks=(net,))
+    q = Stable("s", net.name)
+    ref = run_stable(prog, q, "z3", 60, {})
+    assert ref.status == "sat"
+    assert all(not t["undecided"] for t in ref.info["stable"].values())
+    got = run_stable(prog, q, "highs", 60, {})
+    assert _sets(got) == _sets(ref)
+    _check_sound(net, ref)
