@@ -33,11 +33,10 @@ import traceback
 
 import numpy as np
 
-from nnir.backends.base import Backend
 from nnir.backends.train.common import (
     CHECK_TOL,
+    NumericTrainer,
     boxed,
-    check_options,
     finish,
     gaps,
     init_params,
@@ -54,7 +53,7 @@ OPTIONS = {"seed": 0, "max_iter": 2000, "restarts": 4, "beta": 1.0, "gamma": 10.
            "restart_warm": 50, "restart_lr": 0.01}
 
 
-class AdmmBackend(Backend):
+class AdmmBackend(NumericTrainer):
     """ADMM trainer (Taylor et al. 2016), numpy. Options: seed, max_iter (in all), restarts
     (fresh seeds seed, seed+1, ... sharing max_iter), beta, gamma, loss ("hinge" | "square"),
     target (output scale c, default max(1, margin)), ridge; warm_epochs (epochs of minibatch
@@ -69,15 +68,10 @@ class AdmmBackend(Backend):
 
     name = "admm"
     description = "gradient-free ADMM trainer (Taylor et al. 2016), closed-form layer updates"
-    kinds = frozenset({"train"})
-    logics = frozenset({"numeric"})
-    optimizes = False
-    exact = False
-    modules = ("numpy",)
+    OPTIONS = OPTIONS
 
     def __init__(self, **options):
         super().__init__(**options)
-        self.opts = check_options(self.name, options, OPTIONS)
         if self.opts["loss"] not in ("hinge", "square"):
             raise UnsupportedQuery(f"admm: unknown loss {self.opts['loss']!r}",
                                    hint="use loss=hinge or loss=square")

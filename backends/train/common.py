@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from nnir.backends.base import Answer
+from nnir.backends.base import Answer, Backend
 from nnir.errors import BackendError
 from nnir.ir.const import Const
 from nnir.ir.evaluate import evaluate_batch
@@ -21,6 +21,22 @@ from nnir.ir.nodes import Network, Unknown
 # The float64 check asks for this much more than the margin, so that rounding differences
 # between the float forward pass and the caller's exact replay (~1e-15 relative) cannot flip it.
 CHECK_TOL = 1e-9
+
+
+class NumericTrainer(Backend):
+    """What the numeric trainers share: their capabilities, and options checked against
+    the subclass's `OPTIONS` defaults (merged into `self.opts`)."""
+
+    kinds = frozenset({"train"})
+    logics = frozenset({"numeric"})
+    optimizes = False
+    exact = False
+    modules = ("numpy",)
+    OPTIONS: dict = {}
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        self.opts = check_options(self.name, options, self.OPTIONS)
 
 
 def check_options(name: str, options: dict, known: dict) -> dict:

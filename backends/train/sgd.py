@@ -13,9 +13,8 @@ import time
 
 import numpy as np
 
-from nnir.backends.base import Backend
 from nnir.backends.train.common import (
-    check_options,
+    NumericTrainer,
     finish,
     init_params,
     meets,
@@ -27,7 +26,7 @@ OPTIONS = {"seed": 0, "max_epochs": 20000, "lr": 0.01, "pad": 0.01,
            "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "batch_size": None, "callback": None}
 
 
-class SgdBackend(Backend):
+class SgdBackend(NumericTrainer):
     """Gradient-descent trainer (numpy, Adam). Options: seed, max_epochs, lr, pad, beta1, beta2,
     eps, batch_size (None: full batch; else shuffled minibatches of that size, one epoch a pass
     over the data), callback (`callback(epoch, seconds, params)` after each epoch, `params` the
@@ -37,15 +36,7 @@ class SgdBackend(Backend):
 
     name = "sgd"
     description = "backpropagation baseline: full-batch Adam on a margin hinge loss (numpy)"
-    kinds = frozenset({"train"})
-    logics = frozenset({"numeric"})
-    optimizes = False
-    exact = False
-    modules = ("numpy",)
-
-    def __init__(self, **options):
-        super().__init__(**options)
-        self.opts = check_options(self.name, options, OPTIONS)
+    OPTIONS = OPTIONS
 
     def solve_train(self, problem, timeout: float | None = None):
         o = self.opts
