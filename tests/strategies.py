@@ -70,3 +70,19 @@ def float_network(seed: int, depth: int):
     pts = [[Fraction(float(v)) for v in rng.uniform(-1.5, 0.7, size=sizes[0])]
            for _ in range(4)]
     return net, pts + [[Fraction(-3, 2)] * sizes[0], [Fraction(7, 10)] * sizes[0]]
+
+
+def assert_facts_sound(net, facts, points) -> None:
+    """Exact pre-activations at `points` lie within `facts`' bounds, and its stable marks hold."""
+    from nnir.ir.evaluate import evaluate
+
+    for x in points:
+        vals = evaluate(net, x, exact=True)
+        for lay in net.layers:
+            lo, hi, st = facts.lo[lay.name], facts.hi[lay.name], facts.stable[lay.name]
+            for i, v in enumerate(vals[lay.name + ".pre"]):
+                assert Fraction(lo[i]) <= v <= Fraction(hi[i])
+                if st[i] > 0:
+                    assert v >= 0
+                if st[i] < 0:
+                    assert v <= 0

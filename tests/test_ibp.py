@@ -3,10 +3,9 @@ from fractions import Fraction
 
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import float_network, networks
+from strategies import assert_facts_sound, float_network, networks
 
 import nnir
-from nnir.ir.evaluate import evaluate
 from nnir.passes.interval import IntervalBounds, round_down, round_up
 from nnir.passes.manager import PassContext, PassManager
 
@@ -18,17 +17,7 @@ def _samples(net, draw_fracs):
 
 def _check_sound(net, points):
     out = PassManager([IntervalBounds()]).run(net, PassContext(check=True))
-    facts = out.facts
-    for x in points:
-        vals = evaluate(net, x, exact=True)
-        for lay in net.layers:
-            pre = vals[lay.name + ".pre"]
-            for i, v in enumerate(pre):
-                assert Fraction(facts.lo[lay.name][i]) <= v <= Fraction(facts.hi[lay.name][i])
-                if facts.stable[lay.name][i] > 0:
-                    assert v >= 0
-                if facts.stable[lay.name][i] < 0:
-                    assert v <= 0
+    assert_facts_sound(net, out.facts, points)
     return out
 
 

@@ -8,7 +8,7 @@ import pytest
 import scipy.sparse as sp
 from hypothesis import example, given
 from hypothesis import strategies as st
-from strategies import atoms_over, float_network, networks
+from strategies import assert_facts_sound, atoms_over, float_network, networks
 
 import nnir
 from nnir.ir.evaluate import evaluate
@@ -43,13 +43,7 @@ def _check(net, points, lp=None):
     for lay in net.layers:
         assert np.all(f.lo[lay.name] >= g.lo[lay.name])
         assert np.all(f.hi[lay.name] <= g.hi[lay.name])
-    for x in points:
-        vals = evaluate(net, x, exact=True)
-        for lay in net.layers:
-            for i, v in enumerate(vals[lay.name + ".pre"]):
-                assert Fraction(f.lo[lay.name][i]) <= v <= Fraction(f.hi[lay.name][i])
-                assert f.stable[lay.name][i] <= 0 or v >= 0
-                assert f.stable[lay.name][i] >= 0 or v <= 0
+    assert_facts_sound(net, f, points)  # bounds and stable marks, exactly
     return base, out
 
 
