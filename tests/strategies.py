@@ -13,7 +13,21 @@ small = st.builds(lambda n, d: Fraction(n, d), st.integers(-6, 6), st.sampled_fr
 
 
 @st.composite
-def networks(draw, max_depth: int = 3, max_width: int = 4, max_inputs: int = 3) -> Network:
+def networks(draw, max_depth: int = 3, max_width: int = 4, max_inputs: int = 3,
+             graph: bool = False) -> Network:
+    """Small random chains of dense layers; with `graph`, tensor-parallel versions of them
+    (slice, concat and add nodes; `nnir.passes.shard`), which compute the same function."""
+    net = draw(_dense_networks(max_depth, max_width, max_inputs))
+    if not graph:
+        return net
+    from nnir.passes.shard import STYLES, shard_network
+
+    styles = tuple(draw(st.lists(st.sampled_from(STYLES), min_size=1, max_size=2)))
+    return shard_network(net, draw(st.integers(2, 3)), styles, name=net.name)
+
+
+@st.composite
+def _dense_networks(draw, max_depth: int, max_width: int, max_inputs: int) -> Network:
     n_in = draw(st.integers(1, max_inputs))
     lo = [draw(st.integers(-3, 1)) for _ in range(n_in)]
     hi = [a + draw(st.integers(0, 3)) for a in lo]

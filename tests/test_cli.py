@@ -11,7 +11,7 @@ from nnir.backends import registry
 
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.nnir"))
 # Files whose queries include kinds this release does not answer yet (exit status 3).
-PARTLY_UNSUPPORTED = {"queries.nnir"}
+PARTLY_UNSUPPORTED: set[str] = set()
 
 
 def nnirc(*args, cwd=None):
@@ -44,6 +44,10 @@ def test_run_every_example(path):
             assert res["status"] == "sat" and "stable" in res["info"], res
         elif res["kind"] == "compress":
             assert res["status"] == "sat" and "compress" in res["info"], res
+        elif res["kind"] == "equiv":
+            assert res["status"] in ("sat", "unsat"), res
+            if res["status"] == "sat":
+                assert res["replay"]["exact"] is True
         else:
             assert res["status"] == "error" and "not supported" in res["message"]
             assert re.search(r"queries\.nnir:\d+:\d+: error:", res["message"])

@@ -56,7 +56,7 @@ def test_close_calls_are_settled_exactly(problem):
 
 def test_unsupported_query_is_an_error_result_not_a_crash():
     prog = nnir.parse(TINY + "equiv tiny tiny as b\n")
-    res = nnir.solve(prog, "b", backend="z3")
+    res = nnir.solve(prog, "b", backend="pysmt", method="solver")
     assert res.status == "error"
-    assert "'equiv' queries are not supported" in res.message
+    assert "equiv queries run on z3, cvc5 or highs, not 'pysmt'" in res.message
     assert "<string>:6:7" in res.message

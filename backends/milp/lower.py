@@ -38,7 +38,7 @@ import numpy as np
 
 from nnir.backends.milp.model import INF, MilpModel, Row
 from nnir.errors import UnsupportedQuery
-from nnir.ir.nodes import And, Atom, BoolConst, Formula, Or
+from nnir.ir.nodes import Add, And, Atom, BoolConst, Concat, Formula, Or, Slice
 from nnir.passes.interval import IntervalBounds, input_box
 from nnir.queries.problem import VerifyProblem
 
@@ -84,6 +84,19 @@ class _Lowering:
         self.bounds[inp.name] = (lo, hi)
         self.m.input_vars = self.vars[inp.name].tolist()
 
+    def node(self, lay, facts) -> None:
+        """Lower one node of `self.net` with its bound facts (slices and concatenations reuse
+        their sources' columns: they add nothing to the model)."""
+        if isinstance(lay, (Slice, Concat)):
+            parts = [(lay.src, lay.start, lay.start + lay.size)] if isinstance(lay, Slice) \
+                else [(s, 0, None) for s in lay.srcs]
+            self.vars[lay.name] = np.concatenate([self.vars[s][a:b] for s, a, b in parts])
+            self.bounds[lay.name] = tuple(np.concatenate([self.bounds[s][k][a:b]
+                                                          for s, a, b in parts])
+                                          for k in (0, 1))
+            return
+        self.layer(lay, facts.lo[lay.name], facts.hi[lay.name], facts.stable[lay.name])
+
     def layer(self, lay, lo: np.ndarray, hi: np.ndarray, stable: np.ndarray) -> None:
         if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
             raise UnsupportedQuery(f"layer '{lay.name}' has infinite bounds; big-M needs finite "
@@ -92,14 +105,20 @@ class _Lowering:
         base = legal_name(f"{self.net.name}_{lay.name}")
         pre_names = [f"{base}_pre_{j}" if relu else f"{base}_{j}" for j in range(lay.size)]
         z = self.m.add_vars(pre_names, lo, hi)
-        src = self.vars[lay.src]
-        live = src >= 0  # sources fixed at 0 (inactive ReLUs) drop out of the rows
-        W, b = lay.weight.f64[:, live], lay.bias.f64
-        cols = src[live]
-        for j in range(lay.size):  # W_j x - z_j = -b_j
-            nz = W[j] != 0.0
-            self.m.rows.append(_row(np.append(cols[nz], z[j]), np.append(W[j][nz], -1.0),
-                                    -b[j], -b[j], f"def_{pre_names[j]}"))
+        if isinstance(lay, Add):  # sum_k src_k[j] - z_j = 0; +-1 coefficients are exact
+            for j in range(lay.size):
+                cols = [int(self.vars[s][j]) for s in lay.srcs if self.vars[s][j] >= 0]
+                self.m.add_row(cols + [int(z[j])], [1.0] * len(cols) + [-1.0], 0.0, 0.0,
+                               f"def_{pre_names[j]}")
+        else:
+            src = self.vars[lay.src]
+            live = src >= 0  # sources fixed at 0 (inactive ReLUs) drop out of the rows
+            W, b = lay.weight.f64[:, live], lay.bias.f64
+            cols = src[live]
+            for j in range(lay.size):  # W_j x - z_j = -b_j
+                nz = W[j] != 0.0
+                self.m.rows.append(_row(np.append(cols[nz], z[j]), np.append(W[j][nz], -1.0),
+                                        -b[j], -b[j], f"def_{pre_names[j]}"))
         if not relu:
             self.vars[lay.name], self.bounds[lay.name] = z, (lo, hi)
             return
@@ -241,12 +260,12 @@ def to_milp(problem: VerifyProblem, margin: float = 0.0, slack: str = "strict") 
         net = IntervalBounds().run(net, None)
     low = _Lowering(problem, margin, slack)
     low.inputs()
-    facts = net.facts
     for lay in net.layers:
-        low.layer(lay, facts.lo[lay.name], facts.hi[lay.name], facts.stable[lay.name])
+        low.node(lay, net.facts)
     for k, atom in enumerate(problem.input_constraints):
         low.formula(atom, None, f"where_{k}")
     low.formula(problem.prop, None, "prop")
     if margin > 0:
         low.m.notes.append(f"property and input-constraint rows loosened by {margin:g}")
     return low.m
+

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from nnir.errors import UnsupportedQuery
-from nnir.ir.nodes import And, Atom, BoolConst, Formula, Network, Not, Or
+from nnir.ir.nodes import And, Atom, BoolConst, Concat, Dense, Formula, Network, Not, Or, Slice
 from nnir.queries.problem import VerifyProblem
 
 RELU_ENCODINGS = ("ite", "or")
@@ -83,7 +83,7 @@ def to_smtlib(problem: VerifyProblem, *, relu: str = "ite", get_values: bool = T
     out.append(f"(set-info :smt-lib-version 2.6)\n(set-logic {logic})\n")
 
     inp = net.input
-    syms = {inp.name: _symbols(net, inp.name, inp.size)}
+    syms = {inp.name: _symbols(net.name, inp.name, inp.size)}
     out.append(f"; input {inp.name}[{inp.size}]\n")
     _declare(out, syms[inp.name])
     for s, lo, hi in zip(syms[inp.name], inp.lo.exact, inp.hi.exact):
@@ -91,25 +91,7 @@ def to_smtlib(problem: VerifyProblem, *, relu: str = "ite", get_values: bool = T
     for atom in problem.input_constraints:
         out.append(f"(assert {_formula(atom, syms)})\n")
 
-    for lay in net.layers:
-        out.append(f"; layer {lay.name}[{lay.size}] = {lay.act}(W {lay.src} + b)\n")
-        pre = _symbols(net, lay.name + ".pre", lay.size)
-        _declare(out, pre)
-        src = syms[lay.src]
-        for p, row, b in zip(pre, lay.weight.exact, lay.bias.exact):
-            out.append(f"(assert (= {p} {_linear(zip(src, row), b)}))\n")
-        if facts is not None and lay.name in facts.lo:
-            _bound_hints(out, pre, facts.lo[lay.name], facts.hi[lay.name])
-        if lay.act == "linear":
-            syms[lay.name] = pre  # a linear layer's value is its pre-activation
-            continue
-        post = _symbols(net, lay.name, lay.size)
-        _declare(out, post)
-        stable = facts.stable.get(lay.name) if facts is not None else None
-        for i, (p, q) in enumerate(zip(pre, post)):
-            flag = int(stable[i]) if stable is not None else 0
-            out.append(f"(assert {_relu(p, q, flag, relu)})\n")
-        syms[lay.name] = post
+    syms.update(lower_layers(out, net, syms[inp.name], facts, relu))
 
     out.append("; property\n")
     out.append(f"(assert {_formula(problem.prop, syms)})\n(check-sat)\n")
@@ -118,8 +100,60 @@ def to_smtlib(problem: VerifyProblem, *, relu: str = "ite", get_values: bool = T
     return SmtScript("".join(out), list(syms[inp.name]), logic)
 
 
-def _symbols(net: Network, node: str, size: int) -> list[str]:
-    base = f"{net.name}.{node}"
+def lower_layers(out: list[str], net: Network, inputs: list[str], facts, relu: str,
+                 prefix: str | None = None) -> dict[str, list[str]]:
+    """Declare and define every node of `net` reading the input symbols `inputs`.
+
+    Args:
+        out: the script so far; lines are appended.
+        net: the network (known weights).
+        inputs: the symbols of its input coordinates (declared and constrained by the caller;
+            several networks may share them).
+        facts: bound facts used as hints and stable ReLUs (or None).
+        relu: "ite" or "or".
+        prefix: the symbols' prefix (default: the network's name).
+    Returns:
+        node name -> the symbols of its value (post-activation).
+    """
+    prefix = net.name if prefix is None else prefix
+    syms = {net.input.name: list(inputs)}
+    for lay in net.layers:
+        if isinstance(lay, Slice):  # no new symbols: a slice or concat names its sources'
+            syms[lay.name] = syms[lay.src][lay.start:lay.start + lay.size]
+            continue
+        if isinstance(lay, Concat):
+            syms[lay.name] = [v for src in lay.srcs for v in syms[src]]
+            continue
+        pre = _symbols(prefix, lay.name + ".pre", lay.size)
+        if isinstance(lay, Dense):
+            out.append(f"; layer {lay.name}[{lay.size}] = {lay.act}(W {lay.src} + b)\n")
+            _declare(out, pre)
+            src = syms[lay.src]
+            for p, row, b in zip(pre, lay.weight.exact, lay.bias.exact):
+                out.append(f"(assert (= {p} {_linear(zip(src, row), b)}))\n")
+        else:
+            out.append(f"; add {lay.name}[{lay.size}] = {lay.act}({' + '.join(lay.srcs)})\n")
+            _declare(out, pre)
+            for i, p in enumerate(pre):
+                terms = [(syms[src][i], Fraction(1)) for src in lay.srcs]
+                out.append(f"(assert (= {p} {_linear(terms, Fraction(0))}))\n")
+        if facts is not None and lay.name in facts.lo:
+            _bound_hints(out, pre, facts.lo[lay.name], facts.hi[lay.name])
+        if lay.act == "linear":
+            syms[lay.name] = pre  # a linear layer's value is its pre-activation
+            continue
+        post = _symbols(prefix, lay.name, lay.size)
+        _declare(out, post)
+        stable = facts.stable.get(lay.name) if facts is not None else None
+        for i, (p, q) in enumerate(zip(pre, post)):
+            flag = int(stable[i]) if stable is not None else 0
+            out.append(f"(assert {_relu(p, q, flag, relu)})\n")
+        syms[lay.name] = post
+    return syms
+
+
+def _symbols(prefix, node: str, size: int) -> list[str]:
+    base = f"{getattr(prefix, 'name', prefix)}.{node}"
     if "|" in base or "\\" in base:
         raise ValueError(f"name {base!r} cannot be written as a quoted SMT-LIB symbol")
     return [f"|{base}[{i}]|" for i in range(size)]

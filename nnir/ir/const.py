@@ -139,6 +139,14 @@ class Const:
             return True
         return all(Fraction(float(v)) == v for v in self._exact.reshape(-1))
 
+    def part(self, rows=None, cols=None) -> Const:
+        """Some rows and/or columns, exactly (a float-made constant stays float-made)."""
+        src = self._f64 if self._exact is None else self._exact
+        a = src[rows] if rows is not None else src
+        a = a[:, cols] if cols is not None else a
+        return Const(f64=np.array(a)) if self._exact is None else \
+            Const(exact=np.array(a, dtype=object))
+
     def tolist(self):
         return self.exact.tolist()
 

@@ -9,7 +9,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from nnir.ir.nodes import And, Atom, BoolConst, Formula, Network, Not, Or
+from nnir.ir.nodes import Add, And, Atom, BoolConst, Concat, Dense, Formula, Network, Not, Or, Slice
 
 
 def _relu_exact(v: np.ndarray) -> np.ndarray:
@@ -36,15 +36,17 @@ def evaluate(net: Network, x, exact: bool = False) -> dict[str, np.ndarray]:
     else:
         vals = {net.input.name: np.asarray(x, dtype=np.float64)}
     for lay in net.layers:
-        src = vals[lay.src]
-        if exact:
-            pre = lay.weight.exact.dot(src) + lay.bias.exact
-            vals[lay.name + ".pre"] = pre
-            vals[lay.name] = _relu_exact(pre) if lay.act == "relu" else pre
+        if not isinstance(lay, Dense):
+            pre = _graph_pre(lay, vals, axis=0)
+        elif exact:
+            pre = lay.weight.exact.dot(vals[lay.src]) + lay.bias.exact
         else:
-            pre = lay.weight.f64 @ src + lay.bias.f64
-            vals[lay.name + ".pre"] = pre
-            vals[lay.name] = np.maximum(pre, 0.0) if lay.act == "relu" else pre
+            pre = lay.weight.f64 @ vals[lay.src] + lay.bias.f64
+        vals[lay.name + ".pre"] = pre
+        if lay.act != "relu":
+            vals[lay.name] = pre
+        else:
+            vals[lay.name] = _relu_exact(pre) if exact else np.maximum(pre, 0.0)
     return vals
 
 
@@ -52,10 +54,28 @@ def evaluate_batch(net: Network, X: np.ndarray) -> dict[str, np.ndarray]:
     """Float64 evaluation of many inputs at once (rows of X); same keys as `evaluate`."""
     vals = {net.input.name: np.asarray(X, dtype=np.float64)}
     for lay in net.layers:
-        pre = vals[lay.src] @ lay.weight.f64.T + lay.bias.f64
+        if isinstance(lay, Dense):
+            pre = vals[lay.src] @ lay.weight.f64.T + lay.bias.f64
+        else:
+            pre = _graph_pre(lay, vals, axis=-1)
         vals[lay.name + ".pre"] = pre
         vals[lay.name] = np.maximum(pre, 0.0) if lay.act == "relu" else pre
     return vals
+
+
+def _graph_pre(lay, vals: dict, axis: int) -> np.ndarray:
+    """The (pre-activation) value of a slice, concat or add node along the entry axis: exact
+    for Fractions (object arrays), rounded once per term for floats."""
+    if isinstance(lay, Slice):
+        return np.take(vals[lay.src], range(lay.start, lay.start + lay.size), axis=axis)
+    if isinstance(lay, Concat):
+        return np.concatenate([vals[s] for s in lay.srcs], axis=axis)
+    if isinstance(lay, Add):
+        out = vals[lay.srcs[0]]
+        for s in lay.srcs[1:]:
+            out = out + vals[s]
+        return np.array(out, copy=True)
+    raise TypeError(f"not a network node: {type(lay).__name__}")
 
 
 def _as_fractions(x) -> np.ndarray:

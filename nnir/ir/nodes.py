@@ -110,6 +110,57 @@ class Dense:
     bias: Tensor
     act: str
     span: Span | None = _span()
+    kind = "dense"
+
+    @property
+    def srcs(self) -> tuple[str, ...]:
+        return (self.src,)
+
+
+@dataclass(frozen=True)
+class Slice:
+    """`name = src[start:start+size]`: a contiguous part of a vector (no activation, exact)."""
+
+    name: str
+    size: int
+    src: str
+    start: int
+    span: Span | None = _span()
+    act = "linear"  # not a field: a slice never has an activation
+    kind = "slice"
+
+    @property
+    def srcs(self) -> tuple[str, ...]:
+        return (self.src,)
+
+
+@dataclass(frozen=True)
+class Concat:
+    """`name = [a, b, ...]`: the vectors `srcs` one after the other (no activation, exact)."""
+
+    name: str
+    size: int
+    srcs: tuple[str, ...]
+    span: Span | None = _span()
+    act = "linear"
+    kind = "concat"
+
+
+@dataclass(frozen=True)
+class Add:
+    """`name = act(a + b + ...)`: the sum of equally long vectors (the all-reduce of partial
+    sums), optionally through a ReLU."""
+
+    name: str
+    size: int
+    srcs: tuple[str, ...]
+    act: str = "linear"
+    span: Span | None = _span()
+    kind = "add"
+
+
+Node = Dense | Slice | Concat | Add
+NODE_KINDS = ("dense", "slice", "concat", "add")
 
 
 @dataclass(frozen=True)
@@ -131,12 +182,12 @@ class Facts:
 class Network:
     name: str
     input: Input
-    layers: tuple[Dense, ...]
+    layers: tuple[Node, ...]  # in topological order: a node reads the input or earlier nodes
     output: str
     span: Span | None = _span()
     facts: Facts | None = field(default=None, compare=False, repr=False)
 
-    def layer(self, name: str) -> Dense:
+    def layer(self, name: str) -> Node:
         for lay in self.layers:
             if lay.name == name:
                 return lay
@@ -156,7 +207,21 @@ class Network:
 
     @property
     def has_unknowns(self) -> bool:
-        return any(isinstance(t, Unknown) for lay in self.layers for t in (lay.weight, lay.bias))
+        return any(isinstance(t, Unknown) for lay in self.dense_layers
+                   for t in (lay.weight, lay.bias))
+
+    @property
+    def dense_layers(self) -> tuple[Dense, ...]:
+        return tuple(lay for lay in self.layers if isinstance(lay, Dense))
+
+    @property
+    def is_dense_only(self) -> bool:
+        """True when every node is a dense layer (no slice, concat or add)."""
+        return all(isinstance(lay, Dense) for lay in self.layers)
+
+    def graph_nodes(self) -> list[str]:
+        """Names of the slice, concat and add nodes (consumers that need dense layers say so)."""
+        return [lay.name for lay in self.layers if not isinstance(lay, Dense)]
 
 
 # ----------------------------------------------------------------------------- datasets
@@ -240,6 +305,7 @@ class Compress:
     name: str
     net: str
     output: str | None = None
+    data: str | None = None  # a dataset the check also replays, and the stable analysis uses
     span: Span | None = _span()
     kind = "compress"
 

@@ -5,11 +5,13 @@ from fractions import Fraction
 
 from nnir.ir.const import format_number
 from nnir.ir.nodes import (
+    Add,
     And,
     Atom,
     BoolConst,
     Bound,
     Compress,
+    Concat,
     Dataset,
     Dense,
     Equiv,
@@ -21,6 +23,7 @@ from nnir.ir.nodes import (
     Not,
     Or,
     Program,
+    Slice,
     Stable,
     Train,
     Unknown,
@@ -77,7 +80,16 @@ def print_network(net: Network, facts: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _layer(lay: Dense) -> str:
+def _layer(lay) -> str:
+    if isinstance(lay, Slice):
+        return (f"  slice {lay.name}[{lay.size}] = {lay.src}[{lay.start}:"
+                f"{lay.start + lay.size}]")
+    if isinstance(lay, Concat):
+        return f"  concat {lay.name}[{lay.size}] = [{', '.join(lay.srcs)}]"
+    if isinstance(lay, Add):
+        terms = " + ".join(lay.srcs)
+        return f"  add {lay.name}[{lay.size}] = " + (f"relu({terms})" if lay.act == "relu"
+                                                       else terms)
     text = f"  {lay.act} {lay.name}[{lay.size}] = {_tensor(lay.weight, '  ')} {lay.src}"
     if isinstance(lay.bias, Unknown) or any(v != 0 for v in lay.bias.exact):
         text += " + " + _tensor(lay.bias, "  ")
@@ -177,7 +189,8 @@ def print_query(q) -> str:
     if isinstance(q, Stable):
         return f"stable {q.net}{name}" + (f" using {q.data}" if q.data else "")
     if isinstance(q, Compress):
-        return f"compress {q.net}{name}" + (f" -> {q.output}" if q.output else "")
+        return f"compress {q.net}{name}" + (f" -> {q.output}" if q.output else "") + \
+            (f" using {q.data}" if q.data else "")
     if isinstance(q, Equiv):
         text = f"equiv {q.a} {q.b}{name}"
         if q.tol is not None:

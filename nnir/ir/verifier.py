@@ -11,12 +11,16 @@ from nnir.ir.formula import atoms
 from nnir.ir.nodes import (
     ACTIVATIONS,
     RELATIONS,
+    Add,
     Atom,
     Bound,
     Compress,
+    Concat,
+    Dense,
     Equiv,
     Network,
     Program,
+    Slice,
     Stable,
     Train,
     Unknown,
@@ -51,9 +55,15 @@ def verify_network(net: Network, source: str | None = None) -> None:
                   source=source)
         if lay.act not in ACTIVATIONS:
             _fail(f"unknown activation '{lay.act}'", lay.span, "use relu or linear", source)
-        if lay.src not in seen:
-            _fail(f"layer '{lay.src}' is not defined", lay.span,
-                  f"a layer reads the input or an earlier layer; {_names_hint(seen)}", source)
+        for src in lay.srcs:
+            if src not in seen:
+                _fail(f"layer '{src}' is not defined", lay.span,
+                      f"a layer reads the input or an earlier layer; {_names_hint(seen)}",
+                      source)
+        if not isinstance(lay, Dense):
+            _check_graph_node(lay, seen, source)
+            seen[lay.name] = lay.size
+            continue
         n_in = seen[lay.src]
         _check_shape(lay.weight, (lay.size, n_in), lay, "weight",
                      f"{lay.size} neurons reading '{lay.src}' of size {n_in}", source)
@@ -62,6 +72,40 @@ def verify_network(net: Network, source: str | None = None) -> None:
     if net.output not in seen:
         _fail(f"output '{net.output}' is not defined in network '{net.name}'", net.span,
               _names_hint(seen), source)
+    graph = net.graph_nodes()
+    if graph and net.has_unknowns:
+        lay = net.layer(graph[0])
+        _fail(f"network '{net.name}' has unknown weights and a {lay.kind} node '{lay.name}': "
+              "training handles chains of dense layers only", lay.span,
+              "train the dense network first, then shard the trained weights", source)
+
+
+def _check_graph_node(lay, seen: dict, source) -> None:
+    """Sizes of a slice (within its source), concat (the sum) and add (all equal) node."""
+    got = [seen[s] for s in lay.srcs]
+    if isinstance(lay, Slice):
+        if lay.start < 0 or lay.size <= 0 or lay.start + lay.size > got[0]:
+            _fail(f"slice '{lay.name}' = {lay.src}[{lay.start}:{lay.start + lay.size}] is out of "
+                  f"range: '{lay.src}' has {got[0]} entries", lay.span,
+                  f"valid slices lie within 0..{got[0]}", source)
+        return
+    if not lay.srcs:
+        _fail(f"{lay.kind} node '{lay.name}' reads nothing", lay.span, source=source)
+    if isinstance(lay, Add):
+        if any(g != got[0] for g in got):
+            sizes = ", ".join(f"{s}[{g}]" for s, g in zip(lay.srcs, got))
+            _fail(f"shape mismatch: add '{lay.name}' sums vectors of different sizes ({sizes})",
+                  lay.span, "every term of an add must have the same size", source)
+        want = got[0]
+    elif isinstance(lay, Concat):
+        want = sum(got)
+    else:
+        _fail(f"'{lay.name}' is not a network node ({type(lay).__name__})", lay.span,
+              source=source)
+    if lay.size != want:
+        _fail(f"shape mismatch: {lay.kind} '{lay.name}' has {want} entries, declared "
+              f"{lay.size}", lay.span, f"write {lay.name}[{want}] or leave the size out",
+              source)
 
 
 def _check_shape(t, shape, lay, what, why, source):
@@ -116,8 +160,7 @@ def verify_program(prog: Program, source: str | None = None) -> None:
 
     for q in prog.queries:
         if isinstance(q, Equiv):
-            need_net(q.a, q.span)
-            need_net(q.b, q.span)
+            _check_equiv(q, need_net(q.a, q.span), need_net(q.b, q.span), source)
             continue
         net = need_net(q.net, q.span)
         if isinstance(q, Verify):
@@ -142,10 +185,45 @@ def verify_program(prog: Program, source: str | None = None) -> None:
             except KeyError:
                 _fail(f"layer '{q.layer}' is not defined in network '{net.name}'", q.span,
                       _names_hint(lay.name for lay in net.layers), source)
+            if isinstance(lay, (Slice, Concat)):
+                _fail(f"'{q.layer}' is a {lay.kind} node: it has no pre-activation of its own",
+                      q.span, "bound the layer it reads instead", source)
             if not 0 <= q.index < lay.size:
                 _fail(f"index {q.index} is out of range for layer '{q.layer}' of size "
                       f"{lay.size}", q.span, source=source)
         elif isinstance(q, Stable) and q.data is not None:
             need_data(q.data, q.span)
-        elif isinstance(q, Compress) and q.output is not None and q.output in top:
-            _fail(f"'{q.output}' is already defined", q.span, source=source)
+        elif isinstance(q, Compress):
+            if q.output is not None and q.output in top:
+                _fail(f"'{q.output}' is already defined", q.span, source=source)
+            if q.data is not None:
+                need_data(q.data, q.span)
+
+
+def _check_equiv(q: Equiv, a: Network, b: Network, source) -> None:
+    """Both networks read inputs of one size; the output map picks valid outputs of B."""
+    for net in (a, b):
+        if net.has_unknowns:
+            _fail(f"network '{net.name}' has unknown weights, so equivalence cannot be checked",
+                  q.span, "train it first", source)
+    if a.input.size != b.input.size:
+        _fail(f"networks '{a.name}' and '{b.name}' cannot be compared: they read "
+              f"{a.input.size} and {b.input.size} inputs", q.span,
+              "equiv needs networks with inputs of the same size (both run on "
+              f"'{a.name}''s input domain)", source)
+    if q.tol is not None and q.tol < 0:
+        _fail("the tolerance must be non-negative", q.span, source=source)
+    n_a, n_b = a.output_size, b.output_size
+    if q.mapping is None:
+        if n_a != n_b:
+            _fail(f"networks '{a.name}' and '{b.name}' have {n_a} and {n_b} outputs", q.span,
+                  f"add `map [i, ...]`: for each of the {n_a} outputs of '{a.name}', the output "
+                  f"of '{b.name}' it is compared with", source)
+        return
+    if len(q.mapping) != n_a:
+        _fail(f"the output map has {len(q.mapping)} entries but '{a.name}' has {n_a} outputs",
+              q.span, f"give one output of '{b.name}' per output of '{a.name}'", source)
+    bad = [i for i in q.mapping if not 0 <= i < n_b]
+    if bad:
+        _fail(f"output map entry {bad[0]} is out of range: '{b.name}' has {n_b} outputs",
+              q.span, f"valid entries are 0..{n_b - 1}", source)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from nnir.errors import UnsupportedQuery
 from nnir.ir.const import Const
 from nnir.ir.nodes import Dense, Network
 from nnir.ir.verifier import verify_network
@@ -82,6 +83,11 @@ def compress_with_report(net: Network, stable: dict,
     """`compress_network`, also returning one `LayerChange` per original layer, in order."""
     if net.has_unknowns:
         raise ValueError(f"network '{net.name}' has unknown weights; train it first")
+    if not net.is_dense_only:
+        lay = net.layer(net.graph_nodes()[0])
+        raise UnsupportedQuery(f"compress handles networks of dense layers only; "
+                               f"'{net.name}' has the {lay.kind} node '{lay.name}'", lay.span,
+                               "compress the sequential network, then shard it")
     # Mutable working copy: name -> [src, W (object array), b (object array), act, span]
     work = {lay.name: [lay.src, np.array(lay.weight.exact, dtype=object),
                        np.array(lay.bias.exact, dtype=object), lay.act, lay.span]

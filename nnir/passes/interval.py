@@ -17,7 +17,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from nnir.ir.nodes import Facts, Network
+from nnir.ir.nodes import Concat, Dense, Facts, Network, Slice
 
 _U = 2.0 ** -53
 _TINY = np.finfo(np.float64).tiny
@@ -49,6 +49,29 @@ def affine_bounds(W: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray):
     mag = np.abs(W) @ np.maximum(np.abs(lo), np.abs(hi)) + np.abs(b)
     err = 3.0 * (n + 3) * _U * mag + (n + 2) * _TINY
     return np.nextafter(plo - err, -np.inf), np.nextafter(phi + err, np.inf)
+
+
+def graph_bounds(lay, vals: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Sound bounds of a slice, concat or add node from its sources' value bounds `vals`.
+
+    Slicing and concatenation copy bounds exactly. A sum of k vectors is added one term at a
+    time, each float addition rounded outward by one step (`nextafter`): a rounded sum is within
+    half a spacing of the exact one, so one step down (up) is below (above) it, and an overflow
+    goes to -inf (+inf), still sound.
+    """
+    if isinstance(lay, Slice):
+        lo, hi = vals[lay.src]
+        stop = lay.start + lay.size
+        return lo[lay.start:stop].copy(), hi[lay.start:stop].copy()
+    if isinstance(lay, Concat):
+        return (np.concatenate([vals[s][0] for s in lay.srcs]),
+                np.concatenate([vals[s][1] for s in lay.srcs]))
+    lo, hi = (v.copy() for v in vals[lay.srcs[0]])
+    for s in lay.srcs[1:]:
+        with np.errstate(over="ignore", invalid="ignore"):
+            lo = np.nextafter(lo + vals[s][0], -np.inf)
+            hi = np.nextafter(hi + vals[s][1], np.inf)
+    return np.where(np.isnan(lo), -np.inf, lo), np.where(np.isnan(hi), np.inf, hi)
 
 
 def refine_near_zero(lay, plo, phi, slo, shi):
@@ -115,10 +138,13 @@ class IntervalBounds:
         vals = {net.input.name: input_box(net)}
         lo, hi = {}, {}
         for lay in net.layers:
-            slo, shi = vals[lay.src]
-            plo, phi = affine_bounds(lay.weight.f64, lay.bias.f64, slo, shi)
-            if lay.act == "relu":
-                plo, phi = refine_near_zero(lay, plo, phi, slo, shi)
+            if not isinstance(lay, Dense):
+                plo, phi = graph_bounds(lay, vals)
+            else:
+                slo, shi = vals[lay.src]
+                plo, phi = affine_bounds(lay.weight.f64, lay.bias.f64, slo, shi)
+                if lay.act == "relu":
+                    plo, phi = refine_near_zero(lay, plo, phi, slo, shi)
             if net.facts is not None and lay.name in net.facts.lo:  # reuse tighter known bounds
                 plo = np.maximum(plo, net.facts.lo[lay.name])
                 phi = np.minimum(phi, net.facts.hi[lay.name])

@@ -24,6 +24,9 @@ that, which also covers the rounding of e itself, and since min(r l, r u) is M-L
 (M = max(|l|, |u|)), subtract sum_j e_j M_j. The final sums are computed EXACTLY (scaled
 integers) and rounded outward once. A maximum is minus the minimum of -c. A neuron whose bound
 cannot be made finite keeps its old bound; the result is intersected with the known facts.
+Slices and concatenations reuse their sources' columns; an `add` node gets one column per entry
+with the exact row z - sum(terms) = 0. The bounds of graph nodes themselves are not LP-tightened
+(they are recomputed from their sources' tightened bounds), only used by later dense layers.
 """
 from __future__ import annotations
 
@@ -33,8 +36,15 @@ import highspy
 import numpy as np
 import scipy.sparse as sp
 
-from nnir.ir.nodes import Network
-from nnir.passes.interval import IntervalBounds, input_box, merge, round_down, round_up
+from nnir.ir.nodes import Concat, Dense, Network, Slice
+from nnir.passes.interval import (
+    IntervalBounds,
+    graph_bounds,
+    input_box,
+    merge,
+    round_down,
+    round_up,
+)
 from nnir.passes.symbolic import relu_relaxation
 
 _U = 2.0 ** -53
@@ -90,12 +100,12 @@ class _LayerLp:
 
     def __init__(self, net: Network, k: int, lo: dict, hi: dict, options: dict):
         target = net.layers[k]
-        need, stack = set(), [target.src]
+        need, stack = set(), list(target.srcs)
         while stack:  # ancestors of the target (layers read earlier nodes only)
             node = stack.pop()
             if node != net.input.name and node not in need:
                 need.add(node)
-                stack.append(net.layer(node).src)
+                stack.extend(net.layer(node).srcs)
         cl, cu = [], []
         rows, cols, vals, rl, ru = [], [], [], [], []
         post: dict[str, np.ndarray] = {}
@@ -127,14 +137,25 @@ class _LayerLp:
         for lay in net.layers[:k]:
             if lay.name not in need:
                 continue
+            if isinstance(lay, Slice):  # slices and concatenations reuse their sources' columns
+                post[lay.name] = post[lay.src][lay.start:lay.start + lay.size]
+                continue
+            if isinstance(lay, Concat):
+                post[lay.name] = np.concatenate([post[s] for s in lay.srcs])
+                continue
             l_, u_ = lo[lay.name], hi[lay.name]
             z = new_cols(l_, u_)
-            W, src = lay.weight.f64, post[lay.src]
-            for i in range(lay.size):  # z_i - W_i . src = b_i
-                nz = np.nonzero((W[i] != 0) & (src >= 0))[0]
-                b = lay.bias.exact[i]
-                add_row([int(z[i])] + src[nz].tolist(), [1.0] + (-W[i, nz]).tolist(),
-                        round_down(b), round_up(b))
+            if isinstance(lay, Dense):
+                W, src = lay.weight.f64, post[lay.src]
+                for i in range(lay.size):  # z_i - W_i . src = b_i
+                    nz = np.nonzero((W[i] != 0) & (src >= 0))[0]
+                    b = lay.bias.exact[i]
+                    add_row([int(z[i])] + src[nz].tolist(), [1.0] + (-W[i, nz]).tolist(),
+                            round_down(b), round_up(b))
+            else:  # add: z_i - sum_k src_k[i] = 0 (coefficients +-1: exact)
+                for i in range(lay.size):
+                    terms = [int(post[s][i]) for s in lay.srcs if post[s][i] >= 0]
+                    add_row([int(z[i])] + terms, [1.0] + [-1.0] * len(terms), 0.0, 0.0)
             if lay.act != "relu":
                 post[lay.name] = z
                 continue
@@ -209,12 +230,19 @@ class LpBounds:
             net = IntervalBounds().run(net, ctx)
         lo = {name: v.copy() for name, v in net.facts.lo.items()}
         hi = {name: v.copy() for name, v in net.facts.hi.items()}
+        vals = {net.input.name: input_box(net)}
         for k, lay in enumerate(net.layers):
             l_, u_ = lo[lay.name], hi[lay.name]
+            if not isinstance(lay, Dense):  # from the sources' (possibly tightened) bounds
+                glo, ghi = graph_bounds(lay, vals)
+                l_[:], u_[:] = np.maximum(l_, glo), np.minimum(u_, ghi)
+                _post(vals, lay, l_, u_)
+                continue
             todo = np.arange(lay.size)
             if self.unstable_only and lay.act == "relu":
                 todo = np.nonzero((l_ < 0) & (u_ > 0))[0]
             if len(todo) == 0:
+                _post(vals, lay, l_, u_)
                 continue
             model = _LayerLp(net, k, lo, hi, self.options)
             if not model.finite:  # a column without finite bounds: later layers keep theirs
@@ -231,8 +259,15 @@ class LpBounds:
                     u_[i] = min(u_[i], round_up(b[i] - neg))
             bad = l_ > u_  # only possible when the input domain is empty: keep the old bounds
             l_[bad], u_[bad] = net.facts.lo[lay.name][bad], net.facts.hi[lay.name][bad]
+            _post(vals, lay, l_, u_)
         ctx.log.append(f"lp: {_count_stable(net, lo, hi)} stable ReLUs")
         return merge(net, self.name, lo, hi)
+
+
+def _post(vals: dict, lay, lo: np.ndarray, hi: np.ndarray) -> None:
+    """Record the value bounds of `lay` (after its ReLU) for the graph nodes that read it."""
+    relu = lay.act == "relu"
+    vals[lay.name] = (np.maximum(lo, 0.0), np.maximum(hi, 0.0)) if relu else (lo, hi)
 
 
 def _count_stable(net: Network, lo: dict, hi: dict) -> int:

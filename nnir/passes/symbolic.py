@@ -28,13 +28,18 @@ tiny * (operation count), over twice what the analysis needs, which also covers 
 mag and E themselves (E is rounded up with nextafter after each step). The final bound is
 rounded outward with one nextafter. Any non-finite coefficient or sum (overflow) makes that
 bound infinite, and NaN never reaches the facts.
+
+Graph nodes. An `add` node z = a + b + ... hands its coefficient vector unchanged to every term
+and a `slice`/`concat` hands each part to its source (exact copies); only adding them into
+coefficients already there rounds, covered like the sums above (`_scatter`). The bounds of a
+slice or concat are copied from its sources' value bounds (exact), not back-substituted.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from nnir.ir.nodes import Dense, Network
-from nnir.passes.interval import input_box, merge
+from nnir.ir.nodes import Concat, Dense, Network, Slice
+from nnir.passes.interval import graph_bounds, input_box, merge
 
 _U = 2.0 ** -53
 _TINY = np.finfo(np.float64).tiny
@@ -76,7 +81,7 @@ class _Backsub:
         self.zmag: dict[str, np.ndarray] = {}
         self.relax: dict[str, tuple] = {}
 
-    def record(self, lay: Dense, lo: np.ndarray, hi: np.ndarray) -> None:
+    def record(self, lay, lo: np.ndarray, hi: np.ndarray) -> None:
         """Remember sound pre-activation bounds of `lay` (only finite ones are usable)."""
         if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
             return
@@ -87,8 +92,10 @@ class _Backsub:
         else:
             self.mag[lay.name] = self.zmag[lay.name]
 
-    def _push(self, mu, lay: Dense, lam: dict, c, err):
+    def _push(self, mu, lay, lam: dict, c, err):
         """Replace `mu . z` (z = W src + b, exact W) by coefficients on `lay.src` and a constant."""
+        if not isinstance(lay, Dense):
+            return c, self._scatter(mu, lay, lam, err)
         W, b = lay.weight.f64, lay.bias.f64
         ms = self.mag[lay.src]
         nu = mu @ W
@@ -101,6 +108,27 @@ class _Backsub:
         n_ops = lay.size * (len(ms) + 4) + 2
         tiny = _TINY * (n_ops + amu.sum(axis=1) * (ms.sum() + 1.0))
         return c, np.nextafter(err + (self.fac * m + tiny), np.inf)
+
+    def _scatter(self, mu, lay, lam: dict, err):
+        """Hand `mu . v` of a slice, concat or add node v to its sources: the coefficients are
+        copied (exact); only their addition into coefficients already there rounds, by at most
+        u |sum| per entry, and each source value is at most M in size."""
+        if isinstance(lay, Slice):
+            parts = [(lay.src, lay.start, mu)]
+        elif isinstance(lay, Concat):
+            offs = np.cumsum([0] + [self.net.size_of(s) for s in lay.srcs])
+            parts = [(s, 0, mu[:, offs[i]:offs[i + 1]]) for i, s in enumerate(lay.srcs)]
+        else:  # add: every term gets the whole coefficient vector
+            parts = [(s, 0, mu) for s in lay.srcs]
+        for src, start, part in parts:
+            stop = start + part.shape[1]
+            if src not in lam:
+                lam[src] = np.zeros((mu.shape[0], self.net.size_of(src)))
+            new = lam[src][:, start:stop] + part
+            lam[src][:, start:stop] = new
+            m = np.abs(new) @ self.mag[src][start:stop]
+            err = np.nextafter(err + self.fac * m, np.inf)
+        return err
 
     def upper(self, k: int, C: np.ndarray) -> np.ndarray:
         """Sound upper bounds of C z_k over the input box (+inf where none is found)."""
@@ -151,13 +179,19 @@ class SymbolicBounds:
         bs = _Backsub(net)
         known = net.facts
         lo, hi = {}, {}
+        vals = {net.input.name: (bs.xlo, bs.xhi)}
         for k, lay in enumerate(net.layers):
-            eye = np.eye(lay.size)
-            up = bs.upper(k, np.vstack([eye, -eye]))
-            plo, phi = -up[lay.size:], up[:lay.size]
+            if isinstance(lay, (Slice, Concat)):  # a copy of its sources' bounds: exact
+                plo, phi = graph_bounds(lay, vals)
+            else:
+                eye = np.eye(lay.size)
+                up = bs.upper(k, np.vstack([eye, -eye]))
+                plo, phi = -up[lay.size:], up[:lay.size]
             if known is not None and lay.name in known.lo:
                 plo = np.maximum(plo, known.lo[lay.name])
                 phi = np.minimum(phi, known.hi[lay.name])
             lo[lay.name], hi[lay.name] = plo, phi
             bs.record(lay, plo, phi)
+            relu = lay.act == "relu"
+            vals[lay.name] = (np.maximum(plo, 0.0), np.maximum(phi, 0.0)) if relu else (plo, phi)
         return merge(net, self.name, lo, hi)

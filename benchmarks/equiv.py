@@ -1,0 +1,118 @@
+"""Relation inference against the solver route on `equiv`: a random ReLU MLP and its 4-way
+tensor-parallel version (Megatron style, `nnir.passes.shard`), as width and depth grow.
+
+For each depth d and width w: the MLP 16-w-...-w-4 (d hidden layers, float64 weights ~ N(0, 1),
+biases ~ N(0, 0.5), inputs in [-1, 1]), sharded 4 ways; the `equiv` query is answered
+- by relation inference (`method=relations`): the inference time alone and the whole query
+  (bound passes included), median over `--runs` runs;
+- by the solver route (`method=solver`, HiGHS then an exact SMT confirmation when small, no
+  sampling), capped at `--timeout` seconds; once it times out at some width for a depth, the
+  wider networks of that depth are not run (reported as `>T (skipped)`).
+Every answer is checked: inference must say "equivalent"; the solver may say equivalent or
+time out, never "not equivalent".
+
+    python benchmarks/equiv.py                       # widths 4..1024, depths 2,4,8, 60 s cap
+    python benchmarks/equiv.py --quick               # widths 16,64; depths 2,4; 10 s cap
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, print_table, save_plot, write_csv  # noqa: E402
+
+import nnir  # noqa: E402
+from nnir.ir.nodes import Equiv, Program  # noqa: E402
+from nnir.passes.shard import shard_network  # noqa: E402
+from nnir.queries.run import run_query  # noqa: E402
+
+
+def mlp(width: int, depth: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    sizes = [16] + [width] * depth + [4]
+    layers = [(rng.normal(size=(sizes[k + 1], sizes[k])), 0.5 * rng.normal(size=sizes[k + 1]),
+               "relu" if k < depth else "linear") for k in range(depth + 1)]
+    return nnir.network("mlp", layers, lo=-1, hi=1)
+
+
+def answer(a, b, method: str, timeout: float | None):
+    q = Equiv("q", a.name, b.name)
+    prog = Program(networks=(a, b), queries=(q,))
+    start = time.perf_counter()
+    res = run_query(prog, q, "auto", timeout=timeout, method=method, sample=False)
+    return res, time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--widths", default="4,16,64,256,1024")
+    ap.add_argument("--depths", default="2,4,8")
+    ap.add_argument("--ways", type=int, default=4)
+    ap.add_argument("--runs", type=int, default=3, help="runs of relation inference (median)")
+    ap.add_argument("--timeout", type=float, default=60.0, help="cap of the solver route (s)")
+    ap.add_argument("--no-skip", action="store_true",
+                    help="run the solver at every size, even after it timed out on a smaller one")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", default=str(RESULTS / "equiv.csv"))
+    args = ap.parse_args()
+    if args.quick:
+        args.widths, args.depths, args.timeout, args.runs = "16,64", "2,4", 10.0, 2
+    widths = [int(w) for w in args.widths.split(",")]
+    depths = [int(d) for d in args.depths.split(",")]
+    rows, series = [], {}
+    for depth in depths:
+        solver_dead = False
+        for width in widths:
+            a = mlp(width, depth)
+            b = shard_network(a, args.ways, name="mlp_tp")
+            inf_s, tot_s = [], []
+            for _ in range(args.runs):
+                res, secs = answer(a, b, "relations", None)
+                assert res.status == "unsat" and res.backend == "relations", res.message
+                inf_s.append(res.info["relations_s"])
+                tot_s.append(secs)
+            if solver_dead:
+                solver, s_status = None, "skipped"
+            else:
+                sres, solver = answer(a, b, "solver", args.timeout)
+                s_status = sres.status
+                assert s_status != "sat", "the solver found a difference in equal networks"
+                if s_status != "unsat" and not args.no_skip:
+                    solver_dead = True
+            inf, tot = statistics.median(inf_s), statistics.median(tot_s)
+            ok = s_status == "unsat"
+            rows.append({
+                "depth": depth, "width": width, "neurons": depth * width,
+                "inference_s": f"{inf:.3f}", "query_s": f"{tot:.3f}",
+                "solver_s": f"{solver:.2f}" if ok else f">{args.timeout:g}",
+                "solver_status": s_status + (f" ({sres.info.get('proven_by', '')})"
+                                             if ok else ""),
+                "solver/query": f"{solver / tot:.1f}x" if ok else f">{args.timeout / tot:.0f}x",
+            })
+            print(f"depth {depth} width {width}: inference {inf:.3f}s, query {tot:.3f}s, "
+                  f"solver {s_status} {'' if solver is None else f'{solver:.1f}s'}", flush=True)
+            series.setdefault(f"inference, depth {depth}", ([], []))
+            series[f"inference, depth {depth}"][0].append(width)
+            series[f"inference, depth {depth}"][1].append(tot)
+            if ok:
+                series.setdefault(f"solver, depth {depth}", ([], []))
+                series[f"solver, depth {depth}"][0].append(width)
+                series[f"solver, depth {depth}"][1].append(solver)
+    print()
+    print_table(rows)
+    out = Path(args.out)
+    write_csv(out, rows, list(rows[0]))
+    print(f"wrote {out}")
+    save_plot(out.with_suffix(".png"), series, "width", "seconds",
+              f"equiv of an MLP and its {args.ways}-way tensor-parallel version "
+              f"(solver capped at {args.timeout:g} s)", markers=True)
+
+
+if __name__ == "__main__":
+    main()

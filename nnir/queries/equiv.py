@@ -1,0 +1,129 @@
+"""`equiv A B [tol T] [map [i, ...]]`: do two networks compute the same function on A's domain?
+
+Order of work (option `method`: auto, relations, solver):
+1. relation inference (`nnir/passes/relations.py`): exact algebra on the weights, linear time;
+   when every output of B is related to A's, the answer is "equivalent" with no solver call;
+   otherwise the first node of B where no relation holds is reported;
+2. the solver route, on both networks after the bound passes (B's computed over A's domain):
+   SMT (z3/cvc5, exact QF_LRA: one formula asking for an output that differs by more than T) or
+   MILP (HiGHS: max |f_A - f_B| per output, float tolerances, said so). `auto` runs HiGHS and
+   has an exact solver re-decide an "equivalent" while the networks have at most
+   `AUTO_SMT_MAX_UNSTABLE` unstable ReLUs, as verify does.
+Status: `unsat` = equivalent (no input where they differ), `sat` = a counterexample, replayed in
+exact rational arithmetic (and float64) in both networks before it is reported.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from fractions import Fraction
+
+from nnir.errors import UnsupportedQuery
+from nnir.ir.const import format_number, to_fraction
+from nnir.ir.evaluate import evaluate, holds
+from nnir.ir.nodes import Atom, Equiv, Network, Program, Ref
+from nnir.passes.interval import IntervalBounds
+from nnir.passes.relations import infer
+from nnir.queries.result import Result, witness_dict
+
+METHODS = ("auto", "relations", "solver")
+MILP_EPS = 1e-6  # a MILP maximum this far above tol is not read as "equivalent"
+SYMBOLIC_MAX_NEURONS = 4096  # beyond, symbolic bounds cost more than they save: IBP only
+
+
+def on_domain(b: Network, a: Network) -> Network:
+    """Network `b` reading A's input domain (box and constraints); its input keeps its name."""
+    def rename(atom: Atom) -> Atom:
+        return replace(atom, terms=tuple((Ref(b.input.name, r.index), c) for r, c in atom.terms))
+
+    inp = replace(a.input, name=b.input.name, span=b.input.span,
+                  constraints=tuple(rename(c) for c in a.input.constraints))
+    return replace(b, input=inp, facts=None)
+
+
+def replay_difference(a: Network, b: Network, mapping, x, tol: Fraction) -> dict:
+    """Both networks at input `x` (clipped into the box), exactly and in float64.
+
+    Returns:
+        {"inputs": exact inputs, "ok": a counterexample in exact arithmetic, "float64": also in
+        float64, "diffs": exact f_A[k] - f_B[map k], "worst": k of the largest |diff|, "vals_a",
+        "vals_b"}; `ok` is False when x is outside the domain.
+    """
+    lo, hi = a.input.lo.exact, a.input.hi.exact
+    xq = [min(max(to_fraction(v), p), q) for v, p, q in zip(x, lo, hi)]
+    va, vb = evaluate(a, xq, exact=True), evaluate(b, xq, exact=True)
+    inside = all(holds(c, {a.input.name: xq}) for c in a.input.constraints)
+    diffs = [va[a.output][k] - vb[b.output][j] for k, j in enumerate(mapping)]
+    worst = max(range(len(diffs)), key=lambda k: abs(diffs[k]))
+    xf = [float(v) for v in xq]
+    fa, fb = evaluate(a, xf)[a.output], evaluate(b, xf)[b.output]
+    fdiff = max(abs(float(fa[k]) - float(fb[j])) for k, j in enumerate(mapping))
+    return {"inputs": xq, "ok": inside and abs(diffs[worst]) > tol, "float64": fdiff > tol,
+            "diffs": diffs, "worst": worst, "vals_a": va, "vals_b": vb}
+
+
+def _passes(net: Network) -> Network:
+    from nnir.passes.manager import default_pipeline
+
+    if sum(lay.size for lay in net.layers) > SYMBOLIC_MAX_NEURONS:
+        return IntervalBounds().run(net, None)
+    return default_pipeline().run(net)
+
+
+def run_equiv(prog: Program, q: Equiv, backend: str, timeout, options: dict) -> Result:
+    """Answer an `equiv` query (see the module docstring); never raises for solver trouble."""
+    a = prog.network(q.a)
+    b = on_domain(prog.network(q.b), a)
+    mapping = list(q.mapping) if q.mapping is not None else list(range(a.output_size))
+    tol = Fraction(q.tol) if q.tol is not None else Fraction(0)
+    method = options.get("method") or "auto"
+    if method not in METHODS:
+        raise UnsupportedQuery(f"unknown equiv method '{method}'", q.span,
+                               "methods: " + ", ".join(METHODS))
+    deadline = None if timeout is None else time.monotonic() + timeout
+    res = Result(q.name, "equiv", "unknown", None, span=q.span)
+    res.info.update(verdict="unknown", tolerance=float(tol))
+    a2, b2 = _passes(a), _passes(b)  # B's facts over A's domain
+    if method != "solver":
+        inf = infer(a, b, mapping, a2.facts.stable, b2.facts.stable)
+        res.info.update(relations_s=round(inf.seconds, 4), relations=inf.chain)
+        if inf.equivalent:
+            res.status, res.backend = "unsat", "relations"
+            res.info.update(verdict="equivalent", proven_by="relations")
+            res.certified = ("equivalent: every output of B is an output of A, by exact "
+                             "algebra on the weights (relation inference, no solver)")
+            res.message = "relations:\n" + "\n".join("  " + c for c in inf.chain)
+            return res
+        where = inf.stuck.describe(b.name) if inf.stuck else inf.note
+        res.info["stuck"] = where
+        if inf.stuck:
+            res.info["stuck_node"] = inf.stuck.node
+            res.info["stuck_neurons"] = inf.stuck.neurons[:64]
+        res.notes.append(f"relation inference stuck: {where}")
+        if method == "relations":
+            res.backend, res.message = "relations", "no verdict: relation inference got stuck"
+            return res
+    left = None if deadline is None else max(0.01, deadline - time.monotonic())
+    from nnir.queries.equiv_solve import solve
+
+    return solve(res, a2, b2, mapping, tol, backend, deadline, left, options)
+
+
+def counterexample(res: Result, a: Network, b: Network, mapping, rep: dict, how: str) -> Result:
+    """Fill `res` with a replayed counterexample."""
+    k = rep["worst"]
+    res.status = "sat"
+    res.info.update(verdict="not equivalent", max_difference=float(abs(rep["diffs"][k])),
+                    differences=[format_number(d) for d in rep["diffs"]])
+    res.witness = witness_dict(a, rep["inputs"], rep["vals_a"])
+    res.replay = {"exact": True, "float64": rep["float64"], "reason": "", "slack": 0.0}
+    res.certified = f"counterexample from {how}, replayed in exact rational arithmetic in both"
+    ya, yb = rep["vals_a"][a.output][k], rep["vals_b"][b.output][mapping[k]]
+    exact = format_number(ya - yb)
+    res.message = (f"not equivalent: {a.name}.{a.output}[{k}] = {float(ya):.9g} but "
+                   f"{b.name}.{b.output}[{mapping[k]}] = {float(yb):.9g} "
+                   f"(difference {float(ya - yb):.6g}"
+                   + (f", exactly {exact})" if len(exact) <= 24 else ")"))
+    if not rep["float64"]:
+        res.notes.append("the difference is within float64 rounding there (exact replay only)")
+    return res

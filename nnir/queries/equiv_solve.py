@@ -1,0 +1,139 @@
+"""The solver route of `equiv`: SMT (exact) or MILP (float tolerances), every counterexample
+replayed exactly in both networks (see `nnir/queries/equiv.py`)."""
+from __future__ import annotations
+
+import time
+from fractions import Fraction
+
+from nnir.errors import UnsupportedQuery
+from nnir.ir.nodes import Network
+from nnir.queries.equiv import MILP_EPS, counterexample, replay_difference
+from nnir.queries.result import Result
+
+SMT_SOLVERS = ("z3", "cvc5")
+SAMPLES = 256
+
+
+def _left(deadline) -> float | None:
+    return None if deadline is None else max(0.01, deadline - time.monotonic())
+
+
+def _unstable(*nets: Network) -> int:
+    from nnir.queries.run import count_unstable
+
+    return sum(count_unstable(n) for n in nets)
+
+
+def solve(res: Result, a: Network, b: Network, mapping, tol: Fraction, backend: str, deadline,
+          left, options: dict) -> Result:
+    """Decide with `backend` (auto, highs, z3, cvc5); `a`, `b` carry facts over A's domain."""
+    from nnir.backends import registry
+
+    unstable = _unstable(a, b)
+    res.notes.append(f"{unstable} unstable ReLUs in the two networks after the bound passes")
+    if options.get("sample", True):
+        found = _sample(res, a, b, mapping, tol)
+        if found is not None:
+            return found
+    if backend in SMT_SOLVERS:
+        registry.get_backend(backend)  # says what is missing when it is not installed
+        return _smt(res, a, b, mapping, tol, backend, deadline, options)
+    if backend not in ("auto", "highs"):
+        raise UnsupportedQuery(f"equiv queries run on z3, cvc5 or highs, not '{backend}'",
+                               res.span)
+    exact = [n for n in registry.exact_backends() if n in SMT_SOLVERS]
+    if backend == "auto" and not registry.backend_class("highs").available():
+        if not exact:
+            raise UnsupportedQuery("no solver for equiv is installed (z3, cvc5 or highspy)")
+        return _smt(res, a, b, mapping, tol, exact[0], deadline, options)
+    res = _milp(res, a, b, mapping, tol, deadline, options)
+    if backend == "auto" and res.status in ("unsat", "unknown") and exact \
+            and unstable <= registry.AUTO_SMT_MAX_UNSTABLE:
+        milp_status = res.status
+        res = _smt(res, a, b, mapping, tol, exact[0], deadline, options)
+        res.notes.append(f"highs said {'equivalent' if milp_status == 'unsat' else 'unknown'};"
+                         f" '{exact[0]}' answered {res.status} exactly")
+    return res
+
+
+def _sample(res: Result, a, b, mapping, tol, n: int = SAMPLES, seed: int = 0):
+    """Cheap falsification first: both networks on random points of the box (float64); the
+    worst point is replayed exactly and, when it differs by more than tol, reported."""
+    import numpy as np
+
+    from nnir.ir.evaluate import evaluate_batch
+
+    lo, hi = a.input.lo.f64, a.input.hi.f64
+    X = np.random.default_rng(seed).uniform(lo, hi, size=(n, len(lo)))
+    X = np.vstack([X, (lo + hi) / 2, lo, hi])
+    ya = evaluate_batch(a, X)[a.output]
+    yb = evaluate_batch(b, X)[b.output][:, mapping]
+    gap = np.max(np.abs(ya - yb), axis=1)
+    for i in np.argsort(-gap)[:3]:
+        if gap[i] <= float(tol):
+            break
+        rep = replay_difference(a, b, mapping, X[i].tolist(), tol)
+        if rep["ok"]:
+            res.backend = "sampling"
+            res.info["proven_by"] = f"sampling ({len(X)} points)"
+            return counterexample(res, a, b, mapping, rep, f"sampling {len(X)} domain points")
+    return None
+
+
+def _smt(res: Result, a, b, mapping, tol, solver: str, deadline, options) -> Result:
+    from nnir.backends.smtlib.equiv import solve_equiv_smt
+
+    start = time.perf_counter()
+    found, names = solve_equiv_smt(solver, a, b, mapping, tol, _left(deadline), options)
+    res.info["solver_s"] = round(time.perf_counter() - start, 4)
+    res.backend = solver
+    res.info["proven_by"] = f"smt ({solver})"
+    if found.status == "sat":
+        rep = replay_difference(a, b, mapping, [found.values[n] for n in names], tol)
+        if rep["ok"]:
+            return counterexample(res, a, b, mapping, rep, f"{solver} (QF_LRA)")
+        res.status, res.message = "error", (f"BUG: {solver}'s counterexample does not replay "
+                                            "exactly")
+        return res
+    if found.status == "unsat":
+        res.status, res.certified = "unsat", f"equivalent: exact ({solver}, QF_LRA over the " \
+            "rationals: no input of A's domain where an output differs by more than the " \
+            "tolerance)"
+        res.info["verdict"] = "equivalent"
+        res.message = "equivalent"
+        return res
+    res.status = found.status if found.status in ("timeout", "unknown") else "unknown"
+    res.message = found.message or f"{solver}: {found.status}"
+    return res
+
+
+def _milp(res: Result, a, b, mapping, tol, deadline, options) -> Result:
+    from nnir.backends.milp.equiv import max_differences
+
+    start = time.perf_counter()
+    got = max_differences(a, b, mapping, _left(deadline), options,
+                          stop_above=float(tol) + MILP_EPS)
+    res.info.update(solver_s=round(time.perf_counter() - start, 4), milp_status=got["status"],
+                    milp_model=got["model"], proven_by="milp (highs)")
+    res.backend = "highs"
+    for value, x, _ in got["points"]:
+        if value <= float(tol):
+            break
+        rep = replay_difference(a, b, mapping, x, tol)
+        if rep["ok"]:
+            return counterexample(res, a, b, mapping, rep, "HiGHS (MILP)")
+    bound = got["bound"]
+    if bound is not None and bound <= float(tol) + MILP_EPS:
+        res.status = "unsat"
+        res.info.update(verdict="equivalent (up to MILP tolerances)", milp_max_difference=bound)
+        res.certified = (f"MILP under floating-point tolerances, not an exact proof: max "
+                         f"|f_A - f_B| <= {bound:.3g} (HiGHS dual bound)")
+        res.message = "equivalent up to MILP tolerances"
+        return res
+    if "time limit" in got["status"].lower():
+        res.status, res.message = "timeout", "HiGHS reached the time limit"
+    else:
+        res.status = "unknown"
+        res.message = (f"HiGHS: {got['status']}, max difference bound {bound}, and no "
+                       "counterexample survived exact replay")
+    return res
