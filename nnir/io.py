@@ -31,3 +31,16 @@ def atomic_path(path: str, suffix: str = ""):
 def write_text(path: str, text: str) -> None:
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         fh.write(text)
+
+
+def read_text(path: str, what: str = "file") -> str:
+    """The UTF-8 text of `path`, or an `InputFileError` naming it (`what`: "NNet file", ...)."""
+    from nnir.errors import InputFileError
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        raise InputFileError(f"{what} '{path}' not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputFileError(f"cannot read '{path}': {exc}") from None

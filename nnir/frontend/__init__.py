@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import os
 
-from nnir.errors import InputFileError, NnirError
+from nnir.errors import NnirError
 from nnir.frontend.build import Builder
 from nnir.frontend.parser import parse_tree
 from nnir.frontend.resolve import resolve
+from nnir.io import read_text
 from nnir.ir.nodes import Program
 from nnir.ir.verifier import verify_program
 
@@ -36,11 +37,5 @@ def parse(text: str, filename: str = "<string>", base_dir: str | None = None) ->
 
 def load(path: str) -> Program:
     """Read, parse and verify a `.nnir` file."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    except FileNotFoundError:
-        raise InputFileError(f"file '{path}' not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputFileError(f"cannot read '{path}': {exc}") from None
+    text = read_text(path, "file")
     return parse(text, path)

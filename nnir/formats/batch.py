@@ -1,0 +1,176 @@
+"""`nnirc batch`: a VNN-COMP instance list run in a pool of worker processes.
+
+Each row of the list is `onnx,vnnlib,timeout` (paths relative to the list). Every instance runs
+in its own process, so a solver that overstays its limit is killed (the verdict is `timeout`)
+without disturbing the others. Progress goes to stderr; the results CSV (instance, verdict,
+seconds, backend, onnx, vnnlib, timeout) is rewritten atomically after every instance, so an
+interrupted run keeps what it finished.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import multiprocessing as mp
+import os
+import sys
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import wait
+
+from nnir.errors import InputFileError, NnirError, Span
+from nnir.io import write_text
+
+GRACE = 10.0  # seconds past its limit before an instance's process is killed
+COLUMNS = ("instance", "verdict", "seconds", "backend", "onnx", "vnnlib", "timeout")
+
+
+@dataclass
+class Row:
+    instance: str
+    onnx: str
+    vnnlib: str
+    timeout: float
+    verdict: str = ""
+    seconds: float = 0.0
+    backend: str = ""
+    message: str = ""
+
+
+def read_instances(path: str) -> list[Row]:
+    """The rows of an instance list; paths become relative to the current folder."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise InputFileError(f"cannot read instance list '{path}': {exc.strerror}") from None
+    base = os.path.dirname(path)
+    rows = []
+    for k, cells in enumerate(csv.reader(io.StringIO(text)), 1):
+        cells = [c.strip() for c in cells]
+        if not any(cells) or cells[0].startswith("#"):
+            continue
+        try:
+            net, prop, limit = cells[0], cells[1], float(cells[2])
+        except (IndexError, ValueError):
+            if k == 1 and len(cells) >= 3:
+                continue  # a header line
+            raise InputFileError("expected onnx,vnnlib,timeout", Span(path, k, 1),
+                                 "one instance per line, paths relative to the list",
+                                 text) from None
+        name = "-".join(os.path.splitext(os.path.basename(p))[0] for p in (net, prop))
+        rows.append(Row(name, os.path.join(base, net), os.path.join(base, prop), limit))
+    return rows
+
+
+def _work(conn, row: Row, backend: str, limit: float) -> None:
+    """In the worker process: answer one instance, send (verdict, backend, message)."""
+    from nnir.formats.vnncomp import verify_files
+
+    try:
+        res = verify_files(row.onnx, row.vnnlib, backend, limit)
+        conn.send((res.status, res.backend or backend, res.message.splitlines()[0]
+                   if res.message else ""))
+    except NnirError as exc:
+        conn.send(("error", backend, exc.render().splitlines()[0]))
+    except Exception as exc:  # a bug: reported in the row, the batch goes on
+        conn.send(("error", backend, f"internal error: {type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
+
+
+def run_batch(rows: list[Row], jobs: int = 1, scale: float = 1.0, backend: str = "auto",
+              on_done=None) -> list[Row]:
+    """Run every row, at most `jobs` at once; `on_done(row)` is called as each finishes."""
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    pending = list(range(len(rows)))
+    running: dict = {}  # connection -> (row index, process, start)
+    try:
+        while pending or running:
+            while pending and len(running) < max(1, jobs):
+                k = pending.pop(0)
+                parent, child = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=_work, args=(child, rows[k], backend,
+                                                       rows[k].timeout * scale), daemon=True)
+                proc.start()
+                child.close()
+                running[parent] = (k, proc, time.monotonic())
+            for conn in wait(list(running), timeout=0.2):
+                k, proc, start = running.pop(conn)
+                try:
+                    verdict, used, msg = conn.recv()
+                except EOFError:  # the process died without an answer (killed, out of memory)
+                    verdict, used, msg = "error", backend, f"worker exited ({proc.exitcode})"
+                _finish(rows[k], verdict, used, msg, start, proc, conn, on_done)
+            now = time.monotonic()
+            for conn, (k, proc, start) in list(running.items()):
+                if now - start > rows[k].timeout * scale + GRACE:
+                    proc.kill()
+                    del running[conn]
+                    _finish(rows[k], "timeout", backend, "killed past its limit", start, proc,
+                            conn, on_done)
+    finally:
+        for _, proc, _ in running.values():
+            proc.kill()
+    return rows
+
+
+def _finish(row, verdict, used, msg, start, proc, conn, on_done) -> None:
+    row.verdict, row.backend, row.message = verdict, used, msg
+    row.seconds = time.monotonic() - start
+    proc.join(timeout=5)
+    conn.close()
+    if on_done:
+        on_done(row)
+
+
+def csv_text(rows: list[Row]) -> str:
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(COLUMNS)
+    for r in rows:
+        if r.verdict:
+            w.writerow([r.instance, r.verdict, f"{r.seconds:.3f}", r.backend, r.onnx, r.vnnlib,
+                        f"{r.timeout:g}"])
+    return out.getvalue()
+
+
+def _progress(rows: list[Row], row: Row, tty: bool) -> str:
+    done = [r for r in rows if r.verdict]
+    counts = {v: sum(r.verdict == v for r in done) for v in ("sat", "unsat", "timeout")}
+    other = len(done) - sum(counts.values())
+    width = 24
+    bar = "#" * (width * len(done) // len(rows))
+    line = (f"[{bar:<{width}}] {len(done)}/{len(rows)}  sat {counts['sat']}  unsat "
+            f"{counts['unsat']}  timeout {counts['timeout']}  other {other}  | {row.instance}: "
+            f"{row.verdict} {row.seconds:.1f}s")
+    return ("\r\033[K" + line) if tty else line + "\n"
+
+
+def cmd_batch(args) -> int:
+    rows = read_instances(args.file)
+    if not rows:
+        raise InputFileError(f"instance list '{args.file}' has no rows")
+    tty = sys.stderr.isatty()
+
+    def done(row):
+        if not args.json:
+            sys.stderr.write(_progress(rows, row, tty))
+            sys.stderr.flush()
+        write_text(args.output, csv_text(rows))
+
+    run_batch(rows, args.jobs, args.timeout_scale, args.backend, done)
+    if tty and not args.json:
+        sys.stderr.write("\n")
+    write_text(args.output, csv_text(rows))
+    if args.json:
+        print(json.dumps([r.__dict__ for r in rows], indent=2))
+    else:
+        counts = {v: sum(r.verdict == v for r in rows) for v in
+                  ("sat", "unsat", "timeout", "unknown", "error")}
+        print(f"{len(rows)} instances: " + ", ".join(f"{n} {v}" for v, n in counts.items())
+              + f"; {sum(r.seconds for r in rows):.1f} s in all; results in {args.output}")
+        for r in rows:
+            if r.verdict == "error":
+                print(f"  {r.instance}: {r.message}")
+    return 3 if any(r.verdict == "error" for r in rows) else 0

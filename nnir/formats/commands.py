@@ -1,0 +1,102 @@
+"""`nnirc verify NET PROP` and `nnirc emit --format onnx|vnnlib` (argument parsing: `nnir.cli`)."""
+from __future__ import annotations
+
+import json
+import sys
+
+from nnir.errors import NnirError, UnsupportedQuery
+from nnir.io import write_text
+from nnir.ir.formula import nnf
+from nnir.ir.nodes import Program, Verify
+
+EXIT_OK, EXIT_USAGE, EXIT_QUERY = 0, 2, 3
+
+
+def cmd_verify_files(args) -> int:
+    """Answer a VNN-LIB property on an ONNX/NNet network; `-o` writes the VNN-COMP results."""
+    from nnir.cli_commands import _options
+    from nnir.formats.vnncomp import results_text, verify_files
+
+    if args.file.endswith(".nnir") or not args.prop:
+        why = ("a .nnir file holds its own queries: write `verify NET from vnnlib \"PROP\"` in "
+               "it" if args.file.endswith(".nnir") else "give the property file too")
+        print(f"nnirc verify: {why}\nusage: nnirc verify NET.onnx PROP.vnnlib [--timeout S]",
+              file=sys.stderr)
+        return EXIT_USAGE
+    if not args.json:
+        print(f"verify {args.file} {args.prop} ...", file=sys.stderr, flush=True)
+    res = verify_files(args.file, args.prop, args.backend, args.timeout, **_options(args))
+    text = results_text(res)
+    if args.json:
+        print(json.dumps({"network": args.file, "property": args.prop, "vnncomp": text,
+                          "results": [res.to_dict()]}, indent=2))
+    else:
+        print(res.render(), flush=True)
+    if args.output:
+        write_text(args.output, text)
+    return EXIT_QUERY if res.status == "error" else EXIT_OK
+
+
+def _pick_query(prog: Program, name: str | None) -> Verify:
+    verifies = [q for q in prog.queries if isinstance(q, Verify)]
+    if name:
+        q = next((q for q in prog.queries if q.name == name), None)
+        if q is None:
+            raise NnirError(f"no query named '{name}'",
+                            hint="queries: " + ", ".join(x.name for x in prog.queries))
+        return q
+    if len(verifies) != 1:
+        raise NnirError(f"{prog.path} has {len(verifies)} verify queries; pick one with --query",
+                        hint="verify queries: " + (", ".join(v.name for v in verifies) or "none"))
+    return verifies[0]
+
+
+def emit_file(args, prog: Program) -> int:
+    """`emit --format onnx` writes a network (the query's, or the only one); `vnnlib` a query."""
+    if args.format == "onnx":
+        from nnir.formats.onnx_io import write_onnx
+
+        if len(prog.networks) == 1 and not args.query:
+            net = prog.networks[0]
+        else:
+            net = prog.network(_pick_query(prog, args.query).net)
+        if not args.output:
+            raise NnirError("--format onnx needs an output file (-o FILE.onnx)")
+        rep = write_onnx(net, args.output)
+        if not args.json:
+            print(f"wrote {args.output} (network '{net.name}', {rep.dtype}"
+                  f"{', exact' if rep.exact else ''})", file=sys.stderr)
+            for note in rep.notes:
+                print(f"note: {note}", file=sys.stderr)
+        return EXIT_OK
+    q = _pick_query(prog, args.query)
+    if not isinstance(q, Verify):
+        raise UnsupportedQuery(f"VNN-LIB states verify queries; '{q.name}' is a {q.kind} query",
+                               q.span)
+    text = vnnlib_of(prog, q)
+    if args.output:
+        write_text(args.output, text)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def vnnlib_of(prog: Program, q: Verify) -> str:
+    """The VNN-LIB text of a verify query: its one-variable bounds become the box."""
+    from nnir.formats.vnnlib import vnnlib_text
+    from nnir.queries.problem import VerifyProblem
+    from nnir.queries.run import box_from_where
+
+    net = box_from_where(prog.network(q.net), q.where)
+    rest = tuple(a for a in q.where if not _implied(a, net))
+    return vnnlib_text(VerifyProblem(net, rest, nnf(q.prop), q.name))
+
+
+def _implied(a, net) -> bool:
+    """True when the one-variable bound `a` holds on all of `net`'s box (so the box says it)."""
+    if len(a.terms) != 1 or a.rel in ("<", ">"):
+        return False
+    (ref, c), = a.terms
+    lo, hi = net.input.lo.exact[ref.index] * c, net.input.hi.exact[ref.index] * c
+    lo, hi = min(lo, hi), max(lo, hi)  # the range of c * x over the box
+    return {"<=": hi <= a.rhs, ">=": lo >= a.rhs, "==": lo == hi == a.rhs}[a.rel]

@@ -1,0 +1,94 @@
+"""Writing a network of dense layers as an ONNX model: one Gemm (plus a Relu) per layer.
+
+Tensor names are the nnir names for node values (so `read_onnx` gives the layers their names
+back) and `layer/W`, `layer/b`, `layer/pre` for the rest, which no nnir name can collide with.
+The input box and the network's name travel in the model's metadata.
+"""
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+
+import numpy as np
+
+from nnir.errors import NnirError
+from nnir.ir.const import format_number
+from nnir.ir.nodes import Dense, Network
+
+OPSET = 13  # Gemm/Relu/Identity as in every runtime of the last years
+IR_VERSION = 7
+
+
+def _fits(values: np.ndarray, dtype) -> bool:
+    with np.errstate(over="ignore"):
+        return bool(np.all(values.astype(dtype).astype(np.float64) == values))
+
+
+def _choose(net: Network, dtype: str) -> tuple[type, bool, int]:
+    """(numpy float type, all weights exact in it, count of weights that are no float64)."""
+    consts = [t for lay in net.layers for t in (lay.weight, lay.bias)]
+    inexact = sum(sum(1 for v in t.exact.reshape(-1) if Fraction(float(v)) != v)
+                  for t in consts if not t.is_float_exact)
+    if dtype not in ("auto", "float32", "float64"):
+        raise NnirError(f"unknown ONNX float type '{dtype}'", hint="auto, float32 or float64")
+    f32_ok = inexact == 0 and all(_fits(t.f64, np.float32) for t in consts)
+    if dtype == "float32" or (dtype == "auto" and f32_ok):
+        return np.float32, f32_ok, inexact
+    return np.float64, inexact == 0, inexact
+
+
+def build_model(net: Network, path: str, dtype: str = "auto"):
+    """Build, check and atomically save the model; see `onnx_io.write_onnx`."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from nnir.formats.onnx_io import BOX_KEY, NAME_KEY, OnnxExport
+    from nnir.io import atomic_path
+
+    for lay in net.layers:
+        if not isinstance(lay, Dense):
+            raise NnirError(f"write_onnx writes dense layers; '{lay.name}' is a "
+                            f"{type(lay).__name__.lower()} node")
+    if net.has_unknowns:
+        raise NnirError(f"network '{net.name}' has unknown weights; train it first")
+    ftype, exact, inexact = _choose(net, dtype)
+    elem = TensorProto.FLOAT if ftype == np.float32 else TensorProto.DOUBLE
+    nodes, inits = [], []
+    for lay in net.layers:
+        W, b = f"{lay.name}/W", f"{lay.name}/b"
+        inits += [numpy_helper.from_array(np.asarray(lay.weight.f64, dtype=ftype), W),
+                  numpy_helper.from_array(np.asarray(lay.bias.f64, dtype=ftype), b)]
+        out = f"{lay.name}/pre" if lay.act == "relu" else lay.name
+        nodes.append(helper.make_node("Gemm", [lay.src, W, b], [out], name=f"{lay.name}/gemm",
+                                      transB=1))
+        if lay.act == "relu":
+            nodes.append(helper.make_node("Relu", [out], [lay.name], name=f"{lay.name}/relu"))
+    output = net.output
+    if output == net.input.name:  # no layers: the graph still needs an output of its own
+        output = f"{net.input.name}/out"
+        nodes.append(helper.make_node("Identity", [net.input.name], [output]))
+    graph = helper.make_graph(
+        nodes, net.name, [helper.make_tensor_value_info(net.input.name, elem,
+                                                         ["N", net.input.size])],
+        [helper.make_tensor_value_info(output, elem, ["N", net.output_size])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="nnir")
+    model.ir_version = IR_VERSION
+    props = {NAME_KEY: net.name}
+    lo, hi = net.input.lo.exact, net.input.hi.exact
+    if any(v != 0 for v in list(lo) + list(hi)):  # the point 0 is the placeholder of a
+        # network read without a box: then the reader gets no box either
+        props[BOX_KEY] = json.dumps([[format_number(a), format_number(b)] for a, b in zip(lo, hi)])
+    helper.set_model_props(model, props)
+    onnx.checker.check_model(model)
+    with atomic_path(path, suffix=".onnx") as tmp:
+        onnx.save(model, tmp)
+    report = OnnxExport(path, np.dtype(ftype).name, exact)
+    if inexact:
+        report.notes.append(f"{inexact} weights are no float64 value (e.g. 1/3) and were rounded "
+                            "to the nearest one")
+    elif not exact:
+        report.notes.append("some weights are no float32 value and were rounded to float32")
+    if net.input.constraints:
+        report.notes.append("the input constraints (where) are not part of the ONNX model")
+    return report

@@ -1,0 +1,147 @@
+"""Small ONNX graphs covering every op nnir reads, and an independent numpy evaluator for them.
+
+The evaluator follows the ONNX operator definitions directly (numpy, float64), so comparing
+`read_onnx`'s network against it checks the folding without trusting nnir's own code; tests
+compare against onnxruntime as well when it is installed.
+"""
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+def _init(name, arr):
+    return numpy_helper.from_array(np.asarray(arr, dtype=np.float32), name)
+
+
+def model(nodes, inputs, output, inits, ir_version=8, opset=13, list_inits=False):
+    """A model from nodes; `inputs` = [(name, shape)]; `output` = (name, shape)."""
+    ins = [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs]
+    if list_inits:  # IR v3 style: every initializer is also a graph input
+        ins += [helper.make_tensor_value_info(t.name, TensorProto.FLOAT, list(t.dims))
+                for t in inits]
+    out = helper.make_tensor_value_info(output[0], TensorProto.FLOAT, output[1])
+    g = helper.make_graph(nodes, "g", ins, [out], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = ir_version
+    return m
+
+
+def matlab_style(rng):
+    """Sub(mean) -> Flatten -> (MatMul, Add, Relu) x 2 -> MatMul, Add; IR v3 (like ACAS Xu)."""
+    inits = [_init("avg", rng.normal(size=(1, 1, 1, 4))), _init("W1", rng.normal(size=(4, 6))),
+             _init("b1", rng.normal(size=6)), _init("W2", rng.normal(size=(6, 5))),
+             _init("b2", rng.normal(size=5)), _init("W3", rng.normal(size=(5, 3))),
+             _init("b3", rng.normal(size=3))]
+    n = helper.make_node
+    nodes = [n("Sub", ["input", "avg"], ["s"], name="sub"),
+             n("Flatten", ["s"], ["f"], name="flat", axis=1),
+             n("MatMul", ["f", "W1"], ["m1"], name="mm1"), n("Add", ["m1", "b1"], ["a1"]),
+             n("Relu", ["a1"], ["r1"], name="relu1"),
+             n("MatMul", ["r1", "W2"], ["m2"]), n("Add", ["m2", "b2"], ["a2"]),
+             n("Relu", ["a2"], ["r2"]),
+             n("MatMul", ["r2", "W3"], ["m3"]), n("Add", ["m3", "b3"], ["out"])]
+    return model(nodes, [("input", [1, 1, 1, 4])], ("out", [1, 3]), inits, ir_version=3,
+                 opset=8, list_inits=True)
+
+
+def every_op(rng):
+    """Gemm (alpha, beta, transB), Mul, Div, BatchNormalization, Reshape (0 and -1), Identity,
+    Constant, Add with the constant first, constant - x, and a tensor read twice."""
+    n = helper.make_node
+    C = 4
+    inits = [_init("G", rng.normal(size=(C, 3))), _init("gc", rng.normal(size=C)),
+             _init("scale", rng.uniform(0.5, 2, C)), _init("bias", rng.normal(size=C)),
+             _init("mean", rng.normal(size=C)), _init("var", rng.uniform(0.1, 2, C)),
+             _init("k", rng.normal(size=(1, C))), _init("two", np.array(2.0)),
+             numpy_helper.from_array(np.array([0, -1], dtype=np.int64), "shape"),
+             _init("W", rng.normal(size=(C, 2))), _init("V", rng.normal(size=(2, C)))]
+    const = helper.make_tensor("cv", TensorProto.FLOAT, [C], rng.normal(size=C).tolist())
+    nodes = [n("Gemm", ["x", "G", "gc"], ["g"], alpha=0.5, beta=2.0, transB=1),
+             n("Mul", ["g", "k"], ["mu"]), n("Div", ["mu", "two"], ["dv"]),
+             n("BatchNormalization", ["dv", "scale", "bias", "mean", "var"], ["bn"],
+               epsilon=1e-3),
+             n("Reshape", ["bn", "shape"], ["rs"]), n("Identity", ["rs"], ["id"]),
+             n("Constant", [], ["c"], value=const), n("Add", ["c", "id"], ["ad"]),
+             n("Relu", ["ad"], ["h"]),
+             n("MatMul", ["h", "W"], ["z"]),  # z is read twice: kept as its own layer
+             n("Sub", ["k2", "z"], ["neg"]), n("Mul", ["neg", "two"], ["neg2"]),
+             n("Add", ["z", "neg2"], ["zz"]),  # z + 2 (k2 - z)
+             n("Relu", ["zz"], ["h2"]), n("Gemm", ["h2", "V"], ["out"])]
+    inits.append(_init("k2", rng.normal(size=(1, 2))))
+    return model(nodes, [("x", ["N", 3])], ("out", ["N", C]), inits)
+
+
+def column_form(rng):
+    """W @ x with x a column [k, 1] (some exporters write layers this way)."""
+    n = helper.make_node
+    inits = [_init("W", rng.normal(size=(3, 2))), _init("b", rng.normal(size=(3, 1)))]
+    nodes = [n("MatMul", ["W", "x"], ["m"]), n("Add", ["m", "b"], ["a"]),
+             n("Relu", ["a"], ["out"])]
+    return model(nodes, [("x", [2, 1])], ("out", [3, 1]), inits)
+
+
+def wide_scaled(rng):
+    """Images: Div by 255 and Sub of a mean on 784 inputs, then a layer (the scaling stays a
+    vector while it is folded, so this is fast)."""
+    n = helper.make_node
+    inits = [_init("k", np.array(255.0)), _init("mean", rng.uniform(0, 1, (1, 1, 28, 28))),
+             _init("W", rng.normal(size=(784, 16)) / 10), _init("b", rng.normal(size=16)),
+             _init("V", rng.normal(size=(16, 3)))]
+    nodes = [n("Div", ["x", "k"], ["d"]), n("Sub", ["d", "mean"], ["s"]),
+             n("Flatten", ["s"], ["f"]), n("MatMul", ["f", "W"], ["m"]),
+             n("Add", ["m", "b"], ["a"]), n("Relu", ["a"], ["h"]), n("MatMul", ["h", "V"], ["out"])]
+    return model(nodes, [("x", [1, 1, 28, 28])], ("out", [1, 3]), inits)
+
+
+MODELS = {"matlab_style": matlab_style, "every_op": every_op, "column_form": column_form,
+          "wide_scaled": wide_scaled}
+
+
+# ----------------------------------------------------------------------------- reference
+def reference(m, x: np.ndarray) -> np.ndarray:
+    """Evaluate model `m` at one flattened input vector, op by op (float64)."""
+    g = m.graph
+    vals = {t.name: numpy_helper.to_array(t).astype(np.float64) if numpy_helper.to_array(
+        t).dtype.kind == "f" else numpy_helper.to_array(t) for t in g.initializer}
+    real = [i for i in g.input if i.name not in vals][0]
+    shape = [d.dim_value or 1 for d in real.type.tensor_type.shape.dim]
+    vals[real.name] = np.asarray(x, dtype=np.float64).reshape(shape)
+    for node in g.node:
+        a = {at.name: helper.get_attribute_value(at) for at in node.attribute}
+        ins = [vals[i] for i in node.input]
+        vals[node.output[0]] = _OPS[node.op_type](a, *ins)
+    return vals[g.output[0].name].reshape(-1)
+
+
+def _gemm(a, A, B, C=None):
+    A = A.T if a.get("transA") else A
+    B = B.T if a.get("transB") else B
+    out = a.get("alpha", 1.0) * A @ B
+    return out if C is None else out + a.get("beta", 1.0) * C
+
+
+def _reshape(a, x, s):
+    s = [x.shape[i] if v == 0 else int(v) for i, v in enumerate(s)]
+    return x.reshape(s)
+
+
+def _bn(a, x, scale, b, mean, var):
+    sh = (1, -1) + (1,) * (x.ndim - 2)
+    eps = a.get("epsilon", 1e-5)
+    return (scale.reshape(sh) * (x - mean.reshape(sh)) / np.sqrt(var.reshape(sh) + eps)
+            + b.reshape(sh))
+
+
+_OPS = {
+    "Sub": lambda a, x, y: x - y, "Add": lambda a, x, y: x + y, "Mul": lambda a, x, y: x * y,
+    "Div": lambda a, x, y: x / y, "MatMul": lambda a, x, y: x @ y, "Gemm": _gemm,
+    "Relu": lambda a, x: np.maximum(x, 0), "Identity": lambda a, x: x,
+    "Flatten": lambda a, x: x.reshape(int(np.prod(x.shape[:a.get("axis", 1)])), -1),
+    "Reshape": _reshape, "BatchNormalization": _bn,
+    "Constant": lambda a: numpy_helper.to_array(a["value"]).astype(np.float64),
+}
+
+
+def save(m, path) -> str:
+    onnx.save(m, str(path))
+    return str(path)
