@@ -1,0 +1,66 @@
+"""Candidate witnesses: float64 search for points where the formula holds, replayed exactly.
+
+Projected gradient ascent on the formula's objective (`props.objective`: >= 0 where the formula
+holds in floats; the gradient by back-propagation through the ReLUs at the point) in the box,
+from box centres or random starts, with sign steps that shrink geometrically (in the manner of
+PGD attacks, Madry et al. 2018). Nothing found here is believed until `replay_verify` checks it
+in exact rational arithmetic.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from nnir.backends.split.props import Compiled, atom_values, objective
+from nnir.ir.evaluate import evaluate_batch
+from nnir.ir.nodes import Network
+
+
+def margins(net: Network, comp: Compiled, X: np.ndarray):
+    """The objective at each row of X (`props.objective`), its weights on the atoms, and every
+    node's values."""
+    vals = evaluate_batch(net, X)
+    m, w = objective(comp, atom_values(comp, vals))
+    return m, w, vals
+
+
+def gradient(net: Network, comp: Compiled, vals: dict, w: np.ndarray):
+    """d objective / d x at each point: back-propagate the atoms' weighted coefficients."""
+    B = len(w)
+    grad = {node: w @ Gn for node, Gn in comp.G.items()}
+    for lay in reversed(net.layers):
+        g = grad.pop(lay.name, None)
+        if g is None:
+            continue
+        if lay.act == "relu":
+            g = g * (vals[lay.name + ".pre"] > 0)
+        back = g @ lay.weight.f64
+        grad[lay.src] = grad[lay.src] + back if lay.src in grad else back
+    return grad.get(net.input.name, np.zeros((B, net.input.size)))
+
+
+def ascend(net: Network, comp: Compiled, lo: np.ndarray, hi: np.ndarray, X: np.ndarray,
+           steps: int, step0: float = 0.25):
+    """Projected sign-gradient ascent from X inside [lo, hi] (all (B, d)); the best point per row.
+
+    Returns:
+        (best X, best margin) per row.
+    """
+    width = hi - lo
+    m, w, vals = margins(net, comp, X)
+    best, bm = X.copy(), m.copy()
+    step = step0
+    for _ in range(steps):
+        g = gradient(net, comp, vals, w)
+        X = np.clip(X + step * width * np.sign(g), lo, hi)
+        m, w, vals = margins(net, comp, X)
+        better = m > bm
+        best[better], bm[better] = X[better], m[better]
+        step *= 0.75
+    return best, bm
+
+
+def random_starts(lo: np.ndarray, hi: np.ndarray, n: int, rng) -> np.ndarray:
+    """n uniform points of the box (1-D lo, hi), its centre and its corners' nearest samples."""
+    X = lo + (hi - lo) * rng.random((n, len(lo)))
+    X[0] = lo + (hi - lo) / 2
+    return X
