@@ -31,6 +31,12 @@ class LoadedData:
         out.reshape(-1)[:] = [Fraction(float(v)) for v in self.X.reshape(-1)]
         return out
 
+    def exact_row(self, i: int) -> list[Fraction]:
+        """Point i as Fractions (without converting the whole dataset)."""
+        if self.exact_points is not None:
+            return list(self.exact_points[i])
+        return [Fraction(float(v)) for v in self.X[i]]
+
     @property
     def dim(self) -> int:
         return self.X.shape[1]

@@ -2,6 +2,7 @@
 from fractions import Fraction
 
 import numpy as np
+from helpers import HAND_NET
 from hypothesis import given, settings
 from strategies import networks
 
@@ -94,3 +95,18 @@ def test_run_compress_query():
     assert info["h2"]["folded"] and info["h1"]["neurons_removed"] == 1
     assert res.info["milp_max_abs_difference"] < 1e-6
     assert "total" in res.message and "h2" in res.message
+
+
+def test_compress_uses_the_stable_analysis_and_checks_the_data():
+    """A neuron that IBP and symbolic bounds cannot prove stable (the LP pass or the MILP do)
+    is removed, and the compressed network is checked on the dataset's in-domain points too."""
+    from nnir.api import parse_fragment
+
+    prog = parse_fragment(HAND_NET + "compress n -> small using pts\n")
+    res = run_compress(prog, prog.queries[0], "auto", 60, {})
+    assert res.status == "sat", res.message
+    # g[2] is stably inactive only under the input constraint: LP tightening or ISA proves it
+    assert res.info["compress"]["g"]["neurons_removed"] >= 1
+    assert any(h in res.info["stable_from"] for h in ("lp", "isa", "milp"))
+    assert res.info["data_points"] == 3  # [2, 2] lies outside the box
+    assert "data points" in res.certified

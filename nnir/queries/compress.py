@@ -1,9 +1,10 @@
-"""`compress NET [-> NAME]`: the exactly equivalent smaller network (LEO++), checked twice: exact
-agreement on random domain samples and box corners, then max |f - g| over the domain by MILP.
+"""`compress NET [-> NAME] [using DATA]`: the exactly equivalent smaller network (LEO++), checked
+twice: exact agreement on random domain samples, box corners and the in-domain points of DATA,
+then max |f - g| over the domain by MILP.
 
-The stable sets come from `nnir.queries.stable` when it offers them (the stronger ISA query),
-else from the facts of the default bound passes; either way they are sound, so the compression is
-exact. Any exact disagreement is a bug and makes the result an `error`. The MILP check encodes
+The stable sets come from the stable analysis of `nnir.queries.stable` (bound passes, DATA when
+given, then the ISA MILP with close calls confirmed exactly); they are proven, so the compression
+is exact. Any exact disagreement is a bug and makes the result an `error`. The MILP check encodes
 both networks over shared input columns (the big-M lowering of `backends/milp/lower.py`) and
 maximises and minimises each output difference with HiGHS; its numbers rest on float tolerances
 and are reported, not used as a proof.
@@ -18,6 +19,7 @@ import numpy as np
 
 from nnir.errors import NnirError
 from nnir.ir.evaluate import evaluate
+from nnir.ir.intexact import IntegerReplay
 from nnir.ir.nodes import Compress, Network, Program
 from nnir.passes.compress import LayerChange, compress_with_report
 from nnir.passes.manager import default_pipeline
@@ -28,28 +30,19 @@ MAX_CORNERS = 64
 SEED = 0
 
 
-def stable_sets(net: Network) -> tuple[dict, str]:
-    """Proven stable sets of `net` and where they came from (the stable query, or bound passes)."""
-    try:
-        from nnir.queries import stable as stable_mod
-    except ImportError:
-        stable_mod = None
-    for fn_name in ("stable_sets", "find_stable", "compute_stable"):
-        fn = getattr(stable_mod, fn_name, None) if stable_mod is not None else None
-        if fn is None:
-            continue
-        try:
-            got = fn(net)
-            sets = getattr(got, "stable", got)
-            if isinstance(sets, dict) and all(
-                    np.shape(sets.get(lay.name, np.zeros(lay.size))) == (lay.size,)
-                    for lay in net.layers):
-                return {k: np.asarray(v, dtype=np.int8) for k, v in sets.items()}, \
-                    f"stable query ({fn_name})"
-        except Exception:  # noqa: BLE001 - a colleague's module in flux: fall back to the passes
-            pass
-    facts = default_pipeline().run(net).facts
-    return dict(facts.stable), "bound passes (ibp, symbolic)"
+def stable_sets(net: Network, data=None, timeout: float | None = None,
+                options: dict | None = None) -> tuple[dict, str, list[str]]:
+    """Proven stable sets of `net` by the stable analysis (bound passes, the data, ISA; see
+    `nnir.queries.stable`), what they rest on, and its notes. A neuron it leaves undecided
+    (time limit) counts as unstable, which only makes the compression smaller in effect."""
+    from nnir.queries.stable import analyse
+
+    opts = {"method": "isa", **(options or {})}
+    st, name, _, notes = analyse(net, data, "auto", timeout, opts)
+    hows = sorted({st.how[k][int(i)] for k, s in st.stable.items() for i in np.flatnonzero(s)})
+    origin = f"the stable analysis ({', '.join(hows)})" if hows else \
+        "the stable analysis (no neuron is stable)"
+    return dict(st.stable), origin, notes
 
 
 def domain_samples(net: Network, n: int = N_SAMPLES, seed: int = SEED) -> list[list[Fraction]]:
@@ -71,8 +64,27 @@ def domain_samples(net: Network, n: int = N_SAMPLES, seed: int = SEED) -> list[l
 
 def exact_disagreements(f: Network, g: Network, points) -> list:
     """Points where the outputs of `f` and `g` differ in exact rational arithmetic."""
-    return [p for p in points if not np.all(evaluate(f, p, exact=True)[f.output] ==
-                                            evaluate(g, p, exact=True)[g.output])]
+    def runner(net):
+        if IntegerReplay.applies(net):  # the same exact values, in integer arithmetic
+            return IntegerReplay(net).output
+        return lambda x: evaluate(net, x, exact=True)[net.output]
+
+    rf, rg = runner(f), runner(g)
+    return [p for p in points if not np.all(rf(p) == rg(p))]
+
+
+def data_points(net: Network, data, n: int) -> list[list[Fraction]]:
+    """Up to `n` points of the dataset that lie in the domain (checked exactly), in order."""
+    from nnir.queries.stable import in_domain
+
+    out = []
+    for i in range(len(data.X)):
+        x = data.exact_row(i)
+        if in_domain(net, x):
+            out.append(x)
+            if len(out) == n:
+                break
+    return out
 
 
 def milp_max_difference(f: Network, g: Network, timeout: float | None = None) -> dict:
@@ -85,26 +97,14 @@ def milp_max_difference(f: Network, g: Network, timeout: float | None = None) ->
     import highspy
 
     from nnir.backends.milp.highs_backend import _HIGHS_TOLS, build_highs, milp_tolerances
-    from nnir.backends.milp.lower import _Lowering
-    from nnir.ir.nodes import BoolConst
-    from nnir.queries.problem import VerifyProblem
+    from nnir.backends.milp.joint import lower_networks
 
     pipe = default_pipeline()
     f = pipe.run(f)
     g = pipe.run(replace(g, name=f.name + "__cmp"))  # distinct column names
-    low = _Lowering(VerifyProblem(f, (), BoolConst(True), "compress_check"), 0.0, "none")
-    low.inputs()
-    for lay in f.layers:
-        low.layer(lay, f.facts.lo[lay.name], f.facts.hi[lay.name], f.facts.stable[lay.name])
-    fv = low.vars[f.output].copy()
-    # Same input columns; g's layers get their own columns (names carry g's network name).
-    low.net = g
-    inp_cols = low.vars[f.input.name]
-    low.vars = {g.input.name: inp_cols}
-    for lay in g.layers:
-        low.layer(lay, g.facts.lo[lay.name], g.facts.hi[lay.name], g.facts.stable[lay.name])
-    gv = low.vars[g.output]
-    model = low.m
+    joint = lower_networks([f, g], "compress_check")  # g on f's input columns
+    fv, gv = joint.vars[0][f.output], joint.vars[1][g.output]
+    model = joint.model
     per, status = [], "optimal"
     # The verify backend's tight feasibility tolerances: with HiGHS's default 1e-6 integrality
     # tolerance a big-M ReLU may leak u * 1e-6, seen here as a spurious difference.
@@ -147,13 +147,22 @@ def run_compress(prog: Program, q: Compress, backend: str, timeout, options: dic
         `sat` with `trained` = the compressed network and `info["compress"]` per-layer counts;
         `error` if the compressed network differs from the original anywhere it was checked.
     """
+    import time
+
     net = prog.network(q.net)
-    stable, origin = stable_sets(net)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    data = None
+    if q.data:
+        from nnir.data import load_dataset
+
+        data = load_dataset(prog.dataset(q.data), prog.base_dir)
+    stable, origin, stable_notes = stable_sets(net, data, timeout, _stable_options(options))
     out_name = q.output or f"{q.net}_compressed"
     small, changes = compress_with_report(net, stable, out_name)
-    pts = domain_samples(net, int(options.get("samples", N_SAMPLES)),
-                         int(options.get("seed", SEED)))
-    bad = exact_disagreements(net, small, pts)
+    n = int(options.get("samples", N_SAMPLES))
+    pts = domain_samples(net, n, int(options.get("seed", SEED)))
+    on_data = data_points(net, data, n) if data is not None else []
+    bad = exact_disagreements(net, small, pts + on_data)
     res = Result(q.name, "compress", "sat", "highs" if options.get("milp_check", True) else None,
                  span=q.span)
     res.info["compress"] = {c.name: {"neurons_before": c.neurons_before,
@@ -164,20 +173,26 @@ def run_compress(prog: Program, q: Compress, backend: str, timeout, options: dic
                                      "connections_removed": c.connections_removed,
                                      "folded": c.folded} for c in changes}
     res.info["stable_from"] = origin
-    res.info["exact_points"] = len(pts)
+    res.info["exact_points"] = len(pts) + len(on_data)
+    res.info["data_points"] = len(on_data)
+    res.notes.extend(stable_notes)
     table = render_table(changes)
     if bad:
         res.status = "error"
         res.message = (f"BUG: the compressed network '{out_name}' differs from '{q.net}' at "
-                       f"{len(bad)} of {len(pts)} points in exact arithmetic, e.g. at "
+                       f"{len(bad)} of {len(pts) + len(on_data)} points in exact arithmetic, "
+                       f"e.g. at "
                        f"{[str(v) for v in bad[0]]}\n" + table)
         return res
     res.trained = small
     res.certified = (f"stable sets proven by {origin}; compressed network equal to the "
-                     f"original on {len(pts)} domain points in exact rational arithmetic")
+                     f"original on {len(pts)} domain points"
+                     + (f" and {len(on_data)} data points" if on_data else "")
+                     + " in exact rational arithmetic")
     if options.get("milp_check", True):
         try:
-            chk = milp_max_difference(net, small, timeout)
+            left = None if deadline is None else max(1.0, deadline - time.monotonic())
+            chk = milp_max_difference(net, small, left)
             res.info["milp_max_abs_difference"] = chk["max_abs"]
             res.info["milp_status"] = chk["status"]
             if chk["max_abs"] is None:
@@ -204,3 +219,9 @@ def render_table(changes: list[LayerChange]) -> str:
     rows.append(("total", f"{nb}->{na}", str(nb - na), f"{cb}->{ca}", str(cb - ca), ""))
     w = [max(len(r[i]) for r in rows) for i in range(6)]
     return "\n".join("  ".join(s.ljust(w[i]) for i, s in enumerate(r)).rstrip() for r in rows)
+
+
+def _stable_options(options: dict) -> dict:
+    """The options of a compress query that tune its stable analysis."""
+    return {k: options[k] for k in ("method", "lp", "confirm", "theta", "eps", "threads")
+            if k in options}

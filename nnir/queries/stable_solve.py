@@ -1,0 +1,168 @@
+"""The solver steps of the stable analysis (`nnir/queries/stable.py`): the ISA MILP loop and the
+per-neuron exact bounds that decide what it leaves (close calls), or everything with method
+`per-neuron`. Both only ever mark a state observed through an exactly replayed input.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from fractions import Fraction
+
+import numpy as np
+
+from nnir.errors import UnsupportedQuery
+from nnir.ir.nodes import Network
+from nnir.queries.stable import CLOSE, StableState, in_domain
+
+
+def _open_states(st: StableState) -> list:
+    return [(lay.name, i, c) for lay in st.relus for i in range(lay.size)
+            if st.stable[lay.name][i] == 0 for c in (0, 1) if not st.seen[lay.name][i, c]]
+
+
+def isa(st: StableState, deadline, options: dict, counts: dict) -> list[str]:
+    """Decide the open states with the single ISA MILP (`backends/milp/isa.py`); close calls
+    stay undecided for the per-neuron step, which confirms them exactly."""
+    from nnir.backends.milp.isa import THETA, IsaMilp
+
+    states = _open_states(st)
+    if not states:
+        return []
+
+    def replay(xs) -> set:
+        before = {k: v.copy() for k, v in st.seen.items()}
+        for x in xs:
+            xe = [Fraction(float(v)) for v in x]
+            if in_domain(st.net, xe):
+                st.mark_point(xe, "isa")
+        return {(k, int(i), int(c)) for k in st.seen
+                for i, c in zip(*np.nonzero(st.seen[k] & ~before[k]))}
+
+    t = time.perf_counter()
+    isa_opts = {k: v for k, v in options.items() if k in (
+        "theta", "eps", "threads", "primal_feasibility_tolerance", "mip_feasibility_tolerance")}
+    if counts.get("search_points") is not None:
+        isa_opts.setdefault("eps", 0.0)  # the gradient search ran: go straight to proving
+    out = IsaMilp(st.net, states, isa_opts).solve(replay, deadline)
+    counts["isa_s"] = time.perf_counter() - t
+    counts["isa"] = out.stats
+    proven = set(out.proven)
+    for layer, i, c in out.proven:
+        # both states unreachable means an empty domain: left to the per-neuron step to report
+        if (layer, i, 1 - c) not in proven and not st.seen[layer][i, c]:
+            st.set_stable(layer, i, -1 if c == 0 else 1, "isa")
+    theta = float(options.get("theta", THETA))
+    notes = [f"isa: {out.stats['solves']} MILP solves, {out.stats['interrupts']} interrupts, "
+             f"{out.stats['inputs'] + out.stats['lp_inputs']} solver inputs replayed exactly; "
+             f"{len(out.proven)} states proven unreachable, {len(out.close)} close calls"]
+    if out.proven:
+        notes.append(f"isa verdicts rest on HiGHS proving the ISA optimum 0 with margin "
+                     f"{theta:g} (float tolerances, not an exact proof)")
+    if out.status != "optimal":
+        notes.append(f"isa stopped early: {out.status}")
+    return notes
+
+
+def per_neuron(st: StableState, backend: str, deadline, options: dict):
+    """Decide every undecided neuron by exact max/min of its pre-activation (per neuron)."""
+    from nnir.backends import registry
+
+    notes = []
+    exact_names = [n for n in registry.exact_backends()
+                   if "bound" in registry.backend_class(n).kinds]
+    name = backend
+    if backend == "auto":
+        milp, _ = registry.auto_plan("bound", 0)
+        name = milp or exact_names[0]
+    solver = registry.get_backend(name, **_backend_options(options))
+    if "bound" not in solver.kinds:
+        raise UnsupportedQuery(f"backend '{name}' does not answer bound queries", None,
+                               "bound backends: " + ", ".join(registry.names_for("bound")))
+    confirm = None
+    if not solver.exact and options.get("confirm", True) and exact_names:
+        confirm = registry.get_backend(exact_names[0], **_backend_options(options))
+    tag = "exact-bound" if solver.exact else "milp"
+    stats = {"solves": 0, "confirmed": 0}
+    full = bool(options.get("full"))
+    for k, lay in enumerate(st.net.layers):
+        if lay.act != "relu":
+            continue
+        for i in range(lay.size):
+            if st.decided(lay.name, i):
+                continue
+            if deadline is not None and time.monotonic() >= deadline:
+                st.undecided[lay.name][i] = "time limit"
+                continue
+            problem = _problem(st.net, k, i)
+            for sense, col, sign in (("max", 0, -1), ("min", 1, 1)):
+                # max <= 0 proves inactive (sign -1); min >= 0 proves active (sign +1)
+                if st.seen[lay.name][i, col] or st.stable[lay.name][i] != 0:
+                    continue
+                verdict = _side(st, problem, solver, sense, deadline, stats, full)
+                # a close call, or an inexact answer replay could not use (e.g. an arg-max on
+                # the boundary of a strict input constraint): the exact backend decides
+                if verdict not in ("stable", "observed") and confirm is not None \
+                        and "timeout" not in verdict and "empty" not in verdict:
+                    stats["confirmed"] += 1
+                    verdict = _side(st, problem, confirm, sense, deadline, stats, full)
+                    if verdict == "stable":
+                        verdict = "stable-exact"
+                if verdict in ("stable", "stable-exact"):
+                    how = "exact-bound" if verdict == "stable-exact" or solver.exact else tag
+                    st.set_stable(lay.name, i, sign, how)
+                elif verdict == "observed":
+                    if st.seen[lay.name][i].all():
+                        st.how[lay.name][i] = tag
+                else:
+                    st.undecided[lay.name][i] = verdict
+            if st.decided(lay.name, i):
+                st.undecided[lay.name].pop(i, None)
+    if not stats["solves"]:
+        return name, notes
+    notes.append(f"per-neuron{' (full)' if full else ''}: {stats['solves']} bound solves "
+                 f"on '{name}'"
+                 + (f", {stats['confirmed']} close calls re-decided by '{confirm.name}'"
+                    if stats["confirmed"] else ""))
+    if not solver.exact:
+        notes.append(f"'{name}' verdicts rest on its dual bound widened by a safety margin and "
+                     f"at least {float(CLOSE):g} from 0 (float tolerances, not an exact proof)")
+    return name, notes
+
+
+def _backend_options(options: dict) -> dict:
+    return {k: v for k, v in options.items() if k not in (
+        "method", "lp", "confirm", "max_replays", "full", "theta", "eps")}
+
+
+def _problem(net: Network, k: int, i: int):
+    from nnir.queries.bound import BoundProblem
+
+    lay = net.layers[k]
+    return BoundProblem(replace(net, layers=net.layers[:k + 1], output=lay.name,
+                                facts=net.facts), lay.name, i, f"stable_{lay.name}_{i}")
+
+
+def _side(st: StableState, problem, solver, sense: str, deadline, stats: dict,
+          full: bool = False) -> str:
+    """One solve: "stable" (s * pre <= 0 proven), "observed" (s * pre > 0 replayed: the state
+    is marked, with every other state the arg-optimum shows unless `full`, the baseline that
+    decides each neuron on its own), "close", or why undecided."""
+    from nnir.queries.bound import _replay
+
+    left = None if deadline is None else max(0.01, deadline - time.monotonic())
+    stats["solves"] += 1
+    ans = solver.solve_bound(problem, timeout=left, senses=(sense,))
+    d = _replay(problem, sense, ans.sides[sense], solver.exact)
+    if d.status == "unsat":
+        return "the input domain is empty"
+    if d.status != "sat":
+        return f"{solver.name}: {d.status} ({d.message})"
+    if d.arg is not None and not full:
+        st.mark_point(d.arg, "exact-bound" if solver.exact else "milp")
+    if d.lo > 0:
+        if full:
+            st.seen[problem.layer][problem.index, 0 if sense == "max" else 1] = True
+        return "observed"
+    if d.hi <= 0 and (d.exact or solver.exact or d.how == "bound passes" or d.hi <= -CLOSE):
+        return "stable"
+    return "close"
