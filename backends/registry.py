@@ -12,6 +12,8 @@ _BACKENDS = {
     "pysmt": "nnir.backends.smtlib.pysmt_backend:PysmtBackend",
     "external": "nnir.backends.smtlib.external_backend:ExternalBackend",
     "highs": "nnir.backends.milp.highs_backend:HighsBackend",
+    "split": "nnir.backends.split.split_backend:SplitBackend",
+    "portfolio": "nnir.backends.portfolio:PortfolioBackend",
     "sgd": "nnir.backends.train.sgd:SgdBackend",
     "admm": "nnir.backends.train.admm:AdmmBackend",
 }
@@ -92,6 +94,24 @@ def auto_train(problem) -> tuple[str, str]:
 def exact_backends() -> list[str]:
     """Installed exact SMT backends, in `auto`'s order of preference."""
     return [n for n in AUTO_EXACT_ORDER if backend_class(n).available()]
+
+
+# `auto` verifies by input splitting first when the input has at most this many coordinates:
+# halving boxes costs work exponential in the dimension, and ACAS Xu's 5 inputs are where it
+# shines (every property-1 instance in seconds; see benchmarks/acasxu.py).
+AUTO_SPLIT_MAX_INPUTS = 8
+
+
+def auto_split(problem) -> str | None:
+    """Why `auto` should try the `split` backend on a verify problem first, or None."""
+    n = problem.net.input.size
+    if "split" not in _BACKENDS or n > AUTO_SPLIT_MAX_INPUTS:
+        return None
+    from nnir.backends.split.props import supported
+
+    if supported(problem.net) is not None:
+        return None
+    return f"{n} input{'s' if n > 1 else ''}: branch and bound on the input box"
 
 
 def auto_plan(kind: str, unstable: int) -> tuple[str | None, str | None]:

@@ -22,6 +22,13 @@ from nnir.errors import (  # noqa: E402
     NnirError,
     UnsupportedQuery,
 )
+from nnir.formats import (  # noqa: E402
+    read_nnet,
+    read_onnx,
+    read_vnnlib,
+    write_onnx,
+    write_vnnlib,
+)
 from nnir.frontend import load, parse  # noqa: E402
 from nnir.ir.printer import print_program  # noqa: E402
 
@@ -39,7 +46,12 @@ __all__ = [
     "parse",
     "print_program",
     "program",
+    "read_nnet",
+    "read_onnx",
+    "read_vnnlib",
     "solve",
     "to_milp",
     "to_smtlib",
+    "write_onnx",
+    "write_vnnlib",
 ]

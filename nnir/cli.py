@@ -22,6 +22,8 @@ EPILOG = """examples:
   nnirc run examples/tiny.nnir --backend z3 --json
   nnirc emit examples/tiny.nnir --format smtlib --query reach -o reach.smt2
   nnirc dump-ir examples/tiny.nnir --after ibp
+  nnirc verify net.onnx prop.vnnlib --timeout 60 -o results.txt
+  nnirc batch instances.csv --jobs 2 -o results.csv
   nnirc backends
 """
 
@@ -33,7 +35,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _solving(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="auto",
-                   help="z3, cvc5, pysmt, external, highs, or auto (default: auto)")
+                   help="z3, cvc5, pysmt, external, highs, split, portfolio, or auto "
+                   "(default: auto)")
     p.add_argument("--timeout", type=float, default=None, metavar="S",
                    help="seconds per query; past it the answer is 'timeout'")
     p.add_argument("--query", action="append", metavar="NAME",
@@ -45,7 +48,10 @@ def _solving(p: argparse.ArgumentParser) -> None:
                    help="train: the exact encoding (signed: sign-normalised one hidden layer; "
                    "naive: every weight a real unknown, QF_NRA; layerwise: deeper networks)")
     p.add_argument("--method", metavar="M", help="bound: ibp, symbolic, lp or exact (overrides "
-                   "the query's method; default exact)")
+                   "the query's method; default exact); stable and compress: isa (default) or "
+                   "per-neuron; equiv: auto, relations or solver")
+    p.add_argument("--lp", action="store_true",
+                   help="stable and compress: also run the LP bound-tightening pass")
     p.add_argument("-o", "--output", metavar="FILE", help="also write the results as JSON here")
 
 
@@ -60,9 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     _common(p)
     for name, text in (("run", "answer every query in order"),
-                       ("verify", "answer the verify queries")):
+                       ("verify", "answer the verify queries"),
+                       ("equiv", "answer the equiv queries (relation inference, then a "
+                        "solver)")):
         p = sub.add_parser(name, help=text)
         p.add_argument("file")
+        if name == "verify":  # the VNN-COMP form: nnirc verify NET.onnx PROP.vnnlib
+            p.add_argument("prop", nargs="?", metavar="PROP.vnnlib", help="with FILE an .onnx "
+                           "or .nnet network: the VNN-LIB property; -o then writes the VNN-COMP "
+                           "results file")
         _solving(p)
         _common(p)
     for name, what in (("train", "trained"), ("compress", "compressed")):
@@ -75,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
         _common(p)
     p = sub.add_parser("emit", help="write a verify query as SMT-LIB, MPS or LP")
     p.add_argument("file")
-    p.add_argument("--format", choices=("smtlib", "mps", "lp"), default="smtlib")
+    p.add_argument("--format", choices=("smtlib", "mps", "lp", "onnx", "vnnlib"),
+                   default="smtlib", help="onnx: the query's network; vnnlib: the query")
     p.add_argument("--query", metavar="NAME", help="which verify query (needed if several)")
     p.add_argument("--relu", choices=("ite", "or"), default="ite",
                    help="SMT-LIB ReLU encoding: if-then-else or a disjunction")
@@ -86,6 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--after", metavar="PASS", help="print networks after this pass, with the "
                    "bounds it proved as comments (passes, in order: ibp, symbolic, lp)")
+    _common(p)
+    p = sub.add_parser("batch", help="run a VNN-COMP instance list (onnx,vnnlib,timeout rows)")
+    p.add_argument("file", metavar="INSTANCES.csv")
+    p.add_argument("--jobs", type=int, default=1, metavar="N", help="instances run at once")
+    p.add_argument("--timeout-scale", type=float, default=1.0, metavar="F",
+                   help="multiply every row's timeout by F")
+    p.add_argument("--backend", default="auto", help="as for verify (default: auto)")
+    p.add_argument("-o", "--output", metavar="FILE.csv", default="results.csv",
+                   help="results: instance, verdict, seconds, backend (default results.csv)")
     _common(p)
     p = sub.add_parser("backends", help="list the backends and what they can do")
     p.add_argument("--markdown", action="store_true", help="the table as in the README")

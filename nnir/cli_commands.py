@@ -41,8 +41,10 @@ def cmd_check(args) -> int:
         "file": args.file,
         "networks": [{
             "name": n.name, "inputs": n.input.size,
-            "layers": [f"{lay.act} {lay.name}[{lay.size}]" for lay in n.layers],
-            "parameters": sum(lay.size * (n.size_of(lay.src) + 1) for lay in n.layers),
+            "layers": [f"{lay.act if lay.kind == 'dense' else lay.kind} {lay.name}[{lay.size}]"
+                       + (" relu" if lay.kind == "add" and lay.act == "relu" else "")
+                       for lay in n.layers],
+            "parameters": sum(lay.size * (n.size_of(lay.src) + 1) for lay in n.dense_layers),
             "unknown_weights": n.has_unknowns} for n in prog.networks],
         "datasets": [d.name for d in prog.datasets],
         "queries": [{"name": q.name, "kind": q.kind, "location": str(q.span)}
@@ -73,6 +75,8 @@ def _options(args) -> dict:
         opts["encoding"] = args.encoding
     if getattr(args, "method", None):
         opts["method"] = args.method
+    if getattr(args, "lp", False):
+        opts["lp"] = True
     return opts
 
 
@@ -115,6 +119,10 @@ def cmd_run(args, kinds=None) -> int:
 
 
 def cmd_verify(args) -> int:
+    if args.prop or args.file.endswith((".onnx", ".nnet")):  # VNN-COMP: network + property
+        from nnir.formats.commands import cmd_verify_files
+
+        return cmd_verify_files(args)
     return cmd_run(args, kinds=("verify",))
 
 
@@ -164,6 +172,10 @@ def cmd_emit(args) -> int:
     from nnir.queries.run import prepare
 
     prog = load(args.file)
+    if args.format in ("onnx", "vnnlib"):  # a network or a query as another tool's file
+        from nnir.formats.commands import emit_file
+
+        return emit_file(args, prog)
     verifies = [q for q in prog.queries if isinstance(q, Verify)]
     if args.query:
         q = next((q for q in prog.queries if q.name == args.query), None)
@@ -236,9 +248,16 @@ def cmd_backends(args) -> int:
     return EXIT_OK
 
 
+def _batch(args) -> int:
+    from nnir.formats.batch import cmd_batch
+
+    return cmd_batch(args)
+
+
 COMMANDS = {"check": cmd_check, "run": cmd_run, "verify": cmd_verify, "train": cmd_train,
             "compress": lambda args: cmd_train(args, kinds=("compress",)),
-            "emit": cmd_emit,
+            "equiv": lambda args: cmd_run(args, kinds=("equiv",)),
+            "emit": cmd_emit, "batch": _batch,
             "dump-ir": cmd_dump_ir, "backends": cmd_backends}
 
 __all__ = ["COMMANDS"]

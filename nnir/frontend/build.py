@@ -8,13 +8,16 @@ import numpy as np
 from lark import Token, Tree
 
 from nnir.errors import DslError, InputFileError, Span
+from nnir.formats import dsl as imports
 from nnir.ir.const import Const, parse_number
 from nnir.ir.nodes import (
+    Add,
     And,
     Atom,
     BoolConst,
     Bound,
     Compress,
+    Concat,
     Dataset,
     Dense,
     Equiv,
@@ -27,6 +30,7 @@ from nnir.ir.nodes import (
     Or,
     Program,
     Ref,
+    Slice,
     Stable,
     Train,
     Unknown,
@@ -87,10 +91,15 @@ class Builder:
             kind = item.data
             if kind == "net":
                 nets.append(self.net(item))
+            elif kind == "net_import":
+                nets.append(imports.import_net(self, item))
             elif kind.startswith("data_"):
                 datas.append(self.dataset(item))
+            elif kind == "verify_vnnlib":
+                queries.append(imports.vnnlib_query(self, item))
             else:
                 queries.append(getattr(self, "q_" + kind)(item))
+        nets, queries = imports.expand(self, nets, queries)  # properties need their networks
         return Program(tuple(nets), tuple(datas), tuple(queries), self.filename, self.base_dir)
 
     # ------------------------------------------------------------------ networks
@@ -106,6 +115,8 @@ class Builder:
                 wheres.extend(a.pair if isinstance(a, _InPair) else (a,))
             elif c.data == "layer":
                 layers.append(self.layer(c))
+            elif c.data in ("slice_node", "concat_node", "add_node", "add_relu_node"):
+                layers.append(self.graph_node(c))
             elif c.data == "output_decl":
                 output = str(c.children[0])
         iname, size_tok, box = inp.children
@@ -138,6 +149,31 @@ class Builder:
         else:
             b = Const.zeros((size,))
         return Dense(str(name), size, str(src), w, b, str(act.children[0]), self.span(name))
+
+    def graph_node(self, t: Tree):
+        """`slice`, `concat` or `add` node; a size left out is -1 until `resolve` knows it."""
+        name = t.children[0]
+        rest = list(t.children[1:])
+        size = -1
+        if rest and isinstance(rest[0], Tree) and rest[0].data == "node_size":
+            size = int(rest.pop(0).children[0])
+            if size <= 0:
+                raise self.error(f"node '{name}' must have at least one entry", t.children[1])
+        span = self.span(name)
+        if t.data == "slice_node":
+            src, start, stop = str(rest[0]), int(rest[1]), int(rest[2])
+            if stop <= start:
+                raise self.error(f"empty slice {src}[{start}:{stop}]: the end must be above "
+                                 "the start", rest[2])
+            if size not in (-1, stop - start):
+                raise self.error(f"slice '{name}' is declared with {size} entries but "
+                                 f"{src}[{start}:{stop}] has {stop - start}", t.children[1])
+            return Slice(str(name), stop - start, src, start, span)
+        if t.data == "concat_node":
+            return Concat(str(name), size, tuple(str(c) for c in rest), span)
+        srcs = tuple(str(c) for c in rest[0].children)
+        return Add(str(name), size, srcs, "relu" if t.data == "add_relu_node" else "linear",
+                   span)
 
     def tensor(self, t: Tree):
         """A weight tensor: literal, loaded from .npy/.npz, or unknown."""
@@ -325,7 +361,9 @@ class Builder:
 
     def q_compress(self, t: Tree) -> Compress:
         out = next((str(c) for c in t.children[1:] if isinstance(c, Token)), None)
-        return Compress(self.qname("compress", t.children), str(t.children[0]), out,
+        data = next((str(c.children[0]) for c in t.children[1:]
+                     if isinstance(c, Tree) and c.data == "compress_data"), None)
+        return Compress(self.qname("compress", t.children), str(t.children[0]), out, data,
                         self.span(t.children[0]))
 
     def q_equiv(self, t: Tree) -> Equiv:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from nnir.ir.nodes import And, Atom, Network, Not, Or, Program, Ref, Unknown, Verify
+from nnir.ir.nodes import And, Atom, Concat, Dense, Network, Not, Or, Program, Ref, Unknown, Verify
 
 
 def resolve(prog: Program) -> Program:
@@ -23,6 +23,11 @@ def _resolve_net(net: Network) -> Network:
     sizes = {net.input.name: net.input.size}
     layers = []
     for lay in net.layers:
+        if not isinstance(lay, Dense):  # slice/concat/add: an undeclared size from the sources
+            lay = _graph_size(lay, sizes)
+            layers.append(lay)
+            sizes.setdefault(lay.name, lay.size)
+            continue
         src = sizes.get(lay.src)
         w, b = lay.weight, lay.bias
         if isinstance(w, Unknown) and src is not None:
@@ -33,6 +38,15 @@ def _resolve_net(net: Network) -> Network:
         sizes.setdefault(lay.name, lay.size)
     inp = replace(net.input, constraints=tuple(_expand(a, net) for a in net.input.constraints))
     return replace(net, input=inp, layers=tuple(layers))
+
+
+def _graph_size(lay, sizes: dict):
+    """Fill in the size of a concat (the sum) or add (the common size) node written without
+    one; a mismatch or an undefined source is left for the verifier to report."""
+    if lay.size >= 0 or any(s not in sizes for s in lay.srcs):
+        return lay
+    got = [sizes[s] for s in lay.srcs]
+    return replace(lay, size=sum(got) if isinstance(lay, Concat) else got[0])
 
 
 def _size(net: Network, node: str) -> int | None:

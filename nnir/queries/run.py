@@ -6,7 +6,7 @@ import time
 import numpy as np
 
 from nnir.errors import NnirError, UnsupportedQuery
-from nnir.ir.nodes import Bound, Compress, Program, Stable, Train, Verify
+from nnir.ir.nodes import Bound, Compress, Equiv, Program, Stable, Train, Verify
 from nnir.passes.manager import PassContext, default_pipeline
 from nnir.queries.problem import VerifyProblem
 from nnir.queries.replay import replay_verify
@@ -14,9 +14,37 @@ from nnir.queries.result import Result, witness_dict
 
 
 def prepare(prog: Program, q: Verify, ctx: PassContext | None = None) -> VerifyProblem:
-    """Run the bound passes on the query's network and build the backend's problem."""
-    net = default_pipeline().run(prog.network(q.net), ctx)
+    """Run the bound passes on the query's network and build the backend's problem.
+
+    Single-coordinate `where` bounds (e.g. a VNN-LIB property's box) first cut the input box,
+    so the passes bound the network over the query's region; the constraints stay in the problem.
+    """
+    net = default_pipeline().run(box_from_where(prog.network(q.net), q.where), ctx)
     return VerifyProblem.from_query(q, net)
+
+
+def box_from_where(net, where):
+    """`net` with its box cut by the one-variable bounds in `where` (the same feasible set)."""
+    from dataclasses import replace
+
+    from nnir.ir.const import Const
+
+    lo, hi = list(net.input.lo.exact), list(net.input.hi.exact)
+    for a in where:
+        if len(a.terms) != 1 or a.terms[0][0].node != net.input.name:
+            continue
+        (ref, c), = a.terms
+        v, rel = a.rhs / c, a.rel if c > 0 else {"<=": ">=", "<": ">", ">=": "<=", ">": "<"}.get(
+            a.rel, a.rel)
+        if rel in ("<=", "<", "=="):
+            hi[ref.index] = min(hi[ref.index], v)
+        if rel in (">=", ">", "=="):
+            lo[ref.index] = max(lo[ref.index], v)
+    if any(a > b for a, b in zip(lo, hi)):
+        return net  # an empty region: left to the solver, which finds it infeasible
+    if lo == list(net.input.lo.exact) and hi == list(net.input.hi.exact):
+        return net
+    return replace(net, input=replace(net.input, lo=Const.exact_of(lo), hi=Const.exact_of(hi)))
 
 
 def count_unstable(net) -> int:
@@ -47,11 +75,15 @@ def run_query(prog: Program, q, backend: str = "auto", timeout: float | None = N
             from nnir.queries.compress import run_compress
 
             res = run_compress(prog, q, backend, timeout, options)
+        elif isinstance(q, Equiv):
+            from nnir.queries.equiv import run_equiv
+
+            res = run_equiv(prog, q, backend, timeout, options)
         else:
             raise UnsupportedQuery(
                 f"'{q.kind}' queries are not supported by backend '{backend}' yet",
-                q.span, "this build answers verify, train, bound, stable and compress "
-                "queries; equiv is coming")
+                q.span, "this build answers verify, train, bound, stable, compress and "
+                "equiv queries")
     except NnirError as exc:
         res = Result(q.name, q.kind, "error", backend, message=exc.render(), span=q.span)
     res.seconds = time.perf_counter() - start
@@ -76,6 +108,12 @@ def _verify(prog: Program, q: Verify, backend: str, timeout, options) -> Result:
                 res = _solve_once(problem, q, exact[0], deadline, options).add_notes(
                     f"{backend}'s witness failed exact replay; answered by {exact[0]}")
         return res.add_notes(*notes, first=True)
+    why = registry.auto_split(problem) if options.get("auto_split", True) else None
+    if why:  # few inputs: input splitting first; if it cannot decide, the MILP/SMT plan below
+        res = _solve_once(problem, q, "split", deadline, options)
+        if res.status not in ("unknown", "error"):
+            return res.add_notes(*notes, f"auto picked 'split': {why}", first=True)
+        notes.append(f"auto tried 'split' first ({why}): {res.status}")
     milp, exact = registry.auto_plan("verify", unstable)
     if milp is None:
         return _solve_once(problem, q, exact, deadline, options).add_notes(
@@ -125,7 +163,8 @@ def _solve_once(problem: VerifyProblem, q: Verify, name: str, deadline, options)
                            f"{rep.reason} (off by {rep.slack:.3g})")
     elif ans.status == "unsat":
         if solver.exact:
-            res.certified = f"exact ({name}, QF_LRA over the rationals)"
+            res.certified = (ans.info.get("certified")
+                             or f"exact ({name}, QF_LRA over the rationals)")
         else:
             tols = ", ".join(f"{k} {v}" for k, v in ans.info.items()
                              if k.endswith("_tolerance") or k in ("margin", "strict_tol"))
