@@ -112,6 +112,19 @@ def test_batch_runs_a_list_with_a_pool(tmp_path):
     assert "Traceback" not in r.stderr + r.stdout
 
 
+def test_batch_can_run_the_portfolio(tmp_path):
+    """Batch workers are not daemonic, so `portfolio` can start its member processes there."""
+    wins = _class1_property(tmp_path)
+    listing = tmp_path / "instances.csv"
+    listing.write_text(f"{MLP},{EXAMPLES / 'data/mlp_two_boxes.vnnlib'},60\n"
+                       f"{MLP},{wins.name},60\n")
+    r = nnirc("batch", listing, "--backend", "portfolio", "-o", tmp_path / "out.csv")
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = list(csv.DictReader(open(tmp_path / "out.csv")))
+    assert [row["verdict"] for row in rows] == ["unsat", "sat"]
+    assert all(row["backend"] == "portfolio" for row in rows)
+
+
 def test_bad_files_give_clear_errors(tmp_path):
     import onnx
 

@@ -67,6 +67,8 @@ def _work(conn, row: Row, backend: str, limit: float) -> None:
     """In the worker process: answer one instance, send (verdict, backend, message)."""
     from nnir.formats.vnncomp import verify_files
 
+    if hasattr(os, "setpgrp"):
+        os.setpgrp()  # its own process group: killing the group also stops portfolio members
     try:
         res = verify_files(row.onnx, row.vnnlib, backend, limit)
         conn.send((res.status, res.backend or backend, res.message.splitlines()[0]
@@ -90,8 +92,10 @@ def run_batch(rows: list[Row], jobs: int = 1, scale: float = 1.0, backend: str =
             while pending and len(running) < max(1, jobs):
                 k = pending.pop(0)
                 parent, child = ctx.Pipe(duplex=False)
+                # not daemonic, so that a worker may start the processes of `portfolio`; the
+                # `finally` below (and the time limit) kill each worker's process group
                 proc = ctx.Process(target=_work, args=(child, rows[k], backend,
-                                                       rows[k].timeout * scale), daemon=True)
+                                                       rows[k].timeout * scale), daemon=False)
                 proc.start()
                 child.close()
                 running[parent] = (k, proc, time.monotonic())
@@ -105,14 +109,22 @@ def run_batch(rows: list[Row], jobs: int = 1, scale: float = 1.0, backend: str =
             now = time.monotonic()
             for conn, (k, proc, start) in list(running.items()):
                 if now - start > rows[k].timeout * scale + GRACE:
-                    proc.kill()
+                    _kill(proc)
                     del running[conn]
                     _finish(rows[k], "timeout", backend, "killed past its limit", start, proc,
                             conn, on_done)
     finally:
         for _, proc, _ in running.values():
-            proc.kill()
+            _kill(proc)
     return rows
+
+
+def _kill(proc) -> None:
+    """Kill a worker and whatever it started (its process group), or just it where no groups."""
+    try:
+        os.killpg(proc.pid, 9)
+    except (AttributeError, OSError):
+        proc.kill()
 
 
 def _finish(row, verdict, used, msg, start, proc, conn, on_done) -> None:
