@@ -81,7 +81,8 @@ def combine(results: list[Result], total: int, name: str, seconds: float) -> Res
         status = "unsat"
     else:
         status = "timeout" if "timeout" in statuses or len(results) < total else "unknown"
-    res = Result(name, "verify", status, "+".join(backends) or None, seconds)
+    res = Result(name, "verify", status, "+".join(backends) or None, seconds,
+                 message="\n".join(r.message for r in results if r.message))
     if status == "unsat":
         inexact = [r.certified for r in results if "not an exact proof" in r.certified]
         res.certified = inexact[0] if inexact else (results[0].certified if results else
