@@ -15,17 +15,12 @@ from nnir.ir.nodes import Network
 from nnir.queries.stable import CLOSE, StableState, in_domain
 
 
-def _open_states(st: StableState) -> list:
-    return [(lay.name, i, c) for lay in st.relus for i in range(lay.size)
-            if st.stable[lay.name][i] == 0 for c in (0, 1) if not st.seen[lay.name][i, c]]
-
-
 def isa(st: StableState, deadline, options: dict, counts: dict) -> list[str]:
     """Decide the open states with the single ISA MILP (`backends/milp/isa.py`); close calls
     stay undecided for the per-neuron step, which confirms them exactly."""
     from nnir.backends.milp.isa import THETA, IsaMilp
 
-    states = _open_states(st)
+    states = st.open_states()
     if not states:
         return []
 
