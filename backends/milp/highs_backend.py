@@ -233,12 +233,11 @@ def _stop_at(target: float):
     return callback
 
 
-def _clip_to_box(net, x: np.ndarray) -> list[float]:
-    """Clip into the exact box, using float bounds rounded inward (so they lie inside it)."""
-    from nnir.passes.interval import round_down, round_up
+def _clip_to_box(net, x: np.ndarray, box=None) -> list[float]:
+    """Clip into the exact box, using float bounds rounded inward (so they lie inside it);
+    `box` is `inner_box(net)` when the caller has it already (it clips many points)."""
+    from nnir.passes.interval import inner_box
 
-    out = []
-    for v, lo, hi in zip(x.tolist(), net.input.lo.exact, net.input.hi.exact):
-        a, b = round_up(lo), round_down(hi)
-        out.append(float(lo) if a > b else min(max(v, a), b))
-    return out
+    a, b = box if box is not None else inner_box(net)
+    nearest = np.array([float(v) for v in net.input.lo.exact])  # where no float lies inside
+    return np.where(a > b, nearest, np.clip(np.asarray(x, dtype=np.float64), a, b)).tolist()

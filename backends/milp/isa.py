@@ -32,9 +32,15 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from nnir.backends.milp.highs_backend import _clip_to_box, build_highs, milp_tolerances
+from nnir.backends.milp.highs_backend import (
+    _HIGHS_TOLS,
+    _clip_to_box,
+    build_highs,
+    milp_tolerances,
+)
 from nnir.backends.milp.lower import legal_name, to_milp
 from nnir.ir.nodes import BoolConst, Network
+from nnir.passes.interval import inner_box
 from nnir.queries.problem import VerifyProblem
 
 THETA = 1e-6  # the safe-side margin of every ISA verdict (see the module docstring)
@@ -92,27 +98,28 @@ class IsaMilp:
         self.model.objective = {b: 1.0 for b in self.cols.values()}
         self.model.sense = "max"
         tols = milp_tolerances(options)
-        opts = {"primal_feasibility_tolerance": tols["primal_feasibility_tolerance"],
-                "mip_feasibility_tolerance": tols["mip_feasibility_tolerance"]}
+        opts = {k: tols[k] for k in _HIGHS_TOLS}
         if "threads" in options:
             opts["threads"] = int(options["threads"])
         self.h = build_highs(self.model, opts)
         self.free = set(self.cols)
+        self.box = inner_box(net)  # solver inputs are clipped into it (once per solution)
         self.threshold = self.eps  # p = 1 => z >= threshold; q = 1 => z <= -threshold
-        # columns a warm start fills from a forward pass: (layer, index, what, column)
-        self.warm_cols = [(lay.name, j, what, names[key]) for lay in cut.layers
-                          for j in range(lay.size)
-                          for what, key in (("pre", f"{legal_name(f'{net.name}_{lay.name}')}"
-                                                    f"_pre_{j}"),
-                                            ("post", f"{legal_name(f'{net.name}_{lay.name}')}"
-                                                     f"_{j}"),
-                                            ("on", f"a_{legal_name(f'{net.name}_{lay.name}')}"
-                                                   f"_{j}"))
-                          if key in names]
+        # columns a warm start fills from a forward pass: (layer, index, what, column), by the
+        # names `lower.py` gives them
+        self.warm_cols = []
+        for lay in cut.layers:
+            base = legal_name(f"{net.name}_{lay.name}")
+            for j in range(lay.size):
+                for what, key in (("pre", f"{base}_pre_{j}"), ("post", f"{base}_{j}"),
+                                  ("on", f"a_{base}_{j}")):
+                    if key in names:
+                        self.warm_cols.append((lay.name, j, what, names[key]))
 
     # ------------------------------------------------------------------ pieces
     def _input(self, sol) -> np.ndarray:
-        return np.asarray(_clip_to_box(self.net, np.asarray(sol)[self.model.input_vars]))
+        x = np.asarray(sol)[self.model.input_vars]
+        return np.asarray(_clip_to_box(self.net, x, self.box))
 
     def _new_by_float(self, x: np.ndarray) -> set:
         """The free states input x shows by float sign (a filter only: replay decides)."""

@@ -40,6 +40,14 @@ def input_box(net: Network) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
+def inner_box(net: Network) -> tuple[np.ndarray, np.ndarray]:
+    """The input box as float64 arrays rounded inward (every float in it lies in the exact box;
+    lo > hi in a coordinate whose exact interval holds no float)."""
+    lo = np.array([round_up(v) for v in net.input.lo.exact])
+    hi = np.array([round_down(v) for v in net.input.hi.exact])
+    return lo, hi
+
+
 def affine_bounds(W: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray):
     """Sound bounds of W x + b for x in [lo, hi] (see the module docstring)."""
     Wp, Wn = np.maximum(W, 0.0), np.minimum(W, 0.0)

@@ -1,6 +1,7 @@
 """Running a query: passes, backend choice, solve, replay, and a `Result` that says it all."""
 from __future__ import annotations
 
+import importlib
 import time
 
 import numpy as np
@@ -54,6 +55,12 @@ def count_unstable(net) -> int:
                if lay.act == "relu")
 
 
+_RUNNERS = {Bound: ("nnir.queries.bound", "run_bound"),
+            Stable: ("nnir.queries.stable", "run_stable"),
+            Compress: ("nnir.queries.compress", "run_compress"),
+            Equiv: ("nnir.queries.equiv", "run_equiv")}
+
+
 def run_query(prog: Program, q, backend: str = "auto", timeout: float | None = None,
               **options) -> Result:
     """Answer one query; never raises for solver trouble (that is an `error` result)."""
@@ -63,22 +70,9 @@ def run_query(prog: Program, q, backend: str = "auto", timeout: float | None = N
             res = _verify(prog, q, backend, timeout, options)
         elif isinstance(q, Train):
             res = _train(prog, q, backend, timeout, options)
-        elif isinstance(q, Bound):
-            from nnir.queries.bound import run_bound
-
-            res = run_bound(prog, q, backend, timeout, options)
-        elif isinstance(q, Stable):
-            from nnir.queries.stable import run_stable
-
-            res = run_stable(prog, q, backend, timeout, options)
-        elif isinstance(q, Compress):
-            from nnir.queries.compress import run_compress
-
-            res = run_compress(prog, q, backend, timeout, options)
-        elif isinstance(q, Equiv):
-            from nnir.queries.equiv import run_equiv
-
-            res = run_equiv(prog, q, backend, timeout, options)
+        elif type(q) in _RUNNERS:  # imported on use: each pulls in its solvers
+            module, fn = _RUNNERS[type(q)]
+            res = getattr(importlib.import_module(module), fn)(prog, q, backend, timeout, options)
         else:
             raise UnsupportedQuery(
                 f"'{q.kind}' queries are not supported by backend '{backend}' yet",

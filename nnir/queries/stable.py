@@ -87,6 +87,15 @@ class StableState:
                 new += 1
         return new
 
+    def mark_float_point(self, x, how: str) -> bool:
+        """`mark_point` for a float64 input (taken at its exact value) when it lies in the
+        domain, checked exactly; returns whether it was replayed."""
+        xe = [Fraction(float(v)) for v in x]
+        if not in_domain(self.net, xe):
+            return False
+        self.mark_point(xe, how)
+        return True
+
     def open_states(self) -> list[tuple[str, int, int]]:
         """(layer, index, col) of every state not yet seen of a neuron not proven stable."""
         return [(lay.name, i, c) for lay in self.relus for i in range(lay.size)
@@ -223,15 +232,13 @@ def _search_pass(st: StableState, steps: int) -> int | None:
     """Replay, exactly, the inputs a gradient search finds for the open states
     (`stable_search.py`); returns how many were replayed (None: no search ran). They only ever
     show states."""
-    from nnir.passes.interval import round_down, round_up
+    from nnir.passes.interval import inner_box
     from nnir.queries import stable_search
 
     states = st.open_states()
     if not states or steps <= 0 or not stable_search.applies(st.net):
         return None
-    inp = st.net.input
-    lo = np.array([round_up(v) for v in inp.lo.exact])  # inside the exact box
-    hi = np.array([round_down(v) for v in inp.hi.exact])
+    lo, hi = inner_box(st.net)
     if np.any(lo > hi):
         return None
     X = stable_search.search_inputs(st.net, states, lo, hi, steps)
@@ -241,10 +248,7 @@ def _search_pass(st: StableState, steps: int) -> int | None:
         z = vals[layer + ".pre"][r, i]
         if st.seen[layer][i, c] or not (z > 0 if c == 0 else z < 0):
             continue  # already shown by an earlier replay, or not even by float
-        x = [Fraction(float(v)) for v in X[r]]
-        if in_domain(st.net, x):
-            st.mark_point(x, "search")
-            replayed += 1
+        replayed += st.mark_float_point(X[r], "search")
     return replayed
 
 

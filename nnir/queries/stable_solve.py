@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from fractions import Fraction
 
 import numpy as np
 
 from nnir.errors import UnsupportedQuery
 from nnir.ir.nodes import Network
-from nnir.queries.stable import CLOSE, StableState, in_domain
+from nnir.queries.stable import CLOSE, StableState
 
 
 def isa(st: StableState, deadline, options: dict, counts: dict) -> list[str]:
@@ -27,9 +26,7 @@ def isa(st: StableState, deadline, options: dict, counts: dict) -> list[str]:
     def replay(xs) -> set:
         before = {k: v.copy() for k, v in st.seen.items()}
         for x in xs:
-            xe = [Fraction(float(v)) for v in x]
-            if in_domain(st.net, xe):
-                st.mark_point(xe, "isa")
+            st.mark_float_point(x, "isa")
         return {(k, int(i), int(c)) for k in st.seen
                 for i, c in zip(*np.nonzero(st.seen[k] & ~before[k]))}
 
