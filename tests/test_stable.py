@@ -11,6 +11,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from strategies import atoms_over, float_network, networks
 
+import nnir
 from nnir.api import parse_fragment
 from nnir.backends import registry
 from nnir.ir.evaluate import evaluate
@@ -184,3 +185,24 @@ def test_isa_on_float_networks_equals_exact(seed):
     got = run_stable(prog, q, "highs", 60, {"method": "isa"})
     assert _sets(got) == _sets(ref)
     _check_sound(net, got)
+
+
+def test_lp_pass_marks_stable_after_data_showed_its_state():
+    # LP (not IBP or symbolic) proves h2[2] stably active; a data point showing it active
+    # must not stop the LP pass from marking it (it once checked the wrong column)
+    from nnir.queries.stable import _bound_passes, _lp_pass
+
+    rng = np.random.default_rng(21)
+    layers = [(rng.integers(-3, 4, (4, 2)).astype(float), rng.integers(-2, 3, 4).astype(float),
+               "relu"),
+              (rng.integers(-3, 4, (3, 4)).astype(float), rng.integers(-2, 3, 3).astype(float),
+               "relu"),
+              (rng.integers(-3, 4, (1, 3)).astype(float), np.zeros(1), "linear")]
+    _, st_ = _bound_passes(nnir.network("n", layers, -1, 1), {"lp": False})
+    assert st_.stable["h2"][2] == 0
+    st_.mark_point([Fraction(0), Fraction(0)], "data")
+    assert st_.seen["h2"][2, 0]
+    _lp_pass(st_)
+    assert st_.stable["h2"][2] == 1 and st_.how["h2"][2] == "lp"
+    assert min(evaluate(st_.net, [Fraction(a, 4), Fraction(b, 4)], exact=True)["h2.pre"][2]
+               for a in range(-4, 5) for b in range(-4, 5)) > 0

@@ -223,8 +223,9 @@ def _lp_pass(st: StableState) -> None:
     for lay in st.relus:
         for i, s in enumerate(st.net.facts.stable[lay.name]):
             # a state seen by exact replay never contradicts a sound bound; the check on the
-            # opposite state only keeps a bug from turning into a wrong "stable"
-            if s != 0 and st.stable[lay.name][i] == 0 and not st.seen[lay.name][i, int(s < 0)]:
+            # opposite state (stably active: the inactive state, column 1) only keeps a bug
+            # from turning into a wrong "stable"
+            if s != 0 and st.stable[lay.name][i] == 0 and not st.seen[lay.name][i, int(s > 0)]:
                 st.set_stable(lay.name, i, int(s), "lp")
 
 
