@@ -52,6 +52,9 @@ def _solving(p: argparse.ArgumentParser) -> None:
                    "per-neuron; equiv: auto, relations or solver")
     p.add_argument("--lp", action="store_true",
                    help="stable and compress: also run the LP bound-tightening pass")
+    p.add_argument("--isa-joint", type=float, metavar="S",
+                   help="stable and compress: seconds for the joint ISA MILP before the states "
+                   "it leaves are proved one at a time (default 10)")
     p.add_argument("-o", "--output", metavar="FILE", help="also write the results as JSON here")
 
 

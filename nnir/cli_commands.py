@@ -77,6 +77,8 @@ def _options(args) -> dict:
         opts["method"] = args.method
     if getattr(args, "lp", False):
         opts["lp"] = True
+    if getattr(args, "isa_joint", None) is not None:
+        opts["joint_s"] = args.isa_joint
     return opts
 
 

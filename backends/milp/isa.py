@@ -83,7 +83,8 @@ class IsaMilp:
         self.model_last = lays[-1].name  # kept linear: its columns are pre-activations
         self.model = to_milp(VerifyProblem(cut, (), BoolConst(True)), margin=0.0, slack="none")
         names = {v.name: k for k, v in enumerate(self.model.vars)}
-        self.cols, self.rows, self.lu = {}, {}, {}  # state -> binary column, row, (l, u)
+        # state -> binary column, row, (l, u), pre-activation column
+        self.cols, self.rows, self.lu, self.zcols = {}, {}, {}, {}
         for layer, i, c in states:
             base = legal_name(f"{net.name}_{layer}")
             zc = names[f"{base}_pre_{i}" if order[layer] < last else f"{base}_{i}"]
@@ -95,6 +96,7 @@ class IsaMilp:
             else:  # q = 1 => z <= -t:  z + (u + t) q <= u
                 self.model.add_row([zc, b], [1.0, hi + self.eps], -INF, hi, f"isa_q_{base}_{i}")
             self.cols[layer, i, c], self.lu[layer, i, c] = b, (lo, hi)
+            self.zcols[layer, i, c] = zc
         self.model.objective = {b: 1.0 for b in self.cols.values()}
         self.model.sense = "max"
         tols = milp_tolerances(options)
@@ -170,7 +172,7 @@ class IsaMilp:
         """
         out, h = IsaOutcome(), self.h
         out.stats.update(solves=0, interrupts=0, inputs=0, lp_inputs=0)
-        self._lp_inputs(replay, out.stats)
+        self._lp_inputs(replay, out.stats, deadline)
         self.pending, self.flag, self.claimed = [], False, set()
 
         def on_solution(e):
@@ -255,9 +257,12 @@ class IsaMilp:
                 return f"HiGHS: {status}"
         return "optimal"
 
-    def _lp_inputs(self, replay, stats: dict) -> None:
-        """Replay the input of the LP relaxation's optimum (the paper's section 5.2)."""
+    def _lp_inputs(self, replay, stats: dict, deadline: float | None) -> None:
+        """Replay the input of the LP relaxation's optimum (the paper's section 5.2). The LP
+        gets the deadline too: on some models simplex stalls for minutes (seen on MNIST)."""
         h = self.h
+        if deadline is not None:
+            h.setOptionValue("time_limit", float(max(deadline - time.monotonic(), 0.01)))
         h.setOptionValue("solve_relaxation", True)
         h.run()
         h.setOptionValue("solve_relaxation", False)

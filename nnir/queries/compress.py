@@ -223,5 +223,6 @@ def render_table(changes: list[LayerChange]) -> str:
 
 def _stable_options(options: dict) -> dict:
     """The options of a compress query that tune its stable analysis."""
-    return {k: options[k] for k in ("method", "lp", "confirm", "theta", "eps", "threads")
+    return {k: options[k] for k in ("method", "lp", "confirm", "theta", "eps", "threads",
+                                    "joint_s")
             if k in options}

@@ -13,11 +13,16 @@ from nnir.errors import UnsupportedQuery
 from nnir.ir.nodes import Network
 from nnir.queries.stable import CLOSE, StableState
 
+JOINT_S = 10.0  # seconds for the joint ISA MILP before the per-state proofs take over
+
 
 def isa(st: StableState, deadline, options: dict, counts: dict) -> list[str]:
-    """Decide the open states with the single ISA MILP (`backends/milp/isa.py`); close calls
+    """Decide the open states with the single ISA MILP (`backends/milp/isa.py`) for at most
+    `joint_s` seconds (option; default JOINT_S, None: no limit), then prove what it leaves one
+    state at a time, layer by layer (`backends/milp/isa_each.py`, which says why); close calls
     stay undecided for the per-neuron step, which confirms them exactly."""
     from nnir.backends.milp.isa import THETA, IsaMilp
+    from nnir.backends.milp.isa_each import prove_each
 
     states = st.open_states()
     if not states:
@@ -35,24 +40,74 @@ def isa(st: StableState, deadline, options: dict, counts: dict) -> list[str]:
         "theta", "eps", "threads", "primal_feasibility_tolerance", "mip_feasibility_tolerance")}
     if counts.get("search_points") is not None:
         isa_opts.setdefault("eps", 0.0)  # the gradient search ran: go straight to proving
-    out = IsaMilp(st.net, states, isa_opts).solve(replay, deadline)
-    counts["isa_s"] = time.perf_counter() - t
+    joint = options.get("joint_s", JOINT_S)
+    joint_end = deadline if joint is None else min(
+        time.monotonic() + float(joint), deadline if deadline is not None else float("inf"))
+    out = IsaMilp(st.net, states, isa_opts).solve(replay, joint_end)
     counts["isa"] = out.stats
-    proven = set(out.proven)
-    for layer, i, c in out.proven:
-        # both states unreachable means an empty domain: left to the per-neuron step to report
-        if (layer, i, 1 - c) not in proven and not st.seen[layer][i, c]:
-            st.set_stable(layer, i, -1 if c == 0 else 1, "isa")
-    theta = float(options.get("theta", THETA))
+    _credit(st, out.proven)
     notes = [f"isa: {out.stats['solves']} MILP solves, {out.stats['interrupts']} interrupts, "
              f"{out.stats['inputs'] + out.stats['lp_inputs']} solver inputs replayed exactly; "
              f"{len(out.proven)} states proven unreachable, {len(out.close)} close calls"]
-    if out.proven:
-        notes.append(f"isa verdicts rest on HiGHS proving the ISA optimum 0 with margin "
-                     f"{theta:g} (float tolerances, not an exact proof)")
-    if out.status != "optimal":
-        notes.append(f"isa stopped early: {out.status}")
+    proven, status = len(out.proven), out.status
+    left = [s for s in st.open_states() if s not in set(out.close)]
+    if status == "timeout" and left and (deadline is None or time.monotonic() < deadline):
+        each = prove_each(st.net, left, replay, deadline, isa_opts, _tightener(st))
+        _credit(st, each.proven)
+        counts["isa_each"] = each.stats
+        proven, status = proven + len(each.proven), each.status
+        notes.append(f"isa per state (the joint MILP stopped after {joint} s): "
+                     f"{each.stats['proofs']} proofs, {len(each.proven)} states proven "
+                     f"unreachable, {each.stats['found']} shown, {len(each.close)} close calls")
+    counts["isa_s"] = time.perf_counter() - t
+    if proven:
+        notes.append(f"isa verdicts rest on HiGHS proving the ISA optimum 0 (or a state's model "
+                     f"infeasible) with margin {float(options.get('theta', THETA)):g} (float "
+                     f"tolerances, not an exact proof)")
+    if status != "optimal":
+        notes.append(f"isa stopped early: {status}")
     return notes
+
+
+def _credit(st: StableState, proven: list) -> None:
+    """Mark the neurons whose one state was proven unreachable; both states unreachable means an
+    empty domain, left to the per-neuron step to report."""
+    both = set(proven)
+    for layer, i, c in proven:
+        if (layer, i, 1 - c) not in both and not st.seen[layer][i, c] \
+                and st.stable[layer][i] == 0:
+            st.set_stable(layer, i, -1 if c == 0 else 1, "isa")
+
+
+def _tightener(st: StableState):
+    """After a layer's per-state proofs: the proven neurons' bounds clipped at 0 in the facts,
+    then IBP and symbolic bounds re-run on them (later layers get tighter big-M constants);
+    neurons they newly make stable are credited to those passes."""
+    from nnir.passes.interval import merge
+    from nnir.passes.manager import default_pipeline
+
+    def tighten(net: Network, proven: list) -> Network:
+        _credit(st, proven)
+        lo = {k: v.copy() for k, v in net.facts.lo.items()}
+        hi = {k: v.copy() for k, v in net.facts.hi.items()}
+        for layer, i, _ in proven:
+            sign = st.stable[layer][i]  # 0 when not credited (an empty domain)
+            if sign < 0:
+                hi[layer][i] = min(hi[layer][i], 0.0)
+            elif sign > 0:
+                lo[layer][i] = max(lo[layer][i], 0.0)
+        net = merge(net, "isa", lo, hi)
+        before = {k: v.copy() for k, v in net.facts.stable.items()}
+        net = default_pipeline().run(net)
+        for lay in st.relus:
+            for i in np.flatnonzero((net.facts.stable[lay.name] != 0) & (before[lay.name] == 0)):
+                sign = int(net.facts.stable[lay.name][i])
+                if st.stable[lay.name][i] == 0 and not st.seen[lay.name][i, int(sign > 0)]:
+                    st.set_stable(lay.name, int(i), sign, "symbolic")
+        st.net = net
+        return net
+
+    return tighten
 
 
 def per_neuron(st: StableState, backend: str, deadline, options: dict):
@@ -123,7 +178,7 @@ def per_neuron(st: StableState, backend: str, deadline, options: dict):
 
 def _backend_options(options: dict) -> dict:
     return {k: v for k, v in options.items() if k not in (
-        "method", "lp", "confirm", "max_replays", "full", "theta", "eps")}
+        "method", "lp", "confirm", "max_replays", "full", "theta", "eps", "joint_s")}
 
 
 def _problem(net: Network, k: int, i: int):
