@@ -12,7 +12,9 @@ The pipeline (issue 4), cheapest first:
 3. method `isa` (default; HiGHS): the single ISA MILP of Serra et al. (NeurIPS 2021) over the
    states not yet observed, as an interrupt-and-resolve loop (`backends/milp/isa.py`); every
    input it produces is replayed exactly, and states it proves unreachable (optimum 0, margin
-   theta) are stable. Close calls are left to step 4;
+   theta) are stable. The joint MILP gets `joint_s` seconds (default 10); the states it leaves
+   are proved one at a time, layer by layer (`backends/milp/isa_each.py`). Close calls are left
+   to step 4;
 4. method `per-neuron` (Tjeng et al.'s baseline), and after ISA for its close calls: for each
    neuron still undecided, the exact max (is the active state possible?) and/or min of its
    pre-activation through the backend's `solve_bound`. Every arg-optimum is replayed exactly
