@@ -136,3 +136,21 @@ def test_readme_capability_table_is_generated():
     r = nnirc("backends", "--json")
     names = [b["name"] for b in json.loads(r.stdout)]
     assert names == registry.names()
+
+
+@pytest.mark.skipif(not registry.backend_class("highs").available(), reason="needs highspy")
+def test_stable_isa_joint_option(tmp_path):
+    from helpers import HAND_NET
+
+    f = tmp_path / "s.nnir"
+    f.write_text(HAND_NET + "\nstable n as s\n")
+    r = nnirc("run", f, "--json", "--backend", "highs", "--isa-joint", "0", "--query", "s")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)["results"][0]
+    assert res["info"]["stable"]["g"]["inactive"] == [2], res
+    assert "--isa-joint" in nnirc("run", "--help").stdout
+    from nnir.cli import build_parser
+    from nnir.cli_commands import _options
+
+    args = build_parser().parse_args(["run", str(f), "--isa-joint", "2.5"])
+    assert _options(args)["joint_s"] == 2.5

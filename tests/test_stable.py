@@ -222,3 +222,8 @@ def test_per_state_proofs_decide_what_the_joint_milp_leaves():
     assert res.info["isa_each"]["proofs"] >= 1 and res.info["isa"]["solves"] == 0
     assert any("per state" in n for n in res.notes)
     _check_sound(prog.network("n"), res)
+    # the proven neuron's bound is clipped at 0 in the facts later steps use
+    from nnir.queries.stable import analyse
+
+    st_, *_ = analyse(prog.network("n"), None, "highs", 30, PER_STATE)
+    assert st_.net.facts.hi["g"][2] <= 0 and st_.net.facts.stable["g"][2] == -1
