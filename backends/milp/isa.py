@@ -119,7 +119,8 @@ class IsaMilp:
                         self.warm_cols.append((lay.name, j, what, names[key]))
 
     # ------------------------------------------------------------------ pieces
-    def _input(self, sol) -> np.ndarray:
+    def input_of(self, sol) -> np.ndarray:
+        """The network input of a solution vector, clipped into the inward-rounded box."""
         x = np.asarray(sol)[self.model.input_vars]
         return np.asarray(_clip_to_box(self.net, x, self.box))
 
@@ -176,7 +177,7 @@ class IsaMilp:
         self.pending, self.flag, self.claimed = [], False, set()
 
         def on_solution(e):
-            x = self._input(e.data_out.mip_solution)
+            x = self.input_of(e.data_out.mip_solution)
             shown = self._new_by_float(x)
             if shown:
                 self.pending.append(x)
@@ -242,7 +243,7 @@ class IsaMilp:
                 if info.objective_function_value < 0.5 and info.mip_dual_bound < 0.5:
                     return "optimal"
                 sol = np.asarray(h.getSolution().col_value)
-                x = last_x = self._input(sol)
+                x = last_x = self.input_of(sol)
                 stats["inputs"] += 1
                 seen = replay([x])
                 self._fix(seen)
@@ -267,7 +268,7 @@ class IsaMilp:
         h.run()
         h.setOptionValue("solve_relaxation", False)
         if h.getModelStatus().name == "kOptimal":
-            x = self._input(h.getSolution().col_value)
+            x = self.input_of(h.getSolution().col_value)
             stats["lp_inputs"] += 1
             self._fix(replay([x]))
 

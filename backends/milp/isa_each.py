@@ -130,7 +130,7 @@ def _prove(m: IsaMilp, s, replay, limit: float | None) -> tuple[str, set]:
     if status == "Infeasible":
         return "proven", set()
     if h.getInfo().primal_solution_status == 2:  # a feasible solution: replay decides
-        seen = replay([m._input(h.getSolution().col_value)])
+        seen = replay([m.input_of(h.getSolution().col_value)])
         return ("found" if s in seen else "close"), seen
     if status == "TimeLimit":
         return "timeout", set()

@@ -103,6 +103,17 @@ class StableState:
         return [(lay.name, i, c) for lay in self.relus for i in range(lay.size)
                 if self.stable[lay.name][i] == 0 for c in (0, 1) if not self.seen[lay.name][i, c]]
 
+    def credit_facts(self, how: str) -> None:
+        """Mark every neuron the facts of `self.net` make stable and nothing yet has, credited
+        to `how`. A state seen by exact replay never contradicts a sound bound; the check on the
+        opposite state (stably active: the inactive state, column 1) only keeps a bug from
+        turning into a wrong "stable"."""
+        for lay in self.relus:
+            seen = self.seen[lay.name]
+            for i, s in enumerate(self.net.facts.stable[lay.name]):
+                if s != 0 and self.stable[lay.name][i] == 0 and not seen[i, int(s > 0)]:
+                    self.set_stable(lay.name, i, int(s), how)
+
     def set_stable(self, layer: str, i: int, sign: int, how: str) -> None:
         self.stable[layer][i] = sign
         self.how[layer][i] = how
@@ -222,13 +233,7 @@ def _lp_pass(st: StableState) -> None:
     from nnir.passes.manager import PassManager
 
     st.net = PassManager([LpBounds()]).run(st.net)
-    for lay in st.relus:
-        for i, s in enumerate(st.net.facts.stable[lay.name]):
-            # a state seen by exact replay never contradicts a sound bound; the check on the
-            # opposite state (stably active: the inactive state, column 1) only keeps a bug
-            # from turning into a wrong "stable"
-            if s != 0 and st.stable[lay.name][i] == 0 and not st.seen[lay.name][i, int(s > 0)]:
-                st.set_stable(lay.name, i, int(s), "lp")
+    st.credit_facts("lp")
 
 
 def _search_pass(st: StableState, steps: int) -> int | None:

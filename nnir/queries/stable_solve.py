@@ -96,16 +96,9 @@ def _tightener(st: StableState):
                 hi[layer][i] = min(hi[layer][i], 0.0)
             elif sign > 0:
                 lo[layer][i] = max(lo[layer][i], 0.0)
-        net = merge(net, "isa", lo, hi)
-        before = {k: v.copy() for k, v in net.facts.stable.items()}
-        net = default_pipeline().run(net)
-        for lay in st.relus:
-            for i in np.flatnonzero((net.facts.stable[lay.name] != 0) & (before[lay.name] == 0)):
-                sign = int(net.facts.stable[lay.name][i])
-                if st.stable[lay.name][i] == 0 and not st.seen[lay.name][i, int(sign > 0)]:
-                    st.set_stable(lay.name, int(i), sign, "symbolic")
-        st.net = net
-        return net
+        st.net = default_pipeline().run(merge(net, "isa", lo, hi))
+        st.credit_facts("symbolic")
+        return st.net
 
     return tighten
 
