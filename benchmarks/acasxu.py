@@ -3,7 +3,7 @@ per backend, against the published ground truth.
 
 Each instance runs in its own process (`nnir.formats.vnncomp.verify_files`, what `nnirc verify
 NET.onnx PROP.vnnlib` runs) with the instance's limit (116 s, times `--scale`), killed
-`GRACE` seconds past it. Backends:
+`nnir.formats.batch.GRACE` (10) seconds past it, with whatever it started. Backends:
 
     split       input splitting (`--backend split`; what `auto` now picks for few inputs)
     portfolio   split and the MILP/SMT plan racing in two processes (`--backend portfolio`)
@@ -23,17 +23,16 @@ N times and its median time counts (a verdict that changes between runs is repor
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import statistics
 import sys
 import time
-from multiprocessing.connection import wait
 from pathlib import Path
 
 from common import RESULTS, print_table, save_plot, write_csv
 
+from nnir.formats.batch import run_pool
+
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "benchmarks" / "acasxu"
-GRACE = 10.0
 BACKENDS = {"split": ("split", {}), "portfolio": ("portfolio", {}),
             "auto-milp": ("auto", {"auto_split": False})}
 FIELDS = ["backend", "network", "property", "expected", "verdict", "correct", "seconds",
@@ -56,7 +55,8 @@ def instances(data: Path, props, nets) -> list[dict]:
     return out
 
 
-def _work(conn, inst: dict, backend: str, options: dict, limit: float) -> None:
+def _work(conn, key, inst: dict, backend: str, options: dict, limit: float) -> None:
+    """In the worker process: answer one instance, send (verdict, exact, message)."""
     from nnir.formats.vnncomp import verify_files
 
     try:
@@ -72,32 +72,16 @@ def _work(conn, inst: dict, backend: str, options: dict, limit: float) -> None:
 
 
 def run_all(jobs: list[tuple], n_procs: int, on_done) -> None:
-    """Run (key, inst, backend, options, limit) jobs, at most `n_procs` at once."""
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    pending, running = list(jobs), {}
-    while pending or running:
-        while pending and len(running) < n_procs:
-            job = pending.pop(0)
-            parent, child = ctx.Pipe(duplex=False)
-            # not daemonic: the portfolio backend starts processes of its own
-            proc = ctx.Process(target=_work, args=(child,) + job[1:])
-            proc.start()
-            child.close()
-            running[parent] = (job, proc, time.monotonic())
-        for conn in wait(list(running), timeout=0.5):
-            job, proc, start = running.pop(conn)
-            try:
-                got = conn.recv()
-            except EOFError:
-                got = ("error", False, f"worker died ({proc.exitcode})")
-            proc.join()
-            on_done(job, got, time.monotonic() - start)
-        for conn, (job, proc, start) in list(running.items()):
-            if time.monotonic() - start > job[4] + GRACE:
-                proc.kill()
-                proc.join()
-                del running[conn]
-                on_done(job, ("timeout", False, "killed past its limit"), job[4] + GRACE)
+    """Run (key, inst, backend, options, limit) jobs, at most `n_procs` at once (the pool of
+    `nnirc batch`: each in its own process group, killed `GRACE` s past its limit)."""
+    def done(job, reply, seconds) -> None:
+        if reply == "timeout":
+            reply = ("timeout", False, "killed past its limit")
+        elif isinstance(reply, str):
+            reply = ("error", False, reply)
+        on_done(job, reply, seconds)
+
+    run_pool(jobs, n_procs, _work, lambda job: job[4], done)
 
 
 def summary(rows: list[dict], names: list[str], baseline: str) -> list[dict]:

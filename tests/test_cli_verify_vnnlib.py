@@ -5,6 +5,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from fractions import Fraction
 
 import numpy as np
@@ -159,3 +160,29 @@ def test_emit_onnx_and_vnnlib(tmp_path):
     (p,) = read_vnnlib(str(tmp_path / "q.vnnlib"), mlp)
     assert len(p.where) == 3  # the network's own: sum(x) in [-1, 1], x0 - 2 x1 <= 1.5
     assert np.isclose(float(p.net.input.hi.exact[2]), 0.05)
+
+
+def _pool_job(conn, kind, limit):
+    import os
+    import time
+
+    if kind == "reply":
+        conn.send(("ok", os.getpgrp() == os.getpid()))  # leads its own process group
+    elif kind == "exit":
+        os._exit(3)
+    else:
+        time.sleep(60)
+
+
+def test_pool_replies_kills_past_the_limit_and_reports_dead_workers(monkeypatch):
+    from nnir.formats import batch
+
+    monkeypatch.setattr(batch, "GRACE", 0.5)
+    got = {}
+    t = time.monotonic()
+    batch.run_pool([("reply", 5), ("exit", 5), ("sleep", 0.5)], 3, _pool_job,
+                   lambda job: job[1], lambda job, reply, s: got.setdefault(job[0], (reply, s)))
+    assert got["reply"][0] == ("ok", True)
+    assert got["exit"][0] == "worker exited (3)"
+    assert got["sleep"][0] == "timeout" and 1.0 <= got["sleep"][1] < 10
+    assert time.monotonic() - t < 10

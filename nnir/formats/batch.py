@@ -63,12 +63,73 @@ def read_instances(path: str) -> list[Row]:
     return rows
 
 
+def run_pool(jobs: list[tuple], n_procs: int, target, limit_of, on_done) -> None:
+    """Run `target(conn, *job)` for every job, each in its own process, at most `n_procs` at
+    once; the worker sends its reply through `conn`.
+
+    Workers are not daemonic, so a worker may start processes of its own (the `portfolio`
+    backend does), and each leads its own process group, so killing it also stops those. A job
+    still running `GRACE` seconds past `limit_of(job)` is killed; so is every worker when the
+    pool is left early (an exception, Ctrl-C). `on_done(job, reply, seconds)` gets the reply,
+    or a string when there is none: "timeout" (killed) or "worker exited (CODE)".
+    """
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    pending, running = list(jobs), {}  # connection -> (job, process, start)
+    try:
+        while pending or running:
+            while pending and len(running) < max(1, n_procs):
+                job = pending.pop(0)
+                parent, child = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=_grouped, args=(target, child) + tuple(job),
+                                   daemon=False)
+                proc.start()
+                child.close()
+                running[parent] = (job, proc, time.monotonic())
+            for conn in wait(list(running), timeout=0.2):
+                job, proc, start = running.pop(conn)
+                try:
+                    reply = conn.recv()
+                except EOFError:  # the process died without an answer (killed, out of memory)
+                    proc.join(timeout=5)  # its exit code is only known once it is reaped
+                    reply = f"worker exited ({proc.exitcode})"
+                _finish(job, reply, start, proc, conn, on_done)
+            now = time.monotonic()
+            for conn, (job, proc, start) in list(running.items()):
+                if now - start > limit_of(job) + GRACE:
+                    _kill(proc)
+                    del running[conn]
+                    _finish(job, "timeout", start, proc, conn, on_done)
+    finally:
+        for _, proc, _ in running.values():
+            _kill(proc)
+
+
+def _grouped(target, conn, *args) -> None:
+    """In the worker: lead a process group of its own, then run the job."""
+    if hasattr(os, "setpgrp"):
+        os.setpgrp()
+    target(conn, *args)
+
+
+def _kill(proc) -> None:
+    """Kill a worker and whatever it started (its process group), or just it where no groups."""
+    try:
+        os.killpg(proc.pid, 9)
+    except (AttributeError, OSError):
+        proc.kill()
+
+
+def _finish(job, reply, start, proc, conn, on_done) -> None:
+    seconds = time.monotonic() - start
+    proc.join(timeout=5)
+    conn.close()
+    on_done(job, reply, seconds)
+
+
 def _work(conn, row: Row, backend: str, limit: float) -> None:
     """In the worker process: answer one instance, send (verdict, backend, message)."""
     from nnir.formats.vnncomp import verify_files
 
-    if hasattr(os, "setpgrp"):
-        os.setpgrp()  # its own process group: killing the group also stops portfolio members
     try:
         res = verify_files(row.onnx, row.vnnlib, backend, limit)
         conn.send((res.status, res.backend or backend, res.message.splitlines()[0]
@@ -84,56 +145,19 @@ def _work(conn, row: Row, backend: str, limit: float) -> None:
 def run_batch(rows: list[Row], jobs: int = 1, scale: float = 1.0, backend: str = "auto",
               on_done=None) -> list[Row]:
     """Run every row, at most `jobs` at once; `on_done(row)` is called as each finishes."""
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    pending = list(range(len(rows)))
-    running: dict = {}  # connection -> (row index, process, start)
-    try:
-        while pending or running:
-            while pending and len(running) < max(1, jobs):
-                k = pending.pop(0)
-                parent, child = ctx.Pipe(duplex=False)
-                # not daemonic, so that a worker may start the processes of `portfolio`; the
-                # `finally` below (and the time limit) kill each worker's process group
-                proc = ctx.Process(target=_work, args=(child, rows[k], backend,
-                                                       rows[k].timeout * scale), daemon=False)
-                proc.start()
-                child.close()
-                running[parent] = (k, proc, time.monotonic())
-            for conn in wait(list(running), timeout=0.2):
-                k, proc, start = running.pop(conn)
-                try:
-                    verdict, used, msg = conn.recv()
-                except EOFError:  # the process died without an answer (killed, out of memory)
-                    verdict, used, msg = "error", backend, f"worker exited ({proc.exitcode})"
-                _finish(rows[k], verdict, used, msg, start, proc, conn, on_done)
-            now = time.monotonic()
-            for conn, (k, proc, start) in list(running.items()):
-                if now - start > rows[k].timeout * scale + GRACE:
-                    _kill(proc)
-                    del running[conn]
-                    _finish(rows[k], "timeout", backend, "killed past its limit", start, proc,
-                            conn, on_done)
-    finally:
-        for _, proc, _ in running.values():
-            _kill(proc)
+    def done(job, reply, seconds) -> None:
+        row = job[0]
+        if reply == "timeout":
+            reply = ("timeout", backend, "killed past its limit")
+        elif isinstance(reply, str):
+            reply = ("error", backend, reply)
+        row.verdict, row.backend, row.message = reply
+        row.seconds = seconds
+        if on_done:
+            on_done(row)
+
+    run_pool([(r, backend, r.timeout * scale) for r in rows], jobs, _work, lambda j: j[2], done)
     return rows
-
-
-def _kill(proc) -> None:
-    """Kill a worker and whatever it started (its process group), or just it where no groups."""
-    try:
-        os.killpg(proc.pid, 9)
-    except (AttributeError, OSError):
-        proc.kill()
-
-
-def _finish(row, verdict, used, msg, start, proc, conn, on_done) -> None:
-    row.verdict, row.backend, row.message = verdict, used, msg
-    row.seconds = time.monotonic() - start
-    proc.join(timeout=5)
-    conn.close()
-    if on_done:
-        on_done(row)
 
 
 def csv_text(rows: list[Row]) -> str:
