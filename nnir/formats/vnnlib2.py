@@ -13,7 +13,8 @@ from fractions import Fraction
 import numpy as np
 
 from nnir.errors import InputFileError, Span
-from nnir.ir.nodes import And, Atom, BoolConst, Formula, Network, Or, Ref
+from nnir.ir.formula import junction
+from nnir.ir.nodes import And, Atom, Formula, Network, Or, Ref
 
 _RELS = {"LessEqual": "<=", "LessThan": "<", "GreaterEqual": ">=", "GreaterThan": ">",
          "Equal": "=="}
@@ -71,10 +72,7 @@ class _Walk:
     def prop(self, e) -> Formula:
         kind = type(e).__name__
         if kind in ("And", "Or"):
-            args = tuple(self.prop(a) for a in e.args)
-            if not args:
-                return BoolConst(kind == "And")
-            return args[0] if len(args) == 1 else (And if kind == "And" else Or)(args)
+            return junction(kind == "And", (self.prop(c) for c in e.args))
         if kind == "NotEqual":
             return Or((self.atom(e, "<"), self.atom(e, ">")))
         if kind in _RELS:

@@ -16,7 +16,8 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from nnir.errors import InputFileError, Span
 from nnir.grammar import GRAMMAR_PATH
-from nnir.ir.nodes import And, Atom, BoolConst, Formula, Network, Not, Or, Ref
+from nnir.ir.formula import junction
+from nnir.ir.nodes import And, Atom, BoolConst, Formula, Network, Not, Ref
 
 _VAR = re.compile(r"^([XY])_(\d+)$")
 _REL = {"<=": "<=", ">=": ">=", "<": "<", ">": ">", "=": "=="}
@@ -88,10 +89,7 @@ class _Reader:
     def prop(self, t: Tree) -> Formula:
         kind = t.data
         if kind in ("and_", "or_"):
-            args = tuple(self.prop(c) for c in t.children)
-            if not args:
-                return BoolConst(kind == "and_")
-            return args[0] if len(args) == 1 else (And if kind == "and_" else Or)(args)
+            return junction(kind == "and_", (self.prop(c) for c in t.children))
         if kind == "not_":
             return Not(self.prop(t.children[0]))
         if kind in ("true_", "false_"):

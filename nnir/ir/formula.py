@@ -1,4 +1,4 @@
-"""Formula helpers: negation normal form and the references a formula reads."""
+"""Formula helpers: and/or of a list, negation normal form and the references a formula reads."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -6,6 +6,15 @@ from dataclasses import replace
 from nnir.ir.nodes import And, Atom, BoolConst, Formula, Not, Or, Ref
 
 _FLIP = {"<=": ">", "<": ">=", ">=": "<", ">": "<="}
+
+
+def junction(conj: bool, args) -> Formula:
+    """`And(args)` (conj) or `Or(args)`, without the wrapper for one argument; an empty
+    conjunction is true, an empty disjunction false."""
+    args = tuple(args)
+    if not args:
+        return BoolConst(conj)
+    return args[0] if len(args) == 1 else (And if conj else Or)(args)
 
 
 def nnf(f: Formula, negate: bool = False) -> Formula:
