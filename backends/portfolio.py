@@ -42,8 +42,11 @@ def _auto(problem, timeout, options) -> Answer:
 def _member(conn, name: str, problem, timeout, options) -> None:
     """In a member's process: solve, replay a witness exactly, send (status, inputs, msg, exact)."""
     from nnir.backends import registry
+    from nnir.proc import die_with_parent, silence_solvers
     from nnir.queries.replay import replay_verify
 
+    die_with_parent()  # a killed nnirc takes its members with it
+    silence_solvers()
     try:
         if name == "auto":
             ans = _auto(problem, timeout, options)

@@ -120,13 +120,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from nnir import proc
+    from nnir.cli_session import ChildError
+
+    proc.install_handlers()
     try:
         return COMMANDS[args.cmd](args)
+    except ChildError as exc:  # reported by the child that read the file or ran the queries
+        if args.debug and exc.trace:
+            print(exc.trace, file=sys.stderr, end="")
+        _emit_error(args, exc.text)
+        return exc.exit_code
     except NnirError as exc:
         if args.debug:
             traceback.print_exc()
         _emit_error(args, exc.render())
-        return EXIT_INPUT if isinstance(exc, (DslError, IrError, InputFileError)) else EXIT_QUERY
+        return getattr(exc, "exit_code", None) or (
+            EXIT_INPUT if isinstance(exc, (DslError, IrError, InputFileError)) else EXIT_QUERY)
     except BrokenPipeError:  # e.g. `nnirc run ... | head`: the reader left; not an error of ours
         sys.stdout = open(os.devnull, "w")
         return EXIT_OK

@@ -4,13 +4,22 @@ from __future__ import annotations
 import json
 import sys
 
-from nnir.errors import DslError, NnirError, UnsupportedQuery
+from nnir.errors import DslError, UnsupportedQuery, UsageError
 from nnir.frontend import load
 from nnir.io import write_text
 from nnir.ir.nodes import Program, Verify
 from nnir.ir.printer import print_network, print_program
 
-EXIT_OK, EXIT_INPUT, EXIT_QUERY = 0, 1, 3
+EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_QUERY = 0, 1, 2, 3
+
+
+def check_backend_name(name: str) -> None:
+    """An unknown `--backend` is a command-line error, found before anything is read."""
+    from nnir.backends import registry
+
+    if name != "auto" and name not in registry.names():
+        raise UsageError(f"unknown backend '{name}'",
+                         hint="known backends: " + ", ".join(["auto", *registry.names()]))
 
 
 def _load_all(path: str) -> Program:
@@ -87,36 +96,49 @@ def _selected(prog: Program, names, kinds=None) -> list:
         known = {q.name for q in prog.queries}
         missing = [n for n in names if n not in known]
         if missing:
-            raise NnirError(f"no query named '{missing[0]}' in {prog.path}",
+            raise UsageError(f"no query named '{missing[0]}' in {prog.path}",
                             hint="queries: " + ", ".join(sorted(known)))
         return [q for q in prog.queries if q.name in names]
     return [q for q in prog.queries if kinds is None or q.kind in kinds]
 
 
 def cmd_run(args, kinds=None) -> int:
-    from nnir.queries.run import run_query
+    """Answer the selected queries in a killable child (`nnir.cli_session`); print each result
+    as it comes, and rewrite `-o` atomically after each, so an interrupt loses nothing finished."""
+    from nnir.cli_session import run_queries
 
-    prog = _load_all(args.file)
-    queries = _selected(prog, args.query, kinds)
-    if args.backend != "auto":  # fail fast on an unknown or missing backend
-        from nnir.backends import registry
-
-        registry.get_backend(args.backend, **_options(args))
     results = []
-    for k, q in enumerate(queries, 1):
+
+    def payload(interrupted: bool = False) -> dict:
+        d = {"file": args.file, "results": [r.to_dict() for r in results]}
+        if interrupted:
+            d["interrupted"] = True
+        return d
+
+    def on_start(k, n, name, kind) -> None:
         if not args.json:
-            print(f"[{k}/{len(queries)}] {q.kind} {q.name} ...", file=sys.stderr, flush=True)
-        res = run_query(prog, q, args.backend, args.timeout, **_options(args))
+            print(f"[{k}/{n}] {kind} {name} ...", file=sys.stderr, flush=True)
+
+    def on_result(res, n) -> None:
         if getattr(args, "results_hook", None):
-            args.results_hook(res, len(queries) > 1)
+            args.results_hook(res, n > 1)
         results.append(res)
         if not args.json:
             print(res.render(), flush=True)
-    payload = {"file": args.file, "results": [r.to_dict() for r in results]}
+        if args.output:
+            write_text(args.output, json.dumps(payload(), indent=2) + "\n")
+
+    check_backend_name(args.backend)
+    ses = run_queries(args.file, args.query, kinds, args.backend, args.timeout, _options(args),
+                      on_start, on_result)
+    if ses.interrupted:
+        if args.output:
+            write_text(args.output, json.dumps(payload(True), indent=2) + "\n")
+        if args.json:
+            print(json.dumps(payload(True), indent=2))
+        raise KeyboardInterrupt
     if args.json:
-        print(json.dumps(payload, indent=2))
-    if args.output:
-        write_text(args.output, json.dumps(payload, indent=2) + "\n")
+        print(json.dumps(payload(), indent=2))
     return EXIT_QUERY if any(r.status == "error" for r in results) else EXIT_OK
 
 
@@ -182,7 +204,7 @@ def cmd_emit(args) -> int:
     if args.query:
         q = next((q for q in prog.queries if q.name == args.query), None)
         if q is None:
-            raise NnirError(f"no query named '{args.query}'",
+            raise UsageError(f"no query named '{args.query}'",
                             hint="queries: " + ", ".join(x.name for x in prog.queries))
         if not isinstance(q, Verify):
             raise UnsupportedQuery(f"emit handles verify queries; '{q.name}' is a {q.kind} "
@@ -190,7 +212,7 @@ def cmd_emit(args) -> int:
     elif len(verifies) == 1:
         q = verifies[0]
     else:
-        raise NnirError(f"{args.file} has {len(verifies)} verify queries; pick one with --query",
+        raise UsageError(f"{args.file} has {len(verifies)} verify queries; pick one with --query",
                         hint="verify queries: " + (", ".join(v.name for v in verifies) or
                                                    "none"))
     problem = prepare(prog, q)
@@ -204,7 +226,7 @@ def cmd_emit(args) -> int:
             sys.stdout.write(text)
         return EXIT_OK
     if not args.output:
-        raise NnirError(f"--format {args.format} needs an output file (-o FILE)")
+        raise UsageError(f"--format {args.format} needs an output file (-o FILE)")
     from nnir.backends.milp.lower import to_milp
     from nnir.backends.milp.writer import write_model
 
@@ -223,7 +245,7 @@ def cmd_dump_ir(args) -> int:
 
     passes = registered_passes()
     if args.after not in passes:
-        raise NnirError(f"unknown pass '{args.after}'", hint="passes: " + ", ".join(passes))
+        raise UsageError(f"unknown pass '{args.after}'", hint="passes: " + ", ".join(passes))
     names = list(passes)
     upto = PassManager([passes[n] for n in names[:names.index(args.after) + 1]])
     for net in prog.networks:

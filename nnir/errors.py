@@ -67,6 +67,12 @@ class BackendError(NnirError):
     """A solver that is missing, crashed or answered something we cannot read."""
 
 
+class UsageError(NnirError):
+    """A bad command line: an unknown backend or query name, a missing option (exit status 2)."""
+
+    exit_code = 2
+
+
 def _excerpt(span: Span | None, source: str | None) -> str:
     if span is None:
         return ""

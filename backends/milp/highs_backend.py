@@ -60,8 +60,7 @@ def build_highs(model: MilpModel, options: dict | None = None):
     """
     import highspy
 
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
+    h = new_highs()
     for k, v in (options or {}).items():
         h.setOptionValue(k, v)
     col_lo, col_hi, integ, col_names = model.col_arrays()
@@ -85,6 +84,22 @@ def build_highs(model: MilpModel, options: dict | None = None):
         from nnir.errors import BackendError
 
         raise BackendError(f"HiGHS rejected the MILP model ({model.summary()})")
+    return h
+
+
+def new_highs():
+    """A `highspy.Highs` with its output off.
+
+    highspy 1.16 prints a banner to stdout from the constructor, before `output_flag` can be
+    set, so the constructor runs with fds 1 and 2 pointed at /dev/null (`nnir.proc.quiet_fds`).
+    """
+    import highspy
+
+    from nnir.proc import quiet_fds
+
+    with quiet_fds():
+        h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
     return h
 
 

@@ -105,9 +105,14 @@ def run_pool(jobs: list[tuple], n_procs: int, target, limit_of, on_done) -> None
 
 
 def _grouped(target, conn, *args) -> None:
-    """In the worker: lead a process group of its own, then run the job."""
+    """In the worker: lead a process group of its own, die with the batch, keep solvers off our
+    stdout and stderr, then run the job."""
+    from nnir.proc import die_with_parent, silence_solvers
+
     if hasattr(os, "setpgrp"):
         os.setpgrp()
+    die_with_parent()
+    silence_solvers()
     target(conn, *args)
 
 
@@ -184,6 +189,9 @@ def _progress(rows: list[Row], row: Row, tty: bool) -> str:
 
 
 def cmd_batch(args) -> int:
+    from nnir.cli_commands import check_backend_name
+
+    check_backend_name(args.backend)
     rows = read_instances(args.file)
     if not rows:
         raise InputFileError(f"instance list '{args.file}' has no rows")

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
-from nnir.errors import NnirError, UnsupportedQuery
+from nnir.errors import UnsupportedQuery, UsageError
 from nnir.io import write_text
 from nnir.ir.formula import nnf
 from nnir.ir.nodes import Program, Verify
@@ -23,9 +24,14 @@ def cmd_verify_files(args) -> int:
         print(f"nnirc verify: {why}\nusage: nnirc verify NET.onnx PROP.vnnlib [--timeout S]",
               file=sys.stderr)
         return EXIT_USAGE
+    from nnir.cli_commands import check_backend_name
+
+    check_backend_name(args.backend)
+    if args.output:  # a run killed or interrupted before the end leaves `unknown`, never stale
+        write_text(args.output, "unknown\n")
     if not args.json:
         print(f"verify {args.file} {args.prop} ...", file=sys.stderr, flush=True)
-    res = verify_files(args.file, args.prop, args.backend, args.timeout, **_options(args))
+    res = _verify_files_guarded(args)
     text = results_text(res)
     if args.json:
         print(json.dumps({"network": args.file, "property": args.prop, "vnncomp": text,
@@ -37,16 +43,48 @@ def cmd_verify_files(args) -> int:
     return EXIT_QUERY if res.status == "error" else EXIT_OK
 
 
+def _verify_files_guarded(args):
+    """`verify_files` in a killable child: reading, solving and replay all count against
+    `--timeout`; past it plus `kill_grace` the child and its solvers are killed (`timeout`)."""
+    import time
+
+    from nnir import proc
+    from nnir.cli_commands import _options
+    from nnir.cli_session import ChildError, kill_grace
+    from nnir.formats.vnncomp import verify_files
+    from nnir.queries.result import Result
+
+    call = (args.file, args.prop, args.backend, args.timeout)
+    if not proc.available():
+        return verify_files(*call, **_options(args))
+    start = time.monotonic()
+    limit = None if args.timeout is None else args.timeout + kill_grace(args.timeout)
+    reply = proc.call(verify_files, *call, timeout=limit, **_options(args))
+    name = f"{os.path.basename(args.file)} {os.path.basename(args.prop)}"
+    if reply is proc.TIMEOUT:
+        return Result(name, "verify", "timeout", None, time.monotonic() - start,
+                      message=f"no answer within the time limit ({args.timeout:g} s); the "
+                      "process and its solvers were stopped")
+    if isinstance(reply, proc.Gone):
+        return Result(name, "verify", "error", None, time.monotonic() - start,
+                      message=f"the process answering it ended unexpectedly (exit status "
+                      f"{reply.code}; out of memory?)")
+    if isinstance(reply, proc.Failure):
+        raise ChildError(reply.message if reply.kind == "nnir" else
+                         f"internal error: {reply.message}", reply.exit_code, reply.trace)
+    return reply
+
+
 def _pick_query(prog: Program, name: str | None) -> Verify:
     verifies = [q for q in prog.queries if isinstance(q, Verify)]
     if name:
         q = next((q for q in prog.queries if q.name == name), None)
         if q is None:
-            raise NnirError(f"no query named '{name}'",
+            raise UsageError(f"no query named '{name}'",
                             hint="queries: " + ", ".join(x.name for x in prog.queries))
         return q
     if len(verifies) != 1:
-        raise NnirError(f"{prog.path} has {len(verifies)} verify queries; pick one with --query",
+        raise UsageError(f"{prog.path} has {len(verifies)} verify queries; pick one with --query",
                         hint="verify queries: " + (", ".join(v.name for v in verifies) or "none"))
     return verifies[0]
 
@@ -61,7 +99,7 @@ def emit_file(args, prog: Program) -> int:
         else:
             net = prog.network(_pick_query(prog, args.query).net)
         if not args.output:
-            raise NnirError("--format onnx needs an output file (-o FILE.onnx)")
+            raise UsageError("--format onnx needs an output file (-o FILE.onnx)")
         rep = write_onnx(net, args.output)
         if not args.json:
             print(f"wrote {args.output} (network '{net.name}', {rep.dtype}"

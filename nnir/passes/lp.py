@@ -176,8 +176,9 @@ class _LayerLp:
         self.src = post[target.src]
         self.finite = bool(np.all(np.isfinite(self.cl)) and np.all(np.isfinite(self.cu))
                            and np.all(np.isfinite(self.A.data)))
-        self.h = highspy.Highs()
-        self.h.setOptionValue("output_flag", False)
+        from nnir.backends.milp.highs_backend import new_highs
+
+        self.h = new_highs()  # silent, whatever the highspy version prints
         self.h.setOptionValue("presolve", "off")  # keep the basis between objectives
         for key, val in options.items():
             self.h.setOptionValue(key, val)

@@ -85,7 +85,12 @@ def run_query(prog: Program, q, backend: str = "auto", timeout: float | None = N
 
 
 def _verify(prog: Program, q: Verify, backend: str, timeout, options) -> Result:
-    """Solve with the named backend, or, for `auto`, by the plan in `registry.auto_plan`."""
+    """Solve with the named backend, or, for `auto`, by the plan in `registry.auto_plan`.
+
+    Whatever the route, a MILP `unsat` is never reported as `unsat` unless an exact method
+    confirmed it (`_settle_unsat`): HiGHS decides in floating point, and on a property that
+    holds by less than its tolerances its "infeasible" is simply wrong.
+    """
     from nnir.backends import registry
 
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -99,8 +104,10 @@ def _verify(prog: Program, q: Verify, backend: str, timeout, options) -> Result:
             # A MILP witness failed exact replay: a close call, settled by an exact solver.
             exact = registry.exact_backends()
             if exact:
-                res = _solve_once(problem, q, exact[0], deadline, options).add_notes(
+                res = _solve_guarded(problem, q, exact[0], deadline, options).add_notes(
                     f"{backend}'s witness failed exact replay; answered by {exact[0]}")
+        elif res.status == "unsat" and not registry.backend_class(backend).exact:
+            res = _settle_unsat(problem, q, res, deadline, options, unstable)
         return res.add_notes(*notes, first=True)
     why = registry.auto_split(problem) if options.get("auto_split", True) else None
     if why:  # few inputs: input splitting first; if it cannot decide, the MILP/SMT plan below
@@ -110,24 +117,84 @@ def _verify(prog: Program, q: Verify, backend: str, timeout, options) -> Result:
         notes.append(f"auto tried 'split' first ({why}): {res.status}")
     milp, exact = registry.auto_plan("verify", unstable)
     if milp is None:
-        return _solve_once(problem, q, exact, deadline, options).add_notes(
+        return _solve_guarded(problem, q, exact, deadline, options).add_notes(
             *notes, f"auto picked '{exact}'", first=True)
     res = _solve_once(problem, q, milp, deadline, options)
     notes.append(f"auto ran '{milp}' first")
     if res.status == "unknown" and res.replay and exact:  # witness failed replay
-        res = _solve_once(problem, q, exact, deadline, options)
+        res = _solve_guarded(problem, q, exact, deadline, options)
         notes.append(f"{milp}'s witness failed exact replay; answered by '{exact}'")
-    elif res.status == "unsat" and exact and unstable <= registry.AUTO_SMT_MAX_UNSTABLE:
-        # MILP infeasibility rests on tolerances; with few unstable ReLUs an exact proof is
-        # affordable, so get one (a sat here would expose a MILP error: it is replayed too).
-        res2 = _solve_once(problem, q, exact, deadline, options)
-        if res2.status in ("sat", "unsat"):
-            res = res2
-            notes.append(f"{milp} said unsat; '{exact}' answered {res2.status} exactly")
-        else:
-            notes.append(f"exact confirmation by '{exact}' gave {res2.status}; "
-                         f"the {milp} verdict stands")
+    elif res.status == "unsat":
+        res = _settle_unsat(problem, q, res, deadline, options, unstable)
     return res.add_notes(*notes, first=True)
+
+
+def _settle_unsat(problem: VerifyProblem, q: Verify, res: Result, deadline, options,
+                  unstable: int) -> Result:
+    """Confirm a MILP `unsat` by an exact method, or report it as not confirmed.
+
+    Tried in turn, each within the time left: an exact SMT solver (while at most
+    `AUTO_SMT_MAX_UNSTABLE` ReLUs are unstable: beyond that it rarely finishes), then the `split`
+    engine (sound float64 bounds, exact hand-offs). Each runs in a killable child, so one that
+    ignores its limit cannot overrun the query's. A `sat` from either is replayed exactly like
+    any witness, and exposes a MILP error. When neither settles it, the status is `unknown`
+    (`timeout` when time ran out), never `unsat`: `info["unconfirmed"]` and the message say what
+    the MILP found, for a user who accepts tolerances.
+    """
+    from nnir.backends import registry
+
+    milp = res.backend
+    tried = []
+    if options.get("confirm", True):
+        exact = registry.exact_backends()
+        if exact and unstable <= registry.AUTO_SMT_MAX_UNSTABLE:
+            res2 = _solve_guarded(problem, q, exact[0], deadline, options)
+            if res2.status in ("sat", "unsat"):
+                return res2.add_notes(f"{milp} said unsat; '{exact[0]}' answered "
+                                      f"{res2.status} exactly")
+            tried.append(f"'{exact[0]}' gave {res2.status}")
+        elif exact:
+            tried.append(f"no exact SMT confirmation ({unstable} unstable ReLUs > "
+                         f"{registry.AUTO_SMT_MAX_UNSTABLE})")
+        from nnir.backends.split.props import supported
+
+        if "split" in registry.names() and supported(problem.net) is None and \
+                (deadline is None or deadline - time.monotonic() > 0.05):
+            res3 = _solve_guarded(problem, q, "split", deadline, options)
+            if res3.status in ("sat", "unsat"):
+                return res3.add_notes(f"{milp} said unsat; 'split' answered {res3.status} "
+                                      "exactly")
+            tried.append(f"'split' gave {res3.status}")
+    out_of_time = deadline is not None and deadline - time.monotonic() <= 0.05
+    found = res.message
+    res.status = "timeout" if out_of_time else "unknown"
+    res.info["unconfirmed"] = "unsat"
+    res.message = (f"{milp} found no input ({found}), but that rests on floating-point "
+                   "tolerances and no exact method confirmed it" +
+                   (f": {'; '.join(tried)}" if tried else " (confirmation is off)"))
+    res.certified = "not certified: an unconfirmed MILP infeasibility is not reported as unsat"
+    return res
+
+
+def _solve_guarded(problem: VerifyProblem, q: Verify, name: str, deadline, options) -> Result:
+    """`_solve_once` in a killable child process, stopped at the deadline (plus a second for
+    the child to report), so a solver that ignores its own limit cannot overrun the query's."""
+    from nnir import proc
+
+    if deadline is None or not proc.available():
+        return _solve_once(problem, q, name, deadline, options)
+    reply = proc.call(_solve_once, problem, q, name, deadline, options,
+                      timeout=_remaining(deadline) + 1.0)
+    if isinstance(reply, Result):
+        return reply
+    if isinstance(reply, proc.Failure):
+        if reply.kind == "nnir":
+            return Result(q.name, "verify", "error", name, message=reply.message, span=q.span)
+        raise RuntimeError(reply.message)
+    status = "timeout" if reply is proc.TIMEOUT else "error"
+    return Result(q.name, "verify", status, name, span=q.span,
+                  message=f"{name} was stopped at the time limit" if status == "timeout" else
+                  f"{name}'s process ended unexpectedly (exit status {reply.code})")
 
 
 def _remaining(deadline):
