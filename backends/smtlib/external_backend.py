@@ -16,6 +16,7 @@ from fractions import Fraction
 
 from nnir.backends.base import Answer, Backend
 from nnir.backends.smtlib.lower import check_options, script_for, unquote
+from nnir.proc import die_with_parent
 
 DEFAULT_CMD = "z3 -in"
 _TOKEN = re.compile(r'\s+|;[^\n]*|(\()|(\))|(\|[^|]*\||"(?:[^"]|"")*"|[^\s()|";]+)')
@@ -67,8 +68,9 @@ class ExternalBackend(Backend):
         try:
             # check=False: a non-zero exit is judged from the output (z3 exits 1 after unsat
             # because get-value then fails); on timeout run() kills the process.
+            # die_with_parent: a killed nnir (or its query process) takes the solver along.
             proc = subprocess.run(argv, input=script.text, capture_output=True, text=True,
-                                  timeout=timeout, check=False)
+                                  timeout=timeout, check=False, preexec_fn=die_with_parent)
         except subprocess.TimeoutExpired:
             info["time_s"] = time.perf_counter() - start
             return Answer("timeout", message=f"'{cmd}' killed after {timeout} s", info=info)

@@ -15,8 +15,7 @@ EXIT_OK, EXIT_USAGE, EXIT_QUERY = 0, 2, 3
 
 def cmd_verify_files(args) -> int:
     """Answer a VNN-LIB property on an ONNX/NNet network; `-o` writes the VNN-COMP results."""
-    from nnir.cli_commands import _options
-    from nnir.formats.vnncomp import results_text, verify_files
+    from nnir.formats.vnncomp import results_text
 
     if args.file.endswith(".nnir") or not args.prop:
         why = ("a .nnir file holds its own queries: write `verify NET from vnnlib \"PROP\"` in "
