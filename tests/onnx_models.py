@@ -145,3 +145,86 @@ _OPS = {
 def save(m, path) -> str:
     onnx.save(m, str(path))
     return str(path)
+
+
+# ----------------------------------------------------------------------------- big models
+def _minmax_bank(groups: int, size: int, maxq: bool):
+    """The two weight matrices of one TLL min/max bank over `groups` blocks of `size` values
+    (as TLLnet's MinMaxBankByN writes them, flat): pairs (a, b) go to relu(a+b), relu(-a-b),
+    relu(b-a), relu(a-b), which the second (linear) matrix combines into max or min."""
+    odd = size % 2 == 1
+    pairs = (size - 1) // 2 + 1 if odd else size // 2
+    comp = np.zeros((size, 4 * pairs))
+    pattern = np.array([[1, 1], [-1, -1], [-1, 1], [1, -1]], dtype=float).T
+    for k in range(size // 2):
+        comp[2 * k:2 * k + 2, 4 * k:4 * k + 4] = pattern
+    if odd:  # the last two again
+        comp[size - 2:size, 4 * pairs - 4:] = pattern
+    final = [0.5, -0.5, 0.5, 0.5] if maxq else [0.5, -0.5, -0.5, -0.5]
+    out = np.zeros((4 * pairs, pairs))
+    for k in range(pairs):
+        out[4 * k:4 * k + 4, k] = final
+    eye = np.eye(groups)
+    return np.kron(eye, comp), np.kron(eye, out), pairs
+
+
+def tll(rng, n: int = 2, N: int = 16, M: int = 16, normalise: bool = True):
+    """A two-level-lattice network as VNN-COMP's tllverifybench writes it (TLLnet, flat, with
+    biases): MatMul+Add for the N local linear functions, a linear selector MatMul+Add to N*M
+    values, then min banks over the M groups of N and max banks over M, each a ReLU MatMul+Add
+    followed by a linear MatMul+Add, all float32. Every linear layer composes with the next
+    MatMul, so reading it multiplies wide matrices. With `normalise`, the input first goes
+    through Sub(mean) and Div(3) (a divisor that makes the weights non-dyadic rationals)."""
+    nd = helper.make_node
+    inits = [_init("mean", rng.normal(size=(1, n))), _init("three", np.array(3.0)),
+             _init("L", rng.normal(size=(n, N)) / 10), _init("Lb", rng.normal(size=N))]
+    sel = np.zeros((N, N * M))
+    for j in range(M):
+        chosen = rng.choice(N, size=rng.integers(1, N + 1), replace=False)
+        block = np.zeros((N, N))
+        for col in range(N):
+            block[chosen[min(col, len(chosen) - 1)], col] = 1
+        sel[:, j * N:(j + 1) * N] = block
+    inits += [_init("S", sel), _init("Sb", np.zeros(N * M))]
+    nodes, x = [], "x"
+    if normalise:
+        nodes += [nd("Sub", ["x", "mean"], ["xs"]), nd("Div", ["xs", "three"], ["xn"])]
+        x = "xn"
+    nodes += [nd("MatMul", [x, "L"], ["l0"]), nd("Add", ["l0", "Lb"], ["lin"]),
+              nd("MatMul", ["lin", "S"], ["s0"]), nd("Add", ["s0", "Sb"], ["cur"])]
+    cur, k = "cur", 0
+    for groups, size, maxq in [(M, N, False), (1, M, True)]:
+        while size > 1:
+            comp, out, size = _minmax_bank(groups, size, maxq)
+            k += 1
+            inits += [_init(f"C{k}", comp), _init(f"Cb{k}", np.zeros(comp.shape[1])),
+                      _init(f"O{k}", out), _init(f"Ob{k}", np.zeros(out.shape[1]))]
+            nodes += [nd("MatMul", [cur, f"C{k}"], [f"c{k}"]),
+                      nd("Add", [f"c{k}", f"Cb{k}"], [f"cb{k}"]),
+                      nd("Relu", [f"cb{k}"], [f"r{k}"]),
+                      nd("MatMul", [f"r{k}", f"O{k}"], [f"o{k}"]),
+                      nd("Add", [f"o{k}", f"Ob{k}"], [f"ob{k}"])]
+            cur = f"ob{k}"
+    nodes.append(nd("Identity", [cur], ["y"]))
+    return model(nodes, [("x", ["N", n])], ("y", ["N", 1]), inits)
+
+
+def dense_chain(rng, widths=(784, 256, 256, 256, 10), linear_every: int = 2,
+                divisor: float = 255.0):
+    """MatMul+Add layers of float32 weights (random normal / sqrt(width)) after Sub(mean) and
+    Div(divisor); only every `linear_every`-th layer has a Relu, so linear layers compose with the
+    next one (products of float32 matrices that do round in float64)."""
+    nd = helper.make_node
+    inits = [_init("mean", rng.uniform(0, 1, (1, widths[0]))), _init("k", np.array(divisor))]
+    nodes = [nd("Sub", ["x", "mean"], ["xs"]), nd("Div", ["xs", "k"], ["h0"])]
+    cur = "h0"
+    for i, (a, b) in enumerate(zip(widths, widths[1:]), 1):
+        inits += [_init(f"W{i}", rng.normal(size=(a, b)) / np.sqrt(a)),
+                  _init(f"b{i}", rng.normal(size=b))]
+        nodes += [nd("MatMul", [cur, f"W{i}"], [f"m{i}"]), nd("Add", [f"m{i}", f"b{i}"], [f"a{i}"])]
+        cur = f"a{i}"
+        if i % linear_every == 0 and i < len(widths) - 1:
+            nodes.append(nd("Relu", [cur], [f"h{i}"]))
+            cur = f"h{i}"
+    nodes.append(nd("Identity", [cur], ["y"]))
+    return model(nodes, [("x", [1, widths[0]])], ("y", [1, widths[-1]]), inits)

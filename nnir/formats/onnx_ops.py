@@ -11,7 +11,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from nnir.formats.affine import Affine, exact
+from nnir.formats.affine import Affine, add, dot, exact, floats, mul, neg
 
 SUPPORTED = ("Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Relu", "Flatten", "Reshape",
              "Identity", "Constant", "BatchNormalization")
@@ -28,6 +28,17 @@ def _flat(g, node, k: np.ndarray, shape) -> np.ndarray:
         raise g.error(node, f"constant of shape {list(k.shape)} does not broadcast to the "
                       f"computed tensor's shape {list(shape)}")
     return np.broadcast_to(k, shape).reshape(-1).copy()
+
+
+def _reciprocal(k) -> np.ndarray:
+    """1 / k exactly: float64 where k is a power of two (so 1/k is one too), else Fractions."""
+    f = floats(k)
+    if f is not None and np.all(np.frexp(f)[0] == 0.5 * np.sign(f)):
+        with np.errstate(all="ignore"):
+            r = 1.0 / f
+        if np.all(np.isfinite(r)) and np.all(np.abs(r) >= 2.0 ** -1022):
+            return r
+    return np.vectorize(lambda v: Fraction(1) / v, otypes=[object])(exact(k))
 
 
 def _rows_one(g, node, shape, what: str) -> None:
@@ -47,6 +58,9 @@ def op_constant(g, node):
 def op_relu(g, node, a):
     if isinstance(a, Affine):
         return g.make_layer(a, "relu", node.output[0])
+    f = floats(a)
+    if f is not None:
+        return np.maximum(f, 0.0)
     k = exact(a)
     return np.where(k > 0, k, Fraction(0))
 
@@ -84,14 +98,14 @@ def op_add(g, node, a, b):
         a, b = b, a
     if isinstance(a, Affine):
         return a.shift(_flat(g, node, b, a.shape))
-    return exact(a) + exact(b)
+    return add(a, b)
 
 
 def op_sub(g, node, a, b):
     if isinstance(b, Affine):
         b = b.negated() if not isinstance(a, Affine) else g.same_source(node, a, b).negated()
     else:
-        b = -exact(b)
+        b = neg(b)
     return op_add(g, node, a, b)
 
 
@@ -103,18 +117,16 @@ def op_mul(g, node, a, b):
         a, b = b, a
     if isinstance(a, Affine):
         return a.scale(_flat(g, node, b, a.shape))
-    return exact(a) * exact(b)
+    return mul(a, b)
 
 
 def op_div(g, node, a, b):
     if isinstance(b, Affine):
         raise g.error(node, "divides by a computed tensor, which is not linear",
                       "Div is supported when the divisor is a constant")
-    k = exact(b)
-    if not np.all(k != 0):
+    if not np.all(np.asarray(b) != 0):
         raise g.error(node, "divides by zero")
-    inv = np.vectorize(lambda v: Fraction(1) / v, otypes=[object])(k)
-    return op_mul(g, node, a, inv)
+    return op_mul(g, node, a, _reciprocal(b))
 
 
 def op_matmul(g, node, a, b):
@@ -133,7 +145,9 @@ def op_matmul(g, node, a, b):
             raise g.error(node, f"shapes {list(W.shape)} and {list(b.shape)} do not match")
         _rows_one(g, node, b.shape[1:], "MatMul input (columns)")
         return b.left_multiply(W, W.shape[:1] + b.shape[1:])
-    return exact(a).dot(exact(b)) if np.ndim(a) and np.ndim(b) else exact(a) * exact(b)
+    if np.ndim(a) == 2 and np.ndim(b) in (1, 2):
+        return dot(a, b)
+    return exact(a).dot(exact(b)) if np.ndim(a) and np.ndim(b) else mul(a, b)
 
 
 def op_gemm(g, node, a, b, c=None):
@@ -148,14 +162,14 @@ def op_gemm(g, node, a, b, c=None):
     k = a.shape[0] if g.attr(node, "transA", 0) else a.shape[1]
     if W.ndim != 2 or W.shape[0] != k:
         raise g.error(node, f"Gemm: input has {k} values but B has shape {list(np.shape(b))}")
-    Wt = exact(W.T) * Fraction(alpha) if alpha != 1 else W.T
+    Wt = mul(W.T, np.float64(alpha)) if alpha != 1 else W.T  # alpha: a float32 value
     out = a.reshaped((k,)).left_multiply(Wt, (1, W.shape[1]))
     if c is None:
         return out
     if isinstance(c, Affine):
         raise g.error(node, "Gemm's C must be a constant")
-    cc = exact(_flat(g, node, c, out.shape))
-    return out.shift(cc * Fraction(beta) if beta != 1 else cc)
+    cc = _flat(g, node, c, out.shape)
+    return out.shift(mul(cc, np.float64(beta)) if beta != 1 else cc)
 
 
 def op_batchnorm(g, node, x, scale, bias, mean, var):
@@ -172,14 +186,14 @@ def op_batchnorm(g, node, x, scale, bias, mean, var):
     # scale / sqrt(var + eps) is irrational in general: it is the one number taken at its
     # float64 value (correctly rounded sqrt); everything after it is exact.
     s = np.array([sc / math.sqrt(v + eps) for sc, v in zip(scale, var)])
-    t = exact(bias) - exact(s) * exact(mean)
+    t = add(bias, neg(mul(s, mean)))
     per = int(np.prod(shape[2:], dtype=np.int64))
-    s_full, t_full = np.repeat(exact(s), per), np.repeat(t, per)
+    s_full, t_full = np.repeat(s, per), np.repeat(t, per)
     s_full = np.tile(s_full, shape[0])
     t_full = np.tile(t_full, shape[0])
     if isinstance(x, Affine):
         return x.scale(s_full).shift(t_full)
-    return (exact(x).reshape(-1) * s_full + t_full).reshape(shape)
+    return add(mul(np.asarray(x).reshape(-1), s_full), t_full).reshape(shape)
 
 
 RULES = {"Identity": op_identity, "Constant": op_constant, "Relu": op_relu,
