@@ -73,22 +73,45 @@ class UsageError(NnirError):
     exit_code = 2
 
 
+def clip(text: str, width: int = 40) -> str:
+    """`text` cut to about `width` characters (a 5000-digit number shows its ends only)."""
+    text = str(text)
+    if len(text) <= width:
+        return text
+    keep = (width - 3) // 2
+    return f"{text[:keep]}...{text[-keep:]}"
+
+
+_WINDOW = 100  # characters of a long source line shown around the caret
+
+
 def _excerpt(span: Span | None, source: str | None) -> str:
     if span is None:
         return ""
     if source is None:
+        from nnir.io import read_text
+
         try:
-            with open(span.file, encoding="utf-8") as fh:
-                source = fh.read()
-        except OSError:
+            source = read_text(span.file)
+        except NnirError:
             return ""
     text_lines = source.splitlines()
     if not 1 <= span.line <= len(text_lines):
         return ""
     text = text_lines[span.line - 1].expandtabs(1)
+    # control characters (NUL, escapes) would garble the terminal: one '?' each keeps the caret
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    col = max(1, span.col)
     width = 1
-    if span.end_line == span.line and span.end_col and span.end_col > span.col:
-        width = span.end_col - span.col
+    if span.end_line == span.line and span.end_col and span.end_col > col:
+        width = span.end_col - col
+    if len(text) > 2 * _WINDOW:  # a long line (a 5000-digit number): a window around the caret
+        start = max(0, col - 1 - _WINDOW // 2)
+        head = "..." if start else ""
+        tail = "..." if start + _WINDOW < len(text) else ""
+        text = head + text[start:start + _WINDOW] + tail
+        col = col - start + len(head)
+        width = max(1, min(width, _WINDOW - (col - 1 - len(head))))
     gutter = f"{span.line:5d} | "
-    caret = " " * (len(gutter) - 2) + "| " + " " * (span.col - 1) + "^" + "~" * (width - 1)
+    caret = " " * (len(gutter) - 2) + "| " + " " * (col - 1) + "^" + "~" * (width - 1)
     return f"{gutter}{text}\n{caret}"

@@ -78,12 +78,12 @@ def test_npz_bad_values(tmp_path):
         nnir.load(str(tmp_path / "m.nnir"))
     (tmp_path / "junk.npz").write_bytes(b"not a zip file at all")
     (tmp_path / "m.nnir").write_text(NET.replace("[[1, 2], [3, 4]]", 'load "junk.npz"["W"]'))
-    with pytest.raises(InputFileError, match="cannot read weights"):
+    with pytest.raises(InputFileError, match="'junk.npz' is not an .npy or .npz file"):
         nnir.load(str(tmp_path / "m.nnir"))
 
 
 @pytest.mark.parametrize("content,msg", [
-    ("a,b,label\n1,2,0\n1,x,1\n", "row 2 of the CSV file is not numeric"),
+    ("a,b,label\n1,2,0\n1,x,1\n", "line 3, column 2 of the CSV file: 'x' is not a number"),
     ("1,2,0\n1,2\n", "has 2 columns, expected 3"),
     ("1,2,0.5\n", "label 0.5 is not an integer"),
     ("", "no data rows"),

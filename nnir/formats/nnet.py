@@ -17,10 +17,11 @@ from fractions import Fraction
 
 import numpy as np
 
-from nnir.errors import InputFileError, Span
+from nnir import limits
+from nnir.errors import InputFileError, Span, clip
 from nnir.formats import names
 from nnir.io import read_text
-from nnir.ir.const import Const
+from nnir.ir.const import Const, parse_decimal
 from nnir.ir.nodes import Dense, Input, Network
 from nnir.ir.verifier import verify_network
 
@@ -46,27 +47,22 @@ class _Lines:
         self.pos += 1
         cells = [c.strip() for c in text.split(",")]
         cells = cells[:-1] if cells and cells[-1] == "" else cells
-        try:
-            vals = [Fraction(c) for c in cells]
-        except (ValueError, ZeroDivisionError):
-            bad = next(c for c in cells if not _is_number(c))
-            raise self.error(f"'{bad}' is not a number ({what})", line) from None
+        vals = []
+        for c in cells:
+            try:
+                vals.append(parse_decimal(c))
+            except ValueError as exc:
+                raise self.error(f"'{clip(c)}' is not a number ({what}: {exc})", line) from None
         if count is not None and len(vals) < count:
             raise self.error(f"{what}: expected {count} values, found {len(vals)}", line)
         return vals[:count] if count is not None else vals
 
 
-def _is_number(c: str) -> bool:
-    try:
-        Fraction(c)
-        return True
-    except (ValueError, ZeroDivisionError):
-        return False
-
-
 def _ints(vals, lines: _Lines, what: str) -> list[int]:
     if any(v.denominator != 1 or v <= 0 for v in vals):
         raise lines.error(f"{what} must be positive integers")
+    if any(v > limits.MAX_VECTOR for v in vals):
+        raise lines.error(f"{what} must be at most {limits.MAX_VECTOR:,}")
     return [int(v) for v in vals]
 
 
@@ -93,6 +89,8 @@ def read_nnet(path: str, name: str | None = None, normalize: bool = True) -> Net
     lines = _Lines(path, text)
     n_layers, n_in, n_out, _ = _ints(lines.next(4, "the header"), lines, "the header values")
     sizes = _ints(lines.next(n_layers + 1, "the layer sizes"), lines, "layer sizes")
+    if sum(a * (b + 1) for a, b in zip(sizes[1:], sizes)) > limits.MAX_WEIGHTS:
+        raise lines.error(f"the layers have more than {limits.MAX_WEIGHTS:,} weights")
     if sizes[0] != n_in or sizes[-1] != n_out:
         raise lines.error(f"layer sizes {sizes} do not start with {n_in} inputs and end with "
                           f"{n_out} outputs")

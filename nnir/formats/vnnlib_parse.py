@@ -14,8 +14,10 @@ from fractions import Fraction
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
-from nnir.errors import InputFileError, Span
+from nnir import limits
+from nnir.errors import InputFileError, Span, clip
 from nnir.grammar import GRAMMAR_PATH
+from nnir.ir.const import parse_decimal
 from nnir.ir.formula import junction
 from nnir.ir.nodes import And, Atom, BoolConst, Formula, Network, Not, Ref
 
@@ -105,7 +107,7 @@ class _Reader:
         """A linear term as (coefficients by reference, constant)."""
         kind = t.data
         if kind == "num":
-            return {}, Fraction(str(t.children[0]))
+            return {}, parse_decimal(str(t.children[0]))  # checked by check_text
         if kind == "var":
             tok = t.children[0]
             if str(tok) not in self.declared:
@@ -147,8 +149,34 @@ def _sum(a, b):
     return terms, a[1] + b[1]
 
 
+# A number (not the digits inside a name like X_10), or a comment to skip.
+_NUMBER = re.compile(r";[^\n]*|(?<![A-Za-z0-9_.])[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)"
+                     r"(?:[eE][+-]?[0-9]+)?")
+
+
+def check_text(text: str, path: str) -> None:
+    """Refuse VNN-LIB text beyond `nnir.limits` (nesting, `or` width, numbers) before parsing,
+    at the line and column of the offending token (VNN-LIB 1 and 2 alike)."""
+    found = limits.scan_nesting(text, vnnlib=True)
+    if found:
+        line, col = limits.position(text, found[1])
+        raise InputFileError(found[0], Span(path, line, col, line, col + 1),
+                             "nnir reads properties within the bounds of nnir/limits.py", text)
+    for m in _NUMBER.finditer(text):
+        if m.group()[0] == ";":
+            continue
+        try:
+            parse_decimal(m.group())
+        except ValueError as exc:
+            line, col = limits.position(text, m.start())
+            raise InputFileError(f"invalid number '{clip(m.group())}': {exc}",
+                                 Span(path, line, col, line, col + len(m.group())), None,
+                                 text) from None
+
+
 def parse_vnnlib(text: str, path: str, net: Network) -> Formula:
     """The conjunction of the file's assertions, as a formula over `net`'s input and output."""
+    check_text(text, path)
     try:
         tree = _parser().parse(text)
     except UnexpectedInput as exc:
@@ -167,5 +195,6 @@ def _syntax_error(exc: UnexpectedInput, text: str, path: str) -> InputFileError:
     if isinstance(exc, UnexpectedCharacters):
         ch = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else "?"
         return InputFileError(f"unexpected character {ch!r}", Span(path, line, col), hint, text)
-    return InputFileError(f"unexpected '{tok}'", Span(path, line, col, line, col + len(str(tok))),
+    return InputFileError(f"unexpected '{clip(tok)}'",
+                          Span(path, line, col, line, col + len(str(tok))),
                           hint, text)

@@ -6,7 +6,7 @@ import os
 from nnir.errors import NnirError
 from nnir.frontend.build import Builder
 from nnir.frontend.parser import parse_tree
-from nnir.frontend.resolve import resolve
+from nnir.frontend.resolve import check_sizes, resolve
 from nnir.io import read_text
 from nnir.ir.nodes import Program
 from nnir.ir.verifier import verify_program
@@ -28,6 +28,7 @@ def parse(text: str, filename: str = "<string>", base_dir: str | None = None) ->
     tree = parse_tree(text, filename)
     prog = resolve(Builder(text, filename, base_dir).program(tree))
     try:
+        check_sizes(prog)
         verify_program(prog, text)
     except NnirError as exc:
         exc.source = exc.source or text

@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import os
+import re
 from fractions import Fraction
 
 import numpy as np
 from lark import Token, Tree
 
-from nnir.errors import DslError, InputFileError, Span
+from nnir import limits
+from nnir.errors import DslError, InputFileError, Span, clip
 from nnir.formats import dsl as imports
+from nnir.io import read_arrays
 from nnir.ir.const import Const, parse_number
 from nnir.ir.nodes import (
     Add,
@@ -67,19 +70,47 @@ class Builder:
             return -q if neg else q
         try:
             return parse_number(str(t.children[0]))
-        except (ValueError, ZeroDivisionError):
-            raise self.error(f"invalid number '{t.children[0]}'", t) from None
+        except (ValueError, ZeroDivisionError) as exc:
+            raise self.error(f"invalid number '{clip(t.children[0])}': {exc}", t) from None
+
+    def int(self, tok: Token, size: str | None = None) -> int:
+        """An INT token; with `size` (what it counts) a size of at most `limits.MAX_VECTOR`."""
+        text = str(tok)
+        if len(text.lstrip("0")) > 18 or (size and int(text) > limits.MAX_VECTOR):
+            bound = f"{limits.MAX_VECTOR:,}" if size else "10^18"
+            raise self.error(f"{size or 'integer'} {clip(text)} is too large (at most {bound})",
+                             tok, "nnir reads inputs within the bounds of nnir/limits.py")
+        return int(text)
 
     def interval(self, t: Tree) -> tuple[Fraction, Fraction]:
         lo, hi = (self.number(c) for c in t.children)
         if lo > hi:
-            raise self.error(f"empty interval: lower end {lo} is above upper end {hi}", t,
-                             "write intervals as [lo, hi] with lo <= hi")
+            raise self.error(f"empty interval: lower end {clip(lo)} is above upper end "
+                             f"{clip(hi)}", t, "write intervals as [lo, hi] with lo <= hi")
         return lo, hi
 
     def path(self, tok: Token) -> str:
-        raw = str(tok)[1:-1].encode().decode("unicode_escape")
-        return raw
+        """A STRING token's text: escapes \\\\, \\", \\n, \\t, \\r, \\xHH, \\uHHHH, \\UHHHHHHHH."""
+        def unescape(m: re.Match) -> str:
+            e = m.group(1)
+            if e[0] in "xuU":
+                if len(e) == 1 or int(e[1:], 16) > 0x10FFFF:
+                    raise self.error(f"bad escape '\\{e}' in a string", tok,
+                                     "write \\xHH, \\uHHHH or \\\\ for a backslash")
+                return chr(int(e[1:], 16))
+            if e not in _ESCAPES:
+                raise self.error(f"unknown escape '\\{e}' in a string", tok,
+                                 "write \\\\ for a backslash, or use '/' in paths")
+            return _ESCAPES[e]
+
+        text = _ESCAPE.sub(unescape, str(tok)[1:-1])
+        if "\0" in text:
+            raise self.error("a string holds a NUL character", tok)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise self.error("a string holds a lone surrogate (\\uD800-\\uDFFF)", tok) from None
+        return text
 
     def resolve(self, rel: str) -> str:
         return rel if os.path.isabs(rel) else os.path.join(self.base_dir, rel)
@@ -120,7 +151,7 @@ class Builder:
             elif c.data == "output_decl":
                 output = str(c.children[0])
         iname, size_tok, box = inp.children
-        size = int(size_tok)
+        size = self.int(size_tok, "input size")
         if size <= 0:
             raise self.error("the input must have at least one coordinate", size_tok)
         if box.data == "box_uniform":
@@ -140,7 +171,7 @@ class Builder:
 
     def layer(self, t: Tree) -> Dense:
         act, name, size_tok, weight, src = t.children[:5]
-        size = int(size_tok)
+        size = self.int(size_tok, "layer size")
         if size <= 0:
             raise self.error(f"layer '{name}' must have at least one neuron", size_tok)
         w = self.tensor(weight)
@@ -156,12 +187,12 @@ class Builder:
         rest = list(t.children[1:])
         size = -1
         if rest and isinstance(rest[0], Tree) and rest[0].data == "node_size":
-            size = int(rest.pop(0).children[0])
+            size = self.int(rest.pop(0).children[0], "node size")
             if size <= 0:
                 raise self.error(f"node '{name}' must have at least one entry", t.children[1])
         span = self.span(name)
         if t.data == "slice_node":
-            src, start, stop = str(rest[0]), int(rest[1]), int(rest[2])
+            src, start, stop = str(rest[0]), self.int(rest[1]), self.int(rest[2])
             if stop <= start:
                 raise self.error(f"empty slice {src}[{start}:{stop}]: the end must be above "
                                  "the start", rest[2])
@@ -178,6 +209,10 @@ class Builder:
     def tensor(self, t: Tree):
         """A weight tensor: literal, loaded from .npy/.npz, or unknown."""
         if t.data == "list_lit":
+            if any(isinstance(c, Tree) and c.data == "list_lit" and
+                   any(isinstance(g, Tree) and g.data == "list_lit" for g in c.children)
+                   for c in t.children):
+                raise self.error("a weight must be a vector or a matrix, not a deeper list", t)
             values = self.nested(t)
             arr = np.array(values, dtype=object)
             if arr.ndim not in (1, 2) or any(isinstance(v, list) for v in arr.reshape(-1)):
@@ -193,34 +228,36 @@ class Builder:
         full = self.resolve(path)
         key = self.path(t.children[1]) if t.data == "load_npz" else None
         try:
-            with open(full, "rb") as fh:
-                loaded = np.load(fh, allow_pickle=False)
-                if key is not None:
-                    if not hasattr(loaded, "files"):
-                        raise self.error(f"'{path}' is not an .npz archive", t, cls=InputFileError)
-                    if key not in loaded.files:
-                        raise self.error(f"'{path}' has no array '{key}'", t,
-                                         f"its arrays are: {', '.join(loaded.files)}",
-                                         cls=InputFileError)
-                    arr = loaded[key]
-                elif hasattr(loaded, "files"):
-                    raise self.error(f"'{path}' is an .npz archive: name the array",
-                                     t, f'write load "{path}"["KEY"]', cls=InputFileError)
-                else:
-                    arr = loaded
-        except FileNotFoundError:
-            raise self.error(f"weight file '{path}' not found", t,
-                             f"paths are relative to the .nnir file's folder ({self.base_dir})",
-                             cls=InputFileError) from None
-        except (OSError, ValueError) as exc:
-            raise self.error(f"cannot read weights from '{path}': {exc}", t,
-                             cls=InputFileError) from None
+            arrays = read_arrays(full, "weight file", path)
+        except InputFileError as exc:
+            if "not found" in exc.message:
+                raise self.error(f"weight file '{path}' not found", t,
+                                 f"paths are relative to the .nnir file's folder "
+                                 f"({self.base_dir})", cls=InputFileError) from None
+            raise self.error(exc.message, t, exc.hint, cls=InputFileError) from None
+        if key is not None:
+            if None in arrays:
+                raise self.error(f"'{path}' is not an .npz archive", t, cls=InputFileError)
+            if key not in arrays:
+                raise self.error(f"'{path}' has no array '{key}'", t,
+                                 f"its arrays are: {', '.join(arrays)}", cls=InputFileError)
+            arr = arrays[key]
+        elif None not in arrays:
+            raise self.error(f"'{path}' is an .npz archive: name the array",
+                             t, f'write load "{path}"["KEY"]', cls=InputFileError)
+        else:
+            arr = arrays[None]
         if arr.dtype.kind not in "fiu" or arr.ndim not in (1, 2):
             raise self.error(f"array in '{path}' must be a numeric vector or matrix "
                              f"(got dtype {arr.dtype}, shape {arr.shape})", t, cls=InputFileError)
+        if arr.size > limits.MAX_WEIGHTS:
+            raise self.error(f"array in '{path}' has {arr.size:,} entries, more than "
+                             f"{limits.MAX_WEIGHTS:,}", t, cls=InputFileError)
         try:
-            return Const.of_floats(arr) if arr.dtype.kind == "f" else Const.exact_of(arr.tolist())
-        except ValueError as exc:
+            if arr.dtype.kind == "f":
+                return Const.of_floats(arr)
+            return Const.exact_of(arr.tolist())
+        except (ValueError, OverflowError) as exc:
             raise self.error(f"bad weights in '{path}': {exc}", t, cls=InputFileError) from None
 
     def nested(self, t: Tree):
@@ -247,7 +284,7 @@ class Builder:
             elif kind in ("scaled_ref", "plain_ref"):
                 coef = self.number(c.children[0]) if kind == "scaled_ref" else Fraction(1)
                 ref_t = c.children[-1]
-                ref = Ref(str(ref_t.children[0]), int(ref_t.children[1]))
+                ref = Ref(str(ref_t.children[0]), self.int(ref_t.children[1]))
                 terms[ref] = terms.get(ref, Fraction(0)) + sign * coef
             else:  # sums over a whole vector: expanded when the network is known
                 coef = self.number(c.children[0]) if kind == "scaled_sum" else Fraction(1)
@@ -297,8 +334,14 @@ class Builder:
         if t.data == "data_inline":
             pts, labels = [], []
             for p in t.children[1:]:
-                pts.append(tuple(self.number(c) for c in p.children[0].children))
-                labels.append(int(p.children[1]))
+                coords = p.children[0].children
+                if any(c.data == "list_lit" for c in coords):
+                    raise self.error("a point is a flat list of numbers", p.children[0])
+                pts.append(tuple(self.number(c) for c in coords))
+                labels.append(self.int(p.children[1]))
+            if sum(len(q) for q in pts) > limits.MAX_DATASET_VALUES:
+                raise self.error(f"dataset '{name}' has more than "
+                                 f"{limits.MAX_DATASET_VALUES:,} numbers", t.children[0])
             return Dataset(name, InlineData(tuple(pts), tuple(labels)), self.span(t.children[0]))
         if t.data == "data_file":
             fmt = str(t.children[1].children[0])
@@ -351,8 +394,8 @@ class Builder:
     def q_bound(self, t: Tree) -> Bound:
         net, layer, idx = (str(c) for c in t.children[:3])
         method = next((str(c) for c in t.children[3:] if isinstance(c, Token)), None)
-        return Bound(self.qname("bound", t.children), net, layer, int(idx), method,
-                     self.span(t.children[0]))
+        return Bound(self.qname("bound", t.children), net, layer, self.int(t.children[2]),
+                     method, self.span(t.children[0]))
 
     def q_stable(self, t: Tree) -> Stable:
         data = next((str(c) for c in t.children[1:] if isinstance(c, Token)), None)
@@ -373,9 +416,13 @@ class Builder:
             if isinstance(c, Tree) and c.data == "signed":
                 tol = self.number(c)
             elif isinstance(c, Token):
-                mapping.append(int(c))
+                mapping.append(self.int(c))
         return Equiv(self.qname("equiv", t.children), a, b, tol,
                      tuple(mapping) if mapping else None, self.span(t.children[0]))
+
+
+_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|.)")
+_ESCAPES = {"\\": "\\", '"': '"', "n": "\n", "t": "\t", "r": "\r"}
 
 
 class _InPair:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from nnir import limits
+from nnir.errors import DslError
 from nnir.ir.nodes import And, Atom, Concat, Dense, Network, Not, Or, Program, Ref, Unknown, Verify
 
 
@@ -17,6 +19,22 @@ def resolve(prog: Program) -> Program:
                         prop=_expand_formula(q.prop, net))
         queries.append(q)
     return replace(prog, networks=nets, queries=tuple(queries))
+
+
+def check_sizes(prog: Program) -> None:
+    """Refuse a network with more than `limits.MAX_WEIGHTS` weights (known or unknown), before
+    anything of that size is made."""
+    for net in prog.networks:
+        sizes = {net.input.name: net.input.size}
+        total = 0
+        for lay in net.layers:
+            sizes.setdefault(lay.name, lay.size)
+            if isinstance(lay, Dense):
+                total += lay.size * (max(sizes.get(lay.src, 0), 0) + 1)
+            if total > limits.MAX_WEIGHTS:
+                raise DslError(f"network '{net.name}' has more than {limits.MAX_WEIGHTS:,} "
+                               f"weights (at layer '{lay.name}')", lay.span,
+                               "nnir reads networks within the bounds of nnir/limits.py")
 
 
 def _resolve_net(net: Network) -> Network:

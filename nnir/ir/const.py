@@ -12,18 +12,71 @@ from fractions import Fraction
 
 import numpy as np
 
-_HEX = re.compile(r"^[+-]?0[xX][0-9a-fA-F]+(\.[0-9a-fA-F]*)?[pP][+-]?\d+$")
+from nnir import limits
+
+_HEX = re.compile(r"^([+-]?)0[xX]([0-9a-fA-F]+)(?:\.([0-9a-fA-F]*))?[pP]([+-]?\d+)$")
+_DEC = re.compile(r"^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$")
 
 
 def parse_number(text: str) -> Fraction:
-    """Parse a number literal exactly: decimal (`1.5e-3`), rational (`1/3`) or hex float."""
+    """Parse a number literal exactly: decimal (`1.5e-3`), rational (`1/3`) or hex float.
+
+    Raises:
+        ValueError: not a number, or beyond the bounds of `nnir.limits` (digits, exponent,
+            magnitude); the message says which.
+    """
     text = text.strip()
-    if _HEX.match(text):
-        return Fraction(float.fromhex(text))
+    m = _HEX.match(text)
+    if m:
+        sign, whole, frac, exp = m.groups()
+        frac = frac or ""
+        _digits(whole + frac)
+        p = _exponent(exp, limits.MAX_BINARY_EXPONENT)
+        q = Fraction(int(whole + frac, 16)) * Fraction(2) ** (p - 4 * len(frac))
+        return _bounded(-q if sign == "-" else q)
     if "/" in text:
         num, den = text.split("/", 1)
-        return Fraction(Fraction(num), Fraction(den))
-    return Fraction(text)
+        n, d = parse_decimal(num), parse_decimal(den)
+        if d == 0:
+            raise ValueError("division by zero")
+        return _bounded(n / d)
+    return parse_decimal(text)
+
+
+def parse_decimal(text: str) -> Fraction:
+    """The exact value of a decimal (`-12`, `0.1`, `1.5e-3`, `.5`): never through a float.
+
+    Raises:
+        ValueError: not a decimal (`inf` and `nan` are not), or beyond `nnir.limits`.
+    """
+    m = _DEC.match(text.strip())
+    if not m or not (m.group(2) or m.group(3)):
+        raise ValueError("not a number")
+    sign, whole, frac, exp = m.groups()
+    frac = frac or ""
+    _digits(whole + frac)
+    e = _exponent(exp, limits.MAX_DECIMAL_EXPONENT) - len(frac) if exp else -len(frac)
+    digits = int((whole + frac) or "0")
+    q = Fraction(digits * 10 ** e) if e >= 0 else Fraction(digits, 10 ** -e)
+    return _bounded(-q if sign == "-" else q)
+
+
+def _digits(s: str) -> None:
+    if len(s.lstrip("0")) > limits.MAX_LITERAL_DIGITS:
+        raise ValueError(f"more than {limits.MAX_LITERAL_DIGITS} digits")
+
+
+def _exponent(s: str, bound: int) -> int:
+    if len(s.lstrip("+-").lstrip("0")) > 6 or abs(int(s)) > bound:
+        raise ValueError(f"exponent beyond +-{bound}")
+    return int(s)
+
+
+def _bounded(q: Fraction) -> Fraction:
+    if abs(q) > limits.MAX_MAGNITUDE:
+        raise ValueError("too large: nnir reads numbers up to 1.797e308 (the largest float64) "
+                         "in magnitude")
+    return q
 
 
 def to_fraction(value) -> Fraction:
