@@ -1,18 +1,25 @@
 """Datasets: materialise inline points, CSV/NPY/NPZ files and generators into arrays.
 
-A loaded dataset keeps its exact point values (`exact`): the rationals written inline, or the
-binary values of the floats read from files or made by a generator.
+A loaded dataset keeps its exact point values (`exact`): the rationals written inline, the
+decimals a CSV file spells (`0.1` is 1/10, not the float nearest it), the binary values of the
+floats of `.npy`/`.npz` files, and the points a generator made (rounded ones as the decimals they
+print as). Training replay checks every certificate against these exact values. Every size is
+held to `nnir.limits`.
 """
 from __future__ import annotations
 
 import csv
+import io
 import os
 from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
 
-from nnir.errors import InputFileError
+from nnir import limits
+from nnir.errors import InputFileError, clip
+from nnir.io import read_arrays, read_text
+from nnir.ir.const import parse_decimal
 from nnir.ir.nodes import Dataset, FileData, GeneratedData, InlineData
 
 
@@ -20,7 +27,7 @@ from nnir.ir.nodes import Dataset, FileData, GeneratedData, InlineData
 class LoadedData:
     X: np.ndarray  # (n, dim) float64
     y: np.ndarray  # (n,) int64 class labels
-    exact_points: tuple | None = None  # inline data: the exact rationals as written
+    exact_points: tuple | None = None  # inline and CSV data: the exact rationals as written
 
     @property
     def exact(self) -> np.ndarray:
@@ -55,19 +62,34 @@ def sphere_planes(n: int, dim: int = 3, planes: int = 2, rule: str = "and", seed
     `decimals` rounds the points (before labelling and the gap test), as measured data is: exact
     solvers then work with short rationals instead of 53-bit binary fractions.
     """
+    for what, v in (("n", n), ("dim", dim), ("planes", planes), ("seed", seed), ("draw", draw)):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
+            raise ValueError(f"{what} must be an integer, got {clip(v)}")
     if n <= 0 or dim <= 0 or planes <= 0:
         raise ValueError("n, dim and planes must be positive")
+    if seed < 0 or draw < 0:
+        raise ValueError("seed and draw must be 0 or more")
+    if n * dim > limits.MAX_DATASET_VALUES or planes * dim > limits.MAX_DATASET_VALUES:
+        raise ValueError(f"n x dim and planes x dim must be at most "
+                         f"{limits.MAX_DATASET_VALUES:,}")
+    if decimals is not None and not (isinstance(decimals, (int, np.integer))
+                                     and 0 <= decimals <= limits.MAX_DECIMALS):
+        raise ValueError(f"decimals must be an integer from 0 to {limits.MAX_DECIMALS}")
     if rule not in ("and", "xor"):
         raise ValueError(f"unknown rule '{rule}' (use and or xor)")
-    if not 0 <= min_gap < 0.5:
+    if not isinstance(min_gap, (int, float)) or not 0 <= min_gap < 0.5:
         raise ValueError("min_gap must be in [0, 0.5)")
     normals = np.random.default_rng(seed).normal(size=(planes, dim))
     normals /= np.linalg.norm(normals, axis=1, keepdims=True)
     rng = np.random.default_rng([seed, draw])  # points: a stream independent of the planes
     pts: list[np.ndarray] = []
-    have = 0
+    have = drawn = 0
     while have < n:
+        if drawn > 50 * n + 10**4:
+            raise ValueError(f"min_gap={min_gap} leaves almost no points (fewer than 1 in 50 "
+                             "drawn keep it): lower min_gap or use fewer planes")
         cand = rng.normal(size=(max(2 * (n - have), 64), dim))
+        drawn += len(cand)
         cand /= np.linalg.norm(cand, axis=1, keepdims=True)
         if decimals is not None:
             cand = np.round(cand, decimals)
@@ -87,8 +109,11 @@ def load_dataset(ds: Dataset, base_dir: str = ".", source: str | None = None) ->
     """Materialise `ds`, raising `InputFileError` at the dataset's span on any problem."""
     try:
         data = _load(ds, base_dir)
-    except InputFileError:
-        raise
+    except InputFileError as exc:
+        if exc.span is not None:
+            raise  # it points into the data file itself
+        raise InputFileError(f"dataset '{ds.name}': {exc.message}", ds.span, exc.hint,
+                             source) from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputFileError(f"dataset '{ds.name}': {exc}", ds.span, source=source) from None
     if data.X.ndim != 2 or len(data.X) == 0:
@@ -135,68 +160,121 @@ def _load(ds: Dataset, base_dir: str) -> LoadedData:
     if not os.path.exists(path):
         raise ValueError(f"file '{src.path}' not found (relative paths start at {base_dir})")
     if src.format == "csv":
-        return _csv(path, opts)
+        return _csv(path, opts, src.path)
     if src.format == "npy":
-        X = np.load(path, allow_pickle=False)
+        X = _array(path, src.path)
         lab = opts.get("labels")
-        if lab is None:
+        if not isinstance(lab, str):
             raise ValueError("an npy dataset needs `labels \"file.npy\"`")
         lab_path = lab if os.path.isabs(lab) else os.path.join(base_dir, lab)
-        return LoadedData(_float2d(X), _labels(np.load(lab_path, allow_pickle=False)))
-    with np.load(path, allow_pickle=False) as z:
-        xkey = opts.get("x") or next((k for k in ("x", "X", "inputs") if k in z.files), None)
-        ykey = opts.get("y") or next((k for k in ("y", "Y", "labels") if k in z.files), None)
-        if xkey not in z.files or ykey not in z.files:
-            raise ValueError(f"npz needs point and label arrays (name them with x \"KEY\" "
-                             f"y \"KEY\"); it has: {', '.join(z.files)}")
-        return LoadedData(_float2d(z[xkey]), _labels(z[ykey]))
+        return LoadedData(_float2d(X), _labels(_array(lab_path, lab)))
+    arrays = read_arrays(path, "dataset file", src.path)
+    if None in arrays:
+        raise ValueError(f"'{src.path}' is an .npy file, not an .npz archive (use npy)")
+    names = list(arrays)
+    xkey = opts.get("x") or next((k for k in ("x", "X", "inputs") if k in arrays), None)
+    ykey = opts.get("y") or next((k for k in ("y", "Y", "labels") if k in arrays), None)
+    if xkey not in arrays or ykey not in arrays:
+        raise ValueError(f"npz needs point and label arrays (name them with x \"KEY\" "
+                         f"y \"KEY\"); it has: {', '.join(names)}")
+    return LoadedData(_float2d(arrays[xkey]), _labels(arrays[ykey]))
+
+
+def _array(path: str, shown: str):
+    arrays = read_arrays(path, "dataset file", shown)
+    if None not in arrays:
+        raise ValueError(f"'{shown}' is an .npz archive, not an .npy file (use npz)")
+    return arrays[None]
 
 
 def _float2d(X) -> np.ndarray:
     X = np.asarray(X)
-    if X.size == 0:
+    if X.size == 0 or X.ndim == 0:
         raise ValueError("the dataset is empty")
     if X.dtype.kind not in "fiu":
         raise ValueError(f"points must be numeric, got dtype {X.dtype}")
-    return X.reshape(len(X), -1).astype(np.float64)
+    if X.size > limits.MAX_DATASET_VALUES:
+        raise ValueError(f"more than {limits.MAX_DATASET_VALUES:,} numbers")
+    X = X.reshape(len(X), -1)
+    if X.dtype.kind in "iu" and np.abs(X.astype(np.float64)).max() >= 2.0**53:
+        raise ValueError("integer points of 2^53 or more are not exact in float64")
+    return X.astype(np.float64)
 
 
 def _labels(y) -> np.ndarray:
     y = np.asarray(y).reshape(-1)
-    if y.dtype.kind == "f" and np.all(y == np.round(y)):
+    if y.dtype.kind == "f":
+        if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
+            raise ValueError("labels must be integers (class numbers 0, 1, ...)")
+        if np.any(np.abs(y) > limits.MAX_VECTOR):
+            raise ValueError(f"a label is beyond {limits.MAX_VECTOR:,}")
         y = y.astype(np.int64)
     if y.dtype.kind not in "iu":
         raise ValueError(f"labels must be integers, got dtype {y.dtype}")
     return y.astype(np.int64)
 
 
-def _csv(path: str, opts: dict) -> LoadedData:
-    col = int(opts.get("label", -1))
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
+def _is_decimal(cell: str) -> bool:
+    try:
+        parse_decimal(cell)
+        return True
+    except ValueError:
+        return False
+
+
+def _csv(path: str, opts: dict, shown: str) -> LoadedData:
+    """A CSV file, each cell taken as the exact decimal it spells (never through a float)."""
+    col = opts.get("label", -1)
+    if not isinstance(col, int) or isinstance(col, bool):
+        raise ValueError(f"label must be a column number, got {clip(col)}")
+    text = read_text(path, "CSV file", shown)  # bounded, UTF-8, a byte-order mark dropped
+    reader = csv.reader(io.StringIO(text, newline=""))
+    rows: list[tuple[int, list[str]]] = []
+    count = 0
+    try:
+        for r in reader:
+            if r and any(c.strip() for c in r):
+                rows.append((reader.line_num, r))
+                count += len(r)
+                if count > limits.MAX_DATASET_VALUES + len(rows[0][1]):  # a header row more
+                    raise ValueError(f"the CSV file has more than "
+                                     f"{limits.MAX_DATASET_VALUES:,} numbers")
+    except csv.Error as exc:
+        raise ValueError(f"line {reader.line_num} of the CSV file: {exc}") from None
     if rows and opts.get("header", "auto") in ("auto", "true", True, 1):
-        try:
-            [float(c) for c in rows[0]]
-        except ValueError:
+        if not any(_is_decimal(c) for c in rows[0][1]):  # a header: no cell is a number
             rows = rows[1:]
     if not rows:
         raise ValueError("the CSV file has no data rows")
-    X, y = [], []
-    for k, r in enumerate(rows, 1):
-        try:
-            vals = [float(c) for c in r]
-        except ValueError:
-            raise ValueError(f"row {k} of the CSV file is not numeric: "
-                             f"{','.join(r)[:60]}") from None
-        if len(vals) != len(rows[0]):
-            raise ValueError(f"row {k} of the CSV file has {len(vals)} columns, "
-                             f"expected {len(rows[0])}")
+    width = len(rows[0][1])
+    if not -width <= col < width:
+        raise ValueError(f"label column {col} is outside the {width} columns of the CSV file")
+    if len(rows) * width > limits.MAX_DATASET_VALUES:
+        raise ValueError(f"the CSV file has more than {limits.MAX_DATASET_VALUES:,} numbers")
+    points, y = [], []
+    for line, r in rows:
+        if len(r) != width:
+            raise ValueError(f"line {line} of the CSV file has {len(r)} columns, "
+                             f"expected {width}")
+        vals = []
+        for k, c in enumerate(r, 1):
+            try:
+                vals.append(parse_decimal(c))
+            except ValueError as exc:
+                why = "" if str(exc) == "not a number" else f" ({exc})"
+                raise ValueError(f"line {line}, column {k} of the CSV file: '{clip(c)}' is not "
+                                 f"a number{why}") from None
         lab = vals.pop(col)
-        if lab != int(lab):
-            raise ValueError(f"row {k}: label {lab} is not an integer")
-        X.append(vals)
+        if lab.denominator != 1:
+            raise ValueError(f"line {line} of the CSV file: label {clip(r[col].strip())} is "
+                             "not an integer")
+        if abs(lab) > limits.MAX_VECTOR:
+            raise ValueError(f"line {line} of the CSV file: label {clip(lab)} is too large")
+        points.append(tuple(vals))
         y.append(int(lab))
-    return LoadedData(np.array(X, dtype=np.float64), np.array(y, dtype=np.int64))
+    X = np.array([[float(v) for v in p] for p in points], dtype=np.float64)
+    return LoadedData(X.reshape(len(points), width - 1), np.array(y, dtype=np.int64),
+                      tuple(points))
 
 
 __all__ = ["GENERATORS", "LoadedData", "load_dataset", "sphere_planes"]
