@@ -250,3 +250,33 @@ def test_exit_statuses_as_documented(args, code):
     r = nnirc(*args)
     assert r.returncode == code, r.stdout + r.stderr
     assert "Traceback" not in r.stderr
+
+
+@needs_linux
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killing_a_batch_stops_every_instance(tmp_path, sig):
+    """`nnirc batch --jobs 2` with two hanging instances: killed, it leaves no solver behind."""
+    cmd, mark = hung_solver(tmp_path)
+    prop = tmp_path / "p.vnnlib"
+    prop.write_text("".join(f"(declare-const X_{i} Real)\n" for i in range(3))
+                    + "(declare-const Y_0 Real)\n(declare-const Y_1 Real)\n"
+                    + "".join(f"(assert (>= X_{i} -0.5))\n(assert (<= X_{i} 0.5))\n"
+                              for i in range(3))
+                    + "(assert (>= (- Y_1 Y_0) 100))\n")
+    onnx = EXAMPLES / "data/mlp_3x8x8x2.onnx"
+    (tmp_path / "list.csv").write_text(f"{onnx},{prop},300\n{onnx},{prop},300\n")
+    p = subprocess.Popen([sys.executable, "-m", "nnir", "batch", str(tmp_path / "list.csv"),
+                          "--jobs", "2", "--backend", "external", "-o",
+                          str(tmp_path / "res.csv")], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env={**ENV, "NNIR_SMT_CMD": cmd})
+    try:
+        end = time.monotonic() + 120
+        while len(alive(mark)) < 2:
+            assert p.poll() is None, p.communicate()
+            assert time.monotonic() < end, "the solvers never started"
+            time.sleep(0.1)
+        p.send_signal(sig)
+        p.communicate(timeout=30)
+        assert wait_gone(mark) == []
+    finally:
+        p.kill()
