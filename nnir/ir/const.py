@@ -36,7 +36,7 @@ def parse_number(text: str) -> Fraction:
         return _bounded(-q if sign == "-" else q)
     if "/" in text:
         num, den = text.split("/", 1)
-        n, d = parse_decimal(num), parse_decimal(den)
+        n, d = _decimal(num), _decimal(den)
         if d == 0:
             raise ValueError("division by zero")
         return _bounded(n / d)
@@ -49,6 +49,10 @@ def parse_decimal(text: str) -> Fraction:
     Raises:
         ValueError: not a decimal (`inf` and `nan` are not), or beyond `nnir.limits`.
     """
+    return _bounded(_decimal(text))
+
+
+def _decimal(text: str) -> Fraction:
     m = _DEC.match(text.strip())
     if not m or not (m.group(2) or m.group(3)):
         raise ValueError("not a number")
@@ -58,7 +62,7 @@ def parse_decimal(text: str) -> Fraction:
     e = _exponent(exp, limits.MAX_DECIMAL_EXPONENT) - len(frac) if exp else -len(frac)
     digits = int((whole + frac) or "0")
     q = Fraction(digits * 10 ** e) if e >= 0 else Fraction(digits, 10 ** -e)
-    return _bounded(-q if sign == "-" else q)
+    return -q if sign == "-" else q
 
 
 def _digits(s: str) -> None:
