@@ -61,6 +61,13 @@ def test_small_nnet_example_is_read_exactly():
     (lambda lines: lines[:9] + ["1.0,abc,"] + lines[10:], "'abc' is not a number"),
     (lambda lines: lines[:1] + ["2,2,1,2,", "3,2,1,"] + lines[3:], "do not start with"),
     (lambda lines: lines[:9] + ["1.0,"] + lines[10:], "expected 2 values, found 1"),
+    # hostile input: exact decimals stay within nnir.limits, sizes too
+    (lambda lines: lines[:9] + ["1e999999999,1"] + lines[10:], "exponent beyond"),
+    (lambda lines: lines[:9] + ["1.8e308,1"] + lines[10:], "largest float64"),
+    (lambda lines: lines[:9] + ["inf,1"] + lines[10:], "'inf' is not a number"),
+    (lambda lines: lines[:1] + ["2,2,1,2000000,", "2,2000000,1,"] + lines[3:],
+     "at most 1,000,000"),
+    (lambda lines: lines[:1] + ["2,2,1,2,", "2,20000,20000,"] + lines[3:], "weights"),
 ])
 def test_malformed_nnet_files(tmp_path, edit, message):
     lines = (EXAMPLES / "data/tiny.nnet").read_text().splitlines()
@@ -70,6 +77,12 @@ def test_malformed_nnet_files(tmp_path, edit, message):
         read_nnet(str(bad))
     text = e.value.render()
     assert message in text and "bad.nnet:" in text
+
+
+def test_nnet_file_with_byte_order_mark_is_read(tmp_path):
+    text = (EXAMPLES / "data/tiny.nnet").read_text()
+    (tmp_path / "tiny.nnet").write_text("\ufeff" + text, encoding="utf-8")
+    assert read_nnet(str(tmp_path / "tiny.nnet")) == read_nnet(str(EXAMPLES / "data/tiny.nnet"))
 
 
 def test_missing_nnet_file(tmp_path):
