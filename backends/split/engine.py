@@ -9,6 +9,9 @@ further or is too deep; split the others in two along the input dimension with t
 "smear" of the critical row (`choose_split`; ReluVal's heuristic, Wang et al. 2018, extended to
 the relaxation gaps in `backsub.upper_bounds`).
 
+Before any of this, `relax.contradictory` asks z3 whether the formula can hold at all with the
+network cut out (a contradiction between atoms no single box bound shows).
+
 `unsat` is returned only when every box was closed, by a sound float64 bound or an exact solver.
 """
 from __future__ import annotations
@@ -25,6 +28,7 @@ from nnir.backends.split.backsub import upper_bounds
 from nnir.backends.split.forward import forward_bounds, prepare_network
 from nnir.backends.split.handoff import decide, sub_problem
 from nnir.backends.split.props import closed_and_critical, compile_problem
+from nnir.backends.split.relax import contradictory
 from nnir.passes.interval import input_box
 from nnir.queries.problem import VerifyProblem
 from nnir.queries.replay import replay_verify
@@ -116,6 +120,10 @@ class Search:
 
     def run(self) -> Answer:
         lo0, hi0 = input_box(self.net)
+        if contradictory(self.problem, self.deadline):
+            self.stats["closed_by_relaxation"] += 1
+            return self.answer("unsat", "the formula is unsat with the network cut out (every "
+                               "named value free within its sound bounds; z3)")
         found = self.root_attack(lo0, hi0)
         if found is not None:
             return found
@@ -224,14 +232,20 @@ class Search:
                         if k.startswith("closed_by_") and k != "closed_by_bounds"}
         parts = [f"{s['bounded']} sub-boxes bounded, {s['closed_by_bounds']} closed by sound "
                  "float64 bounds (symbolic intervals and back-substitution, rounding included)"]
-        parts += [f"{v} closed exactly by {k}" for k, v in closed_exact.items()]
+        if not s["bounded"]:
+            parts = []
+        parts += [f"{v} closed exactly by {k}" for k, v in closed_exact.items()
+                  if k != "relaxation"]
         if s["undecided"]:
             parts.append(f"{s['undecided']} handed-over sub-boxes undecided")
-        msg = f"split: {why}; " + ", ".join(parts)
+        msg = f"split: {why}" + ("; " + ", ".join(parts) if parts else "")
         if status == "unsat":
             msg += "; no step rests on floating-point tolerances"
         info = {k: int(v) for k, v in s.items()}
         if status == "unsat":
             how = ", ".join(["sound float64 bounds"] + [f"exact {k}" for k in closed_exact])
             info["certified"] = f"exact (split: every sub-box closed by {how})"
+            if s["closed_by_relaxation"]:
+                info["certified"] = ("exact (z3, QF_LRA: the formula alone is unsat over the "
+                                     "box and the sound bounds of the values it names)")
         return Answer(status, inputs, msg, info)
