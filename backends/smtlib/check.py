@@ -6,6 +6,11 @@ z3 parses the script itself (`Solver.from_string`); cvc5 replays its commands th
 `cvc5.InputParser`, except `check-sat` and `get-value`, which are done through the API so that
 the answer and the values (`Term.getRealValue`, a `Fraction`) are read without printing and
 re-parsing.
+
+Time limits: z3 gets the time left after parsing as its `timeout`; cvc5 gets it as `tlimit-per`
+too, but runs in a killable child process (`killable`, `nnir.proc`) whenever there is a limit,
+since it does not poll its limit in every phase (an ACAS Xu check ran 4.5 s past a 3 s limit, a
+QF_NRA one on a 2-2-2-2 network past a 3 s `tlimit`).
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from nnir.backends.base import Answer, Backend
 from nnir.backends.smtlib.lower import check_options, script_for, timeout_ms
 
 _SKIPPED = ("check-sat", "get-value")
+GRACE = 0.5  # seconds a killable child may run past its limit to report what it found
 
 
 class Check(NamedTuple):
@@ -89,54 +95,61 @@ def check_script(solver: str, text: str, logic: str, names: list[str],
         a `Check`; `info` holds "solver" (with its version), "logic" and "time_s".
     """
     info = {"solver": solver, "logic": logic, **(info or {})}
+    deadline = None if timeout is None else time.monotonic() + timeout
     if solver == "z3":
-        return _z3_check(text, names, timeout, approximate, seconds, info)
-    if logic == "QF_NRA" and timeout is not None:
-        return _in_child(_cvc5_check, timeout, seconds, logic,
-                         (text, names, timeout, title, seconds, info))
-    return _cvc5_check(text, names, timeout, title, seconds, info)
+        return _z3_check(text, names, timeout, approximate, seconds, info, deadline)
+    return killable(_cvc5_check, text, names, timeout, title, seconds, info, deadline,
+                    timeout=timeout,
+                    stopped=lambda how: Check("timeout", None, f"cvc5 {how} after "
+                                          f"{format(timeout, seconds)} s", info))
+
+
+def killable(fn, *args, timeout: float | None, stopped):
+    """`fn(*args)` in a killable child (`nnir.proc.call`), stopped `GRACE` s after `timeout`.
+
+    For solvers that do not keep their own limit in every phase. In-process when there is no
+    limit or no fork (`nnir.proc.available`).
+
+    Args:
+        fn, args: the call; its value must pickle.
+        timeout: seconds, or None.
+        stopped: `stopped(how)` makes the answer when the child was killed at the limit or
+            ended without a reply; `how` says which ("was stopped at the time limit ...").
+    Raises:
+        BackendError: the child raised (with its message).
+    """
+    from nnir import proc
+
+    if timeout is None or not proc.available():
+        return fn(*args)
+    reply = proc.call(fn, *args, timeout=max(0.0, timeout) + GRACE)
+    if reply is proc.TIMEOUT:
+        return stopped("was stopped at the time limit (killed: it did not keep its own limit)")
+    if isinstance(reply, proc.Gone):
+        return stopped(f"ended unexpectedly (exit status {reply.code})")
+    if isinstance(reply, proc.Failure):
+        from nnir.errors import BackendError
+
+        raise BackendError(reply.message.splitlines()[0] if reply.message else "failed")
+    return reply
 
 
 def verify_with(solver: str, problem, options: dict, timeout: float | None) -> Answer:
-    """Solve the verify `problem` as the SMT-LIB script `nnirc emit` writes, with z3 or cvc5.
+    """Solve the verify `problem` as the SMT-LIB script `nnirc emit` writes, with z3 or cvc5
+    (writing the script counts against `timeout`).
 
     Returns:
         the `Answer`, its witness the exact input values; a non-rational value is an error.
     """
+    end = None if timeout is None else time.monotonic() + timeout
     script = script_for(problem, options)
     names = script.input_names
-    found = check_script(solver, script.text, script.logic, names, timeout, title=problem.name,
+    left = None if end is None else max(0.01, end - time.monotonic())
+    found = check_script(solver, script.text, script.logic, names, left, title=problem.name,
                          info={"relu": options.get("relu", "ite")})
     if found.status == "sat":
         return Answer("sat", inputs=[found.values[n] for n in names], info=found.info)
     return Answer(found.status, message=found.message, info=found.info)
-
-
-def _in_child(fn, timeout: float, seconds: str, logic: str, args: tuple) -> Check:
-    """Run `fn(*args)` in a forked process, killed `timeout` s (+1) later.
-
-    cvc5's nonlinear procedures do not poll its time limit (a QF_NRA check on a 2-2-2-2
-    network ran past a 3 s `tlimit`), so the limit is enforced from outside.
-    """
-    import multiprocessing as mp
-
-    ctx = mp.get_context("fork")
-    recv, send = ctx.Pipe(duplex=False)
-
-    def work():
-        send.send(fn(*args))
-
-    proc = ctx.Process(target=work, daemon=True)
-    proc.start()
-    got = recv.poll(max(timeout, 0.0) + 1.0)
-    result = recv.recv() if got else None
-    if proc.is_alive():
-        proc.kill()
-    proc.join()
-    if result is None:
-        return Check("timeout", None, f"stopped after {format(timeout, seconds)} s (killed)",
-                     {"logic": logic})
-    return result
 
 
 def _stopped(name: str, timeout, seconds: str, why: str, timed_out: bool, info) -> Check:
@@ -147,7 +160,12 @@ def _stopped(name: str, timeout, seconds: str, why: str, timed_out: bool, info) 
     return Check("unknown", None, f"{name} answered unknown: {why}", info)
 
 
-def _z3_check(text, names, timeout, approximate, seconds, info) -> Check:
+def _left_ms(deadline) -> int | None:
+    """The time left before `deadline` in milliseconds (at least 1), or None."""
+    return None if deadline is None else timeout_ms(max(0.001, deadline - time.monotonic()))
+
+
+def _z3_check(text, names, timeout, approximate, seconds, info, deadline=None) -> Check:
     import z3
 
     info["solver"] = f"z3 {z3.get_version_string()}"
@@ -155,10 +173,10 @@ def _z3_check(text, names, timeout, approximate, seconds, info) -> Check:
     try:
         ctx = z3.Context()  # a fresh context per check: no state shared between problems
         solver = z3.Solver(ctx=ctx)
-        ms = timeout_ms(timeout)
+        solver.from_string(text)
+        ms = _left_ms(deadline)  # parsing counts against the limit
         if ms is not None:
             solver.set("timeout", ms)
-        solver.from_string(text)
         result = solver.check()
         info["time_s"] = time.perf_counter() - start
         if result == z3.unsat:
@@ -183,7 +201,7 @@ def _z3_check(text, names, timeout, approximate, seconds, info) -> Check:
     return _stopped("z3", timeout, seconds, reason, reason in ("timeout", "canceled"), info)
 
 
-def _cvc5_check(text, names, timeout, title, seconds, info) -> Check:
+def _cvc5_check(text, names, timeout, title, seconds, info, deadline=None) -> Check:
     import cvc5
 
     start = time.perf_counter()
@@ -205,6 +223,9 @@ def _cvc5_check(text, names, timeout, title, seconds, info) -> Check:
                 break
             if cmd.getCommandName() not in _SKIPPED:
                 cmd.invoke(solver, symbols)
+        ms = _left_ms(deadline)  # parsing counted: the check gets what is left
+        if ms is not None:
+            solver.setOption("tlimit-per", str(ms))
         result = solver.checkSat()
         info["time_s"] = time.perf_counter() - start
         if result.isUnsat():

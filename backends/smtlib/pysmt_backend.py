@@ -33,6 +33,18 @@ class PysmtBackend(Backend):
         super().__init__(**options)
 
     def solve_verify(self, problem, timeout: float | None = None) -> Answer:
+        """Parse and solve in a killable child when there is a limit (`check.killable`): PySMT's
+        parser is pure Python, so only the solve itself would otherwise keep the limit (a 3 s
+        limit on ACAS Xu ran 6.7 s)."""
+        from nnir.backends.smtlib.check import killable
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        name = f"PySMT ({self.options.get('solver', 'z3')})"
+        return killable(self._solve, problem, timeout, deadline, timeout=timeout,
+                        stopped=lambda how: Answer("timeout", message=f"{name} {how} after "
+                                                   f"{timeout} s"))
+
+    def _solve(self, problem, timeout: float | None, deadline: float | None) -> Answer:
         from pysmt.environment import Environment
         from pysmt.exceptions import PysmtException, SolverReturnedUnknownResultError
         from pysmt.smtlib.parser import SmtLibParser
@@ -47,16 +59,17 @@ class PysmtBackend(Backend):
             return Answer("error", message=f"PySMT has no solver '{solver_name}'; installed: "
                           f"{', '.join(installed) or 'none'}", info=info)
         solver_options = {}
-        ms = timeout_ms(timeout)
-        if ms is not None:
-            if solver_name in _TIMEOUT_OPTION:
-                solver_options[_TIMEOUT_OPTION[solver_name]] = ms
-            else:
-                info["timeout_enforced"] = False  # no known option: runs to completion
         start = time.perf_counter()
         try:
             parsed = SmtLibParser(environment=env).get_script(io.StringIO(script.text))
             formula = parsed.get_last_formula()
+            # the solver gets what parsing left of the limit
+            ms = None if deadline is None else timeout_ms(max(0.001, deadline - time.monotonic()))
+            if ms is not None:
+                if solver_name in _TIMEOUT_OPTION:
+                    solver_options[_TIMEOUT_OPTION[solver_name]] = ms
+                else:
+                    info["timeout_enforced"] = False  # no known option: the child is killed
             with env.factory.Solver(name=solver_name, logic=script.logic,
                                     solver_options=solver_options) as solver:
                 solver.add_assertion(formula)
