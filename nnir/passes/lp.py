@@ -30,6 +30,7 @@ with the exact row z - sum(terms) = 0. The bounds of graph nodes themselves are 
 """
 from __future__ import annotations
 
+import time
 from fractions import Fraction
 
 import highspy
@@ -215,13 +216,28 @@ class LpBounds:
         unstable_only: bound only the unstable neurons of ReLU layers (all neurons of other
             layers); otherwise every neuron.
         options: extra HiGHS options (e.g. tolerances); the bounds stay sound whatever they are.
+        deadline: a `time.monotonic()` value: past it no more LPs are solved (each also gets
+            the time left) and the bounds found so far are kept, all of them sound.
     """
 
     name = "lp"
 
-    def __init__(self, unstable_only: bool = True, options: dict | None = None):
+    def __init__(self, unstable_only: bool = True, options: dict | None = None,
+                 deadline: float | None = None):
         self.unstable_only = unstable_only
         self.options = dict(options or {})
+        self.deadline = deadline
+        self.stopped = False  # the last run stopped at the deadline
+
+    def _out_of_time(self, model=None) -> bool:
+        if self.deadline is None:
+            return False
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            self.stopped = True
+        elif model is not None:
+            model.h.setOptionValue("time_limit", float(left))
+        return self.stopped
 
     def accepts(self, net: Network) -> bool:
         return not net.has_unknowns
@@ -232,6 +248,7 @@ class LpBounds:
         lo = {name: v.copy() for name, v in net.facts.lo.items()}
         hi = {name: v.copy() for name, v in net.facts.hi.items()}
         vals = {net.input.name: input_box(net)}
+        self.stopped = False
         for k, lay in enumerate(net.layers):
             l_, u_ = lo[lay.name], hi[lay.name]
             if not isinstance(lay, Dense):  # from the sources' (possibly tightened) bounds
@@ -245,11 +262,15 @@ class LpBounds:
             if len(todo) == 0:
                 _post(vals, lay, l_, u_)
                 continue
+            if self._out_of_time():
+                break  # later layers keep their (sound) bounds
             model = _LayerLp(net, k, lo, hi, self.options)
             if not model.finite:  # a column without finite bounds: later layers keep theirs
                 break
             W, b = lay.weight.f64, lay.bias.exact
             for i in todo:
+                if self._out_of_time(model):  # a timed-out LP's dual still gives a sound bound
+                    break
                 low = model.minimum(W[i])
                 if low is not None:
                     l_[i] = max(l_[i], round_down(low + b[i]))
@@ -261,7 +282,8 @@ class LpBounds:
             bad = l_ > u_  # only possible when the input domain is empty: keep the old bounds
             l_[bad], u_[bad] = net.facts.lo[lay.name][bad], net.facts.hi[lay.name][bad]
             _post(vals, lay, l_, u_)
-        ctx.log.append(f"lp: {_count_stable(net, lo, hi)} stable ReLUs")
+        ctx.log.append(f"lp: {_count_stable(net, lo, hi)} stable ReLUs"
+                       + (" (stopped at the time limit)" if self.stopped else ""))
         return merge(net, self.name, lo, hi)
 
 

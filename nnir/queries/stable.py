@@ -177,26 +177,31 @@ def analyse(net: Network, data=None, backend: str = "auto", timeout: float | Non
                                "methods: " + ", ".join(METHODS))
     start = time.perf_counter()
     deadline = None if timeout is None else time.monotonic() + timeout
-    net, st = _bound_passes(net, {**options, "lp": bool(options.get("lp"))})
+    notes = []
+    net, st = _bound_passes(net, {**options, "lp": bool(options.get("lp"))}, deadline, notes)
     counts = {"passes": time.perf_counter() - start}
     t = time.perf_counter()
     if data is not None:
-        counts["data_points"] = _data_pass(st, data, int(options.get("max_replays", MAX_REPLAYS)))
+        counts["data_points"] = _data_pass(st, data, int(options.get("max_replays", MAX_REPLAYS)),
+                                           deadline)
     counts["data_s"] = time.perf_counter() - t
-    if method == "isa" or not options.get("full"):  # the full baseline gets no search
+    if (method == "isa" or not options.get("full")) and not _past(deadline):
+        # (the full baseline gets no search)
         t = time.perf_counter()
         counts["search_points"] = _search_pass(st, int(options.get("search_steps", 40)))
         counts["search_s"] = time.perf_counter() - t
-    if "lp" not in options and method == "isa" and st.open_states():
+    if "lp" not in options and method == "isa" and not _past(deadline) and st.open_states():
         # LP tightening before the ISA MILP, only when states are left for it: its bounds
         # halved the MILP's proof time on 2x50 MNIST over an L-infinity ball (68 s -> 33 s)
         t = time.perf_counter()
-        _lp_pass(st)
+        if _lp_pass(st, deadline):
+            notes.append("the LP bound pass stopped at the time limit (its bounds so far kept)")
         counts["lp_s"] = time.perf_counter() - t
     t = time.perf_counter()
     from nnir.queries.stable_solve import isa, per_neuron
 
-    notes = []
+    if _past(deadline):
+        notes.append("time limit reached before the solver steps")
     if method == "isa" and backend in ("auto", "highs"):
         notes += isa(st, deadline, options, counts)
     name, more = per_neuron(st, backend, deadline, options)
@@ -205,9 +210,15 @@ def analyse(net: Network, data=None, backend: str = "auto", timeout: float | Non
     return st, name, counts, notes
 
 
-def _bound_passes(net: Network, options: dict) -> tuple[Network, StableState]:
-    """Run IBP, then the default pipeline, then (option `lp`) LP; credit each stable mark to
-    the first pass that found it (each pass only tightens the one before)."""
+def _past(deadline) -> bool:
+    return deadline is not None and time.monotonic() >= deadline
+
+
+def _bound_passes(net: Network, options: dict, deadline=None,
+                  notes: list | None = None) -> tuple[Network, StableState]:
+    """Run IBP, then the default pipeline, then (option `lp`) LP, which stops at `deadline`
+    keeping what it found; credit each stable mark to the first pass that found it (each pass
+    only tightens the one before)."""
     from nnir.passes.interval import IntervalBounds
     from nnir.passes.manager import PassManager, default_pipeline
 
@@ -216,7 +227,10 @@ def _bound_passes(net: Network, options: dict) -> tuple[Network, StableState]:
     if options.get("lp"):
         from nnir.passes.lp import LpBounds
 
-        stages.append(("lp", PassManager([LpBounds()]).run(stages[-1][1])))
+        lp = LpBounds(deadline=deadline)
+        stages.append(("lp", PassManager([lp]).run(stages[-1][1])))
+        if lp.stopped and notes is not None:
+            notes.append("the LP bound pass stopped at the time limit (its bounds so far kept)")
     net = stages[-1][1]
     st = StableState(net)
     for lay in st.relus:
@@ -227,13 +241,16 @@ def _bound_passes(net: Network, options: dict) -> tuple[Network, StableState]:
     return net, st
 
 
-def _lp_pass(st: StableState) -> None:
-    """Tighten the facts with the LP pass (sound bounds only); credit new stable marks to it."""
+def _lp_pass(st: StableState, deadline=None) -> bool:
+    """Tighten the facts with the LP pass (sound bounds only, stopped at `deadline`); credit
+    new stable marks to it. Returns whether it stopped at the deadline."""
     from nnir.passes.lp import LpBounds
     from nnir.passes.manager import PassManager
 
-    st.net = PassManager([LpBounds()]).run(st.net)
+    lp = LpBounds(deadline=deadline)
+    st.net = PassManager([lp]).run(st.net)
     st.credit_facts("lp")
+    return lp.stopped
 
 
 def _search_pass(st: StableState, steps: int) -> int | None:
@@ -260,7 +277,7 @@ def _search_pass(st: StableState, steps: int) -> int | None:
     return replayed
 
 
-def _data_pass(st: StableState, data, max_replays: int) -> int:
+def _data_pass(st: StableState, data, max_replays: int, deadline=None) -> int:
     """Mark the states shown by the data, every one replayed exactly. Returns points replayed.
 
     Float64 evaluation only chooses which points to replay: greedily the in-box point showing
@@ -277,7 +294,7 @@ def _data_pass(st: StableState, data, max_replays: int) -> int:
     signs = np.concatenate([np.stack([vals[lay.name + ".pre"] > 0, vals[lay.name + ".pre"] < 0],
                                      axis=2).reshape(len(idx), -1) for lay in st.relus], axis=1)
     tried = 0
-    while tried < max_replays:
+    while tried < max_replays and not (tried and _past(deadline)):
         seen = np.concatenate([st.seen[lay.name].reshape(-1) for lay in st.relus])
         stab = np.concatenate([np.repeat(st.stable[lay.name] != 0, 2) for lay in st.relus])
         want = ~seen & ~stab
