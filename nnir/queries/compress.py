@@ -12,6 +12,7 @@ and are reported, not used as a proof.
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import replace
 from fractions import Fraction
 
@@ -28,6 +29,9 @@ from nnir.queries.result import Result
 N_SAMPLES = 200
 MAX_CORNERS = 64
 SEED = 0
+MILP_GAP = 1e-7  # absolute gap at which a check solve stops (the optimum is 0 up to tolerances)
+MILP_CHECK_S = 120.0  # seconds for the MILP check when the query has no time limit
+STABLE_SHARE = 0.6  # of a time limit, at most this for the stable analysis (the checks follow)
 
 
 def stable_sets(net: Network, data=None, timeout: float | None = None,
@@ -62,15 +66,29 @@ def domain_samples(net: Network, n: int = N_SAMPLES, seed: int = SEED) -> list[l
     return [p for p in pts if all(holds(c, {inp.name: p}) for c in inp.constraints)]
 
 
-def exact_disagreements(f: Network, g: Network, points) -> list:
-    """Points where the outputs of `f` and `g` differ in exact rational arithmetic."""
+def exact_disagreements(f: Network, g: Network, points, deadline: float | None = None) -> list:
+    """Points where the outputs of `f` and `g` differ in exact rational arithmetic (checked in
+    order until `deadline`, a `time.monotonic()` value; see `exact_check`)."""
+    return exact_check(f, g, points, deadline)[0]
+
+
+def exact_check(f: Network, g: Network, points, deadline: float | None = None) -> tuple[list, int]:
+    """(the points where `f` and `g` differ exactly, how many points were checked): all of
+    them, or as many as fit before `deadline`; the first is always checked."""
     def runner(net):
         if IntegerReplay.applies(net):  # the same exact values, in integer arithmetic
             return IntegerReplay(net).output
         return lambda x: evaluate(net, x, exact=True)[net.output]
 
     rf, rg = runner(f), runner(g)
-    return [p for p in points if not np.all(rf(p) == rg(p))]
+    bad, n = [], 0
+    for p in points:
+        if n and deadline is not None and time.monotonic() >= deadline:
+            break
+        n += 1
+        if not np.all(rf(p) == rg(p)):
+            bad.append(p)
+    return bad, n
 
 
 def data_points(net: Network, data, n: int) -> list[list[Fraction]]:
@@ -90,53 +108,77 @@ def data_points(net: Network, data, n: int) -> list[list[Fraction]]:
 def milp_max_difference(f: Network, g: Network, timeout: float | None = None) -> dict:
     """Max and min of each `f_k - g_k` over the domain by HiGHS, both networks in one model.
 
+    The `2 * outputs` solves share `timeout` (None: no limit): each gets the time left divided
+    by the solves left, so a hard one cannot starve the others, and what an easy one leaves
+    goes to the rest. A solve stopped by its share keeps HiGHS's dual bound, so the result can
+    still bound |f - g| while naming the solves that did not finish.
+
     Returns:
-        {"max_abs": float or None, "per_output": [(min, max), ...], "status": text}; the
-        numbers rest on HiGHS's float tolerances.
+        {"max_abs": float or None (None unless every solve finished), "per_output":
+        [(min, max), ...] (None where unfinished), "status": text, "unfinished": ["y[k] max",
+        ...], "bound_abs": max |f_k - g_k| <= this by the dual bounds (None when a solve has
+        none), "solves": n}; the numbers rest on HiGHS's float tolerances.
     """
     import highspy
 
     from nnir.backends.milp.highs_backend import _HIGHS_TOLS, build_highs, milp_tolerances
     from nnir.backends.milp.joint import lower_networks
 
+    deadline = None if timeout is None else time.monotonic() + timeout
     pipe = default_pipeline()
     f = pipe.run(f)
     g = pipe.run(replace(g, name=f.name + "__cmp"))  # distinct column names
     joint = lower_networks([f, g], "compress_check")  # g on f's input columns
     fv, gv = joint.vars[0][f.output], joint.vars[1][g.output]
     model = joint.model
-    per, status = [], "optimal"
     # The verify backend's tight feasibility tolerances: with HiGHS's default 1e-6 integrality
-    # tolerance a big-M ReLU may leak u * 1e-6, seen here as a spurious difference.
+    # tolerance a big-M ReLU may leak u * 1e-6, seen here as a spurious difference. The gap
+    # only decides when a solve may stop: f = g exactly, so the optimum is about 0 and 1e-7
+    # above it is proof enough for a check that is reported, not relied on.
     opts = {k: v for k, v in milp_tolerances().items() if k in _HIGHS_TOLS}
-    opts.update(mip_rel_gap=1e-9, mip_abs_gap=1e-9)
-    if timeout is not None:
-        opts["time_limit"] = float(timeout)
+    opts.update(mip_rel_gap=1e-9, mip_abs_gap=MILP_GAP)
+    solves = []
     for k in range(len(fv)):
         obj = {}
         if fv[k] >= 0:
             obj[int(fv[k])] = obj.get(int(fv[k]), 0.0) + 1.0
         if gv[k] >= 0:
             obj[int(gv[k])] = obj.get(int(gv[k]), 0.0) - 1.0
-        ends = []
-        for sense in ("min", "max"):
-            if not obj:
-                ends.append(0.0)
+        obj = {c: v for c, v in obj.items() if v != 0.0}
+        solves += [(k, sense, obj) for sense in ("min", "max")]
+    per = [[0.0, 0.0] for _ in range(len(fv))]
+    status, unfinished, bounds = "optimal", [], []
+    todo = [s for s in solves if s[2]]
+    for n, (k, sense, obj) in enumerate(todo):
+        col = 0 if sense == "min" else 1
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0.05:
+                per[k][col] = None
+                unfinished.append(f"{f.output}[{k}] {sense}")
+                bounds.append(None)
+                status = "time limit"
                 continue
-            model.objective, model.sense = obj, sense
-            h = build_highs(model, opts)
-            h.run()
-            ms = h.getModelStatus()
-            if ms != highspy.HighsModelStatus.kOptimal:
-                status = h.modelStatusToString(ms)
-                ends.append(None)
-            else:
-                ends.append(float(h.getInfo().objective_function_value))
-        per.append(tuple(ends))
+            opts["time_limit"] = left / (len(todo) - n)
+        model.objective, model.sense = obj, sense
+        h = build_highs(model, opts)
+        h.run()
+        ms, info = h.getModelStatus(), h.getInfo()
+        dual = info.mip_dual_bound if model.num_integer else info.objective_function_value
+        if ms == highspy.HighsModelStatus.kOptimal:
+            per[k][col] = float(info.objective_function_value)
+        else:
+            status = h.modelStatusToString(ms)
+            per[k][col] = None
+            unfinished.append(f"{f.output}[{k}] {sense}")
+        ok = dual is not None and np.isfinite(dual) and abs(dual) < 1e30
+        bounds.append(abs(float(dual)) if ok else None)
+    per = [tuple(e) for e in per]
     vals = [abs(v) for e in per for v in e if v is not None]
-    done = all(v is not None for e in per for v in e)
-    return {"max_abs": max(vals, default=0.0) if done else None, "per_output": per,
-            "status": status}
+    return {"max_abs": None if unfinished else max(vals, default=0.0), "per_output": per,
+            "status": status if unfinished else "optimal", "unfinished": unfinished,
+            "bound_abs": None if None in bounds else max(bounds, default=0.0),
+            "solves": len(todo)}
 
 
 def run_compress(prog: Program, q: Compress, backend: str, timeout, options: dict) -> Result:
@@ -147,8 +189,6 @@ def run_compress(prog: Program, q: Compress, backend: str, timeout, options: dic
         `sat` with `trained` = the compressed network and `info["compress"]` per-layer counts;
         `error` if the compressed network differs from the original anywhere it was checked.
     """
-    import time
-
     net = prog.network(q.net)
     deadline = None if timeout is None else time.monotonic() + timeout
     data = None
@@ -156,13 +196,13 @@ def run_compress(prog: Program, q: Compress, backend: str, timeout, options: dic
         from nnir.data import load_dataset
 
         data = load_dataset(prog.dataset(q.data), prog.base_dir)
-    stable, origin, stable_notes = stable_sets(net, data, timeout, _stable_options(options))
+    # The stable analysis gets at most STABLE_SHARE of the limit: the exact check must follow
+    # (neurons it leaves undecided count as unstable, which only compresses less).
+    stable, origin, stable_notes = stable_sets(
+        net, data, None if deadline is None else max(0.0, deadline - time.monotonic())
+        * STABLE_SHARE, _stable_options(options))
     out_name = q.output or f"{q.net}_compressed"
     small, changes = compress_with_report(net, stable, out_name)
-    n = int(options.get("samples", N_SAMPLES))
-    pts = domain_samples(net, n, int(options.get("seed", SEED)))
-    on_data = data_points(net, data, n) if data is not None else []
-    bad = exact_disagreements(net, small, pts + on_data)
     res = Result(q.name, "compress", "sat", "highs" if options.get("milp_check", True) else None,
                  span=q.span)
     res.info["compress"] = {c.name: {"neurons_before": c.neurons_before,
@@ -173,36 +213,67 @@ def run_compress(prog: Program, q: Compress, backend: str, timeout, options: dic
                                      "connections_removed": c.connections_removed,
                                      "folded": c.folded} for c in changes}
     res.info["stable_from"] = origin
-    res.info["exact_points"] = len(pts) + len(on_data)
-    res.info["data_points"] = len(on_data)
     res.notes.extend(stable_notes)
     table = render_table(changes)
+    res.trained = small
+    res.message = f"'{q.net}' -> '{out_name}'\n" + table
+    if not any(c.neurons_removed or c.connections_removed or c.folded for c in changes):
+        # nothing removed or folded: the "compressed" network is the original, layer for layer
+        res.info.update(exact_points=0, data_points=0, milp_max_abs_difference=0.0,
+                        milp_status="not needed")
+        res.certified = (f"nothing was removed or folded (stable sets from {origin}): the "
+                         "network is unchanged, so no check is needed")
+        res.notes.append("no neuron could be removed: the network is unchanged")
+        return res
+    n = int(options.get("samples", N_SAMPLES))
+    pts = domain_samples(net, n, int(options.get("seed", SEED)))
+    on_data = data_points(net, data, n) if data is not None else []
+    bad, checked = exact_check(net, small, pts + on_data, deadline)
+    n_dom, n_data = min(checked, len(pts)), max(0, checked - len(pts))
+    res.info["exact_points"] = checked
+    res.info["data_points"] = n_data
     if bad:
-        res.status = "error"
+        res.status, res.trained = "error", None
         res.message = (f"BUG: the compressed network '{out_name}' differs from '{q.net}' at "
-                       f"{len(bad)} of {len(pts) + len(on_data)} points in exact arithmetic, "
-                       f"e.g. at "
+                       f"{len(bad)} of {checked} points in exact arithmetic, e.g. at "
                        f"{[str(v) for v in bad[0]]}\n" + table)
         return res
-    res.trained = small
     res.certified = (f"stable sets proven by {origin}; compressed network equal to the "
-                     f"original on {len(pts)} domain points"
-                     + (f" and {len(on_data)} data points" if on_data else "")
+                     f"original on {n_dom} domain points"
+                     + (f" and {n_data} data points" if n_data else "")
                      + " in exact rational arithmetic")
+    if checked < len(pts) + len(on_data):
+        res.notes.append(f"time limit: the exact check covered {checked} of "
+                         f"{len(pts) + len(on_data)} points")
     if options.get("milp_check", True):
+        res.info["milp_status"] = "skipped"
+        left = float(options.get("milp_check_s", MILP_CHECK_S)) if deadline is None else \
+            deadline - time.monotonic()
+        if left <= 0.1:
+            res.notes.append("MILP check skipped: no time left")
+            return res
         try:
-            left = None if deadline is None else max(1.0, deadline - time.monotonic())
             chk = milp_max_difference(net, small, left)
-            res.info["milp_max_abs_difference"] = chk["max_abs"]
-            res.info["milp_status"] = chk["status"]
-            if chk["max_abs"] is None:
-                res.notes.append(f"MILP check incomplete (HiGHS: {chk['status']})")
-            else:
-                res.notes.append(f"MILP check: max |f - g| over the domain = "
-                                 f"{chk['max_abs']:.3g} (HiGHS, float tolerances)")
         except (NnirError, ImportError) as exc:
             res.notes.append(f"MILP check skipped: {exc}")
-    res.message = f"'{q.net}' -> '{out_name}'\n" + table
+            return res
+        res.info["milp_max_abs_difference"] = chk["max_abs"]
+        res.info["milp_status"] = chk["status"]
+        res.info["milp_unfinished"] = chk["unfinished"]
+        res.info["milp_bound_abs"] = chk["bound_abs"]
+        if chk["max_abs"] is not None:
+            res.notes.append(f"MILP check: max |f - g| over the domain = "
+                             f"{chk['max_abs']:.3g} (HiGHS, float tolerances)")
+        else:
+            why = "time limit" if deadline is not None else \
+                f"its {left:g} s budget, option milp_check_s"
+            un = chk["unfinished"]
+            res.notes.append(
+                f"MILP check incomplete ({why}; HiGHS: {chk['status']}): {len(un)} of "
+                f"{chk['solves']} solves not finished ({', '.join(un[:6])}"
+                f"{', ...' if len(un) > 6 else ''})"
+                + (f"; their dual bounds give max |f - g| <= {chk['bound_abs']:.3g}"
+                   if chk["bound_abs"] is not None else ""))
     return res
 
 
