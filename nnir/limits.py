@@ -96,6 +96,8 @@ def scan_nesting(text: str, vnnlib: bool = False) -> tuple[str, int] | None:
                 stack[-1][1] = True
             elif stack[-1][1]:  # a bare argument (true, false, a symbol) of an `or`
                 stack[-1][0] += 1
+                if stack[-1][0] > MAX_OR_WIDTH:
+                    return (f"an 'or' of more than {MAX_OR_WIDTH} alternatives", m.start())
         elif tok == "or":
             stack[-1][0] += 1
             if stack[-1][0] >= MAX_OR_WIDTH:

@@ -115,6 +115,15 @@ def _write(tmp_path, text):
     (HEADER + BOX + "(assert (<= Y_0 1 ; a comment\n  $))", "unexpected character '$'", 10),
     (HEADER + "(declare-const X_0 Int)\n", "declared Int", 5),
     (HEADER + BOX.replace("(assert (>= X_1 -1))\n", ""), "X_1 has no lower bound", None),
+    # hostile input, refused before parsing at the offending token (see nnir/limits.py)
+    (HEADER + BOX + "(assert " + "(not " * 5000 + "(<= Y_0 1)" + ")" * 5000 + ")",
+     "brackets nested more than 100 deep", 9),
+    (HEADER + BOX + "(assert (or" + " (<= Y_0 1)" * 5000 + "))", "an 'or' of more than", 9),
+    (HEADER + BOX + "(assert (or" + " true" * 5000 + "))", "an 'or' of more than", 9),
+    (HEADER + BOX + "(assert (<= Y_0 1e999999999))", "exponent beyond", 9),
+    (HEADER + BOX + "(assert (<= Y_0 -1.8e308))", "largest float64", 9),
+    (HEADER + BOX + "(assert (<= Y_0 " + "7" * 5000 + "))", "more than 1000 digits", 9),
+    (HEADER + BOX + "\x00", "NUL byte", 9),
 ])
 def test_malformed_properties(tmp_path, text, message, line):
     with pytest.raises(InputFileError) as e:
@@ -123,6 +132,13 @@ def test_malformed_properties(tmp_path, text, message, line):
     assert message in msg
     if line is not None:
         assert f"p.vnnlib:{line}:" in msg and "^" in msg  # the place, with a caret
+
+
+def test_limits_leave_names_and_comments_alone(tmp_path):
+    """Digits inside names (X_10) and numbers in comments are not numbers to check."""
+    text = "; 1e999999999 " + "(" * 500 + "\n" + HEADER + BOX + "(assert (<= Y_0 1e2))\n"
+    (p,) = _read(tmp_path, text)
+    assert p.prop == Atom(((Ref("y", 0), Fraction(1)),), "<=", Fraction(100))
 
 
 def test_vnnlib_2_through_the_optional_package(tmp_path):
