@@ -47,7 +47,7 @@ def solve(res: Result, a: Network, b: Network, mapping, tol: Fraction, backend: 
             raise UnsupportedQuery("no solver for equiv is installed (z3, cvc5 or highspy)")
         return _smt(res, a, b, mapping, tol, exact[0], deadline, options)
     res = _milp(res, a, b, mapping, tol, deadline, options)
-    if backend == "auto" and res.status in ("unsat", "unknown") and exact \
+    if options.get("confirm", True) and res.status in ("unsat", "unknown") and exact \
             and unstable <= registry.AUTO_SMT_MAX_UNSTABLE:
         milp_status = res.status
         res = _smt(res, a, b, mapping, tol, exact[0], deadline, options)

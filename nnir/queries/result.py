@@ -7,6 +7,9 @@ from fractions import Fraction
 from nnir.errors import Span
 from nnir.ir.const import format_number, parse_number
 
+# What every certificate that rests on a MILP solver's floating-point tolerances says.
+INEXACT = "not an exact proof"
+
 
 @dataclass
 class Result:
@@ -31,6 +34,19 @@ class Result:
     trained: object = None  # train: the trained Network (replayed), for writing out
     info: dict = field(default_factory=dict)  # backend statistics (JSON-safe scalars)
     bounds: dict | None = None  # bound: min, max, their intervals, arg-optima, how certified
+
+    def unconfirmed_unsat(self, out_of_time: bool = False, tried: str = "") -> Result:
+        """Turn an `unsat` that rests on a MILP's tolerances into `unknown` (`timeout` when the
+        time ran out): `info["unconfirmed"]` and the message keep what the solver found."""
+        found = self.message or self.certified
+        self.status = "timeout" if out_of_time else "unknown"
+        self.info["unconfirmed"] = "unsat"
+        self.message = (f"{self.backend} found no solution ({found}), but that rests on "
+                        "floating-point tolerances and no exact method confirmed it"
+                        + (f": {tried}" if tried else ""))
+        self.certified = ("not certified: an unconfirmed MILP infeasibility is not reported "
+                          "as unsat")
+        return self
 
     def add_notes(self, *notes: str, first: bool = False) -> Result:
         self.notes = (list(notes) + self.notes) if first else (self.notes + list(notes))

@@ -11,7 +11,7 @@ from nnir.ir.nodes import Bound, Compress, Equiv, Program, Stable, Train, Verify
 from nnir.passes.manager import PassContext, default_pipeline
 from nnir.queries.problem import VerifyProblem
 from nnir.queries.replay import replay_verify
-from nnir.queries.result import Result, witness_dict
+from nnir.queries.result import INEXACT, Result, witness_dict
 
 
 def prepare(prog: Program, q: Verify, ctx: PassContext | None = None) -> VerifyProblem:
@@ -80,6 +80,10 @@ def run_query(prog: Program, q, backend: str = "auto", timeout: float | None = N
                 "equiv queries")
     except NnirError as exc:
         res = Result(q.name, q.kind, "error", backend, message=exc.render(), span=q.span)
+    if res.status == "unsat" and INEXACT in res.certified:
+        # The last line of defence of "no wrong unsat": whatever the query kind, a verdict
+        # that rests on a MILP's tolerances and was not confirmed is not reported as unsat.
+        res.unconfirmed_unsat(timeout is not None and time.perf_counter() - start >= timeout)
     res.seconds = time.perf_counter() - start
     return res
 
@@ -166,14 +170,8 @@ def _settle_unsat(problem: VerifyProblem, q: Verify, res: Result, deadline, opti
                                       "exactly")
             tried.append(f"'split' gave {res3.status}")
     out_of_time = deadline is not None and deadline - time.monotonic() <= 0.05
-    found = res.message
-    res.status = "timeout" if out_of_time else "unknown"
-    res.info["unconfirmed"] = "unsat"
-    res.message = (f"{milp} found no input ({found}), but that rests on floating-point "
-                   "tolerances and no exact method confirmed it" +
-                   (f": {'; '.join(tried)}" if tried else " (confirmation is off)"))
-    res.certified = "not certified: an unconfirmed MILP infeasibility is not reported as unsat"
-    return res
+    return res.unconfirmed_unsat(out_of_time, "; ".join(tried) if tried else
+                                 "confirmation is off")
 
 
 def _solve_guarded(problem: VerifyProblem, q: Verify, name: str, deadline, options) -> Result:
@@ -195,6 +193,22 @@ def _solve_guarded(problem: VerifyProblem, q: Verify, name: str, deadline, optio
     return Result(q.name, "verify", status, name, span=q.span,
                   message=f"{name} was stopped at the time limit" if status == "timeout" else
                   f"{name}'s process ended unexpectedly (exit status {reply.code})")
+
+
+def _guarded_call(solve, problem, timeout):
+    """`solve(problem, timeout=timeout)` (an `Answer`) in a child stopped a second past the
+    limit, where fork is available and a limit is set."""
+    from nnir import proc
+    from nnir.backends.base import Answer
+
+    if timeout is None or not proc.available():
+        return solve(problem, timeout=timeout)
+    reply = proc.call(solve, problem, timeout=timeout + 1.0)
+    if isinstance(reply, Answer):
+        return reply
+    if reply is proc.TIMEOUT:
+        return Answer("timeout", message="stopped at the time limit")
+    return Answer("error", message=getattr(reply, "message", f"process ended ({reply})"))
 
 
 def _remaining(deadline):
@@ -250,12 +264,14 @@ def _train(prog: Program, q: Train, backend: str, timeout, options) -> Result:
                                "train backends: " + ", ".join(registry.names_for("train")))
     start = time.monotonic()
     ans = solver.solve_train(problem, timeout=timeout)
-    if backend == "auto" and ans.status == "unsat" and not solver.exact:
-        # HiGHS's infeasibility rests on tolerances: let an exact solver prove it, if it can.
+    if ans.status == "unsat" and not solver.exact and options.get("confirm", True):
+        # HiGHS's infeasibility rests on tolerances: let an exact solver prove it, if it can
+        # (in a child stopped at the deadline); unconfirmed, `run_query` reports it `unknown`.
         exact = [n for n in registry.exact_backends() if "train" in registry.backend_class(n).kinds]
         if exact:
             left = None if timeout is None else max(0.01, timeout - (time.monotonic() - start))
-            ans2 = registry.get_backend(exact[0], **options).solve_train(problem, timeout=left)
+            ans2 = _guarded_call(registry.get_backend(exact[0], **options).solve_train, problem,
+                                 left)
             if ans2.status in ("sat", "unsat"):
                 notes.append(f"{name} said unsat; '{exact[0]}' answered {ans2.status} exactly")
                 name, ans, solver = exact[0], ans2, registry.get_backend(exact[0], **options)
