@@ -116,3 +116,21 @@ def test_cli_missing_file_and_json_error(tmp_path):
     assert r.returncode == 1 and "not found" in r.stderr and "Traceback" not in r.stderr
     r = _nnirc("run", str(tmp_path / "none.nnir"), "--json")
     assert r.returncode == 1 and '"status": "error"' in r.stdout
+
+
+def test_long_source_lines_show_a_window_with_the_caret_in_place():
+    from nnir.errors import DslError, Span, clip
+
+    line = "x" * 3000 + "BAD" + "y" * 3000
+    err = DslError("bad thing", Span("f.nnir", 1, 3001, 1, 3004), None, line).render()
+    _, shown, caret = err.splitlines()
+    assert len(shown) < 250 and shown.index("BAD") == caret.index("^")
+    assert caret.endswith("^~~")
+    assert clip("9" * 5000) == "9" * 18 + "..." + "9" * 18 and clip("short") == "short"
+
+
+def test_control_characters_in_excerpts_are_masked():
+    from nnir.errors import DslError, Span
+
+    err = DslError("bad", Span("f.nnir", 1, 3), None, "a\x1b[2Jb").render()
+    assert "\x1b" not in err and err.splitlines()[1].endswith("a?[2Jb")

@@ -106,3 +106,26 @@ def test_printer_shows_facts_after_ibp():
     text = print_network(net, facts=True)
     assert "# ibp pre-activation bounds of h:" in text
     assert "h[0] in [-1, 1]" in text
+
+
+def test_number_literals_within_limits():
+    """Numbers are exact and bounded (nnir/limits.py): no float rounding, no 10**999999999."""
+    from nnir.ir.const import parse_decimal, parse_number
+
+    assert parse_number("1e-400") == Fraction(1, 10**400)
+    assert parse_number("1/" + "3" * 999) == Fraction(1, int("3" * 999))
+    assert parse_decimal("+.5") == Fraction(1, 2) and parse_decimal("5.") == 5
+    for bad, why in [("1e401", "exponent"), ("1e999999999", "exponent"), ("1.8e308", "largest"),
+                     ("0x1p1101", "exponent"), ("1" * 1001, "digits"), ("1/0", "zero"),
+                     ("inf", "not a number"), ("nan", "not a number"), ("1_0", "not a number")]:
+        with pytest.raises(ValueError, match=why):
+            parse_number(bad)
+
+
+@pytest.mark.parametrize("text,want", [
+    ('"a\\\\b"', "a\\b"), ('"\\u00e4.npy"', "ä.npy"), ('"ä.npy"', "ä.npy"), ('"\\x41"', "A"),
+    ('"say \\"hi\\""', 'say "hi"'),
+])
+def test_string_escapes(tmp_path, text, want):
+    prog = nnir.parse(f"data d = csv {text}")
+    assert prog.datasets[0].source.path == want
