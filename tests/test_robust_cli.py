@@ -280,3 +280,19 @@ def test_killing_a_batch_stops_every_instance(tmp_path, sig):
         assert wait_gone(mark) == []
     finally:
         p.kill()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", VERIFY + ["auto", "sgd", "admm"])
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.nnir")), ids=lambda p: p.name)
+def test_every_backend_on_every_example_prints_one_json_document(backend, path):
+    """Whatever each backend makes of each example (answers, errors, time-outs), stdout is one
+    JSON document with a result per query."""
+    extra = ["--solver-cmd", "z3 -in"] if backend == "external" else []
+    r = nnirc("run", path, "--backend", backend, "--json", "--timeout", "20", *extra,
+              timeout=1200)
+    assert r.returncode in (0, 3), r.stdout + r.stderr
+    doc = json.loads(r.stdout)
+    assert len(doc["results"]) >= 1
+    assert all(x["status"] in ("sat", "unsat", "unknown", "timeout", "error")
+               for x in doc["results"])
