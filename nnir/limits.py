@@ -22,8 +22,10 @@ MAX_NESTING = 100
 MAX_OR_WIDTH = 4096
 """Most alternatives of one `or` (as many as VNN-LIB input regions, `vnnlib.MAX_REGIONS`)."""
 
-MAX_LITERAL_DIGITS = 1000
-"""Most digits in one number literal (each of numerator and denominator of `n/d`)."""
+MAX_LITERAL_DIGITS = 4000
+"""Most digits in one number literal (each of numerator and denominator of `n/d`, leading
+zeros included): below Python's own 4300-digit limit on converting text to integers, which
+nnir also meets re-reading the exact numbers it printed."""
 
 MAX_DECIMAL_EXPONENT = 400
 """Largest |e| in a decimal literal `1.5e-3` (the value must still be below MAX_MAGNITUDE)."""

@@ -122,7 +122,7 @@ def _write(tmp_path, text):
     (HEADER + BOX + "(assert (or" + " true" * 5000 + "))", "an 'or' of more than", 9),
     (HEADER + BOX + "(assert (<= Y_0 1e999999999))", "exponent beyond", 9),
     (HEADER + BOX + "(assert (<= Y_0 -1.8e308))", "largest float64", 9),
-    (HEADER + BOX + "(assert (<= Y_0 " + "7" * 5000 + "))", "more than 1000 digits", 9),
+    (HEADER + BOX + "(assert (<= Y_0 " + "7" * 5000 + "))", "more than 4000 digits", 9),
     (HEADER + BOX + "\x00", "NUL byte", 9),
 ])
 def test_malformed_properties(tmp_path, text, message, line):

@@ -116,7 +116,7 @@ def test_number_literals_within_limits():
     assert parse_number("1/" + "3" * 999) == Fraction(1, int("3" * 999))
     assert parse_decimal("+.5") == Fraction(1, 2) and parse_decimal("5.") == 5
     for bad, why in [("1e401", "exponent"), ("1e999999999", "exponent"), ("1.8e308", "largest"),
-                     ("0x1p1101", "exponent"), ("1" * 1001, "digits"), ("1/0", "zero"),
+                     ("0x1p1101", "exponent"), ("1" * 4001, "digits"), ("1/0", "zero"),
                      ("inf", "not a number"), ("nan", "not a number"), ("1_0", "not a number")]:
         with pytest.raises(ValueError, match=why):
             parse_number(bad)

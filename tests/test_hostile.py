@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from nnir.cli import main
-from nnir.limits import MAX_NESTING, MAX_OR_WIDTH
+from nnir.limits import MAX_LITERAL_DIGITS, MAX_NESTING, MAX_OR_WIDTH
 
 NET = """net n {
   input x[2] in [0, 1]
@@ -59,7 +59,7 @@ CASES = {
     "seed=1e999999": ("data s = sphere_planes(n=10, seed=1e999999)\n", {},
                       "exponent beyond", "t.nnir:1:35"),
     "5000-digit negative number": (box("[-" + "9" * 5000 + ", 1]"), {},
-                                   "more than 1000 digits", "t.nnir:2:19"),
+                                   f"more than {MAX_LITERAL_DIGITS} digits", "t.nnir:2:19"),
     "5000-digit empty interval": (box("[1, 1/" + "7" * 999 + "]"), {},
                                   "empty interval", "t.nnir:2:17"),
     "overflowing hex float": (box("[0, 0x1p99999]"), {},

@@ -66,7 +66,7 @@ def _decimal(text: str) -> Fraction:
 
 
 def _digits(s: str) -> None:
-    if len(s.lstrip("0")) > limits.MAX_LITERAL_DIGITS:
+    if len(s) > limits.MAX_LITERAL_DIGITS:
         raise ValueError(f"more than {limits.MAX_LITERAL_DIGITS} digits")
 
 
