@@ -130,10 +130,14 @@ def read_arrays(path: str, what: str = "file", shown: str | None = None):
                         raise ValueError(f"its arrays unpack to more than "
                                          f"{limits.MAX_FILE_BYTES >> 20} MiB")
                 for info in zf.infolist():
-                    name = info.filename[:-4] if info.filename.endswith(".npy") else \
+                    key = info.filename[:-4] if info.filename.endswith(".npy") else \
                         info.filename
                     with zf.open(info) as fh:
-                        out[name] = _npy(io.BytesIO(fh.read()), info.file_size)
+                        member = fh.read(limits.MAX_FILE_BYTES + 1)  # its size may lie
+                    if len(member) > limits.MAX_FILE_BYTES:
+                        raise ValueError(f"array '{key}' unpacks to more than "
+                                         f"{limits.MAX_FILE_BYTES >> 20} MiB")
+                    out[key] = _npy(io.BytesIO(member), len(member))
             return out
     except InputFileError:
         raise

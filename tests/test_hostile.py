@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 import time
+import zipfile
 
 import numpy as np
 import pytest
@@ -37,11 +38,19 @@ def box(interval: str) -> str:
     return NET.replace("in [0, 1]", f"in {interval}")
 
 
+def _npz(**members: bytes) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for key, content in members.items():
+            zf.writestr(key + ".npy", content)
+    return buf.getvalue()
+
+
 def one_layer(weight: str) -> str:
     return f"net n {{ input x[1] in [0, 1] linear y[1] = {weight} x }}\n"
 
 
-# name: (the .nnir source, other files {name: str | bytes}, message, "FILE:LINE:COL" or None)
+# name: (the .nnir source, other files {name: str | bytes | a function making them}, message, "FILE:LINE:COL" or None)
 CASES = {
     "200 nested parentheses": (
         NET + "verify n: " + "(" * 200 + "y[0] >= 0" + ")" * 200 + "\n", {},
@@ -87,6 +96,13 @@ CASES = {
     "npy header claiming a huge shape": (one_layer('load "w.npy"'),
                                          {"w.npy": _npy_header((10**6, 10**6))},
                                          "more than the file holds", "t.nnir:1:44"),
+    "npz member claiming a huge shape": (one_layer('load "w.npz"["W"]'),
+                                         {"w.npz": _npz(W=_npy_header((10**6, 10**6)))},
+                                         "more than the file holds", "t.nnir:1:44"),
+    "npz member of 300 MiB of zeros": (
+        one_layer('load "w.npz"["W"]'),
+        {"w.npz": lambda: _npz(W=_npy_header((300 * 2**17,)) + bytes(300 * 2**20))},
+        "unpack to more than 256 MiB", "t.nnir:1:44"),
     "npy of objects": (one_layer('load "w.npy"'), {"w.npy": _npy_header((1,), "|O") + b"x" * 8},
                        "Python objects", "t.nnir:1:44"),
     "/dev/zero as weights": (one_layer('load "/dev/zero"'), {}, "larger than 256 MiB",
@@ -118,6 +134,7 @@ CASES = {
 
 def _check(tmp_path, capsys, source, files):
     for name, content in files.items():
+        content = content() if callable(content) else content  # made only when needed
         if isinstance(content, bytes):
             (tmp_path / name).write_bytes(content)
         else:
