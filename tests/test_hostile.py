@@ -50,7 +50,8 @@ def one_layer(weight: str) -> str:
     return f"net n {{ input x[1] in [0, 1] linear y[1] = {weight} x }}\n"
 
 
-# name: (the .nnir source, other files {name: str | bytes | a function making them}, message, "FILE:LINE:COL" or None)
+# name: (the .nnir source, other files {name: str | bytes | a function making them},
+#        message, "FILE:LINE:COL" or None)
 CASES = {
     "200 nested parentheses": (
         NET + "verify n: " + "(" * 200 + "y[0] >= 0" + ")" * 200 + "\n", {},
