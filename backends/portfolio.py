@@ -17,7 +17,7 @@ from multiprocessing.connection import wait
 from nnir.backends.base import Answer, Backend
 
 DEFAULT_MEMBERS = "split,auto"
-GRACE = 5.0  # seconds past the limit before a member's process is killed
+GRACE = 1.0  # seconds past the limit before a member's process is killed
 
 
 def _auto(problem, timeout, options) -> Answer:

@@ -3,7 +3,8 @@ per backend, against the published ground truth.
 
 Each instance runs in its own process (`nnir.formats.vnncomp.verify_files`, what `nnirc verify
 NET.onnx PROP.vnnlib` runs) with the instance's limit (116 s, times `--scale`), killed
-`nnir.formats.batch.GRACE` (10) seconds past it, with whatever it started. Backends:
+max(1.5 s, 4% of the limit) past it (`nnir.cli_session.kill_grace`), with whatever it
+started. Backends:
 
     split       input splitting (`--backend split`; what `auto` now picks for few inputs)
     portfolio   split and the MILP/SMT plan racing in two processes (`--backend portfolio`)

@@ -18,10 +18,13 @@ import time
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 
+from nnir.cli_session import kill_grace
 from nnir.errors import InputFileError, NnirError, Span
 from nnir.io import write_text
 
-GRACE = 10.0  # seconds past its limit before an instance's process is killed
+# Seconds past its limit before an instance's process is killed; None: `kill_grace(limit)`,
+# max(1.5 s, 4% of the limit), within the time-limit promise of max(2 s, 5%).
+GRACE: float | None = None
 COLUMNS = ("instance", "verdict", "seconds", "backend", "onnx", "vnnlib", "timeout")
 
 
@@ -69,9 +72,10 @@ def run_pool(jobs: list[tuple], n_procs: int, target, limit_of, on_done) -> None
 
     Workers are not daemonic, so a worker may start processes of its own (the `portfolio`
     backend does), and each leads its own process group, so killing it also stops those. A job
-    still running `GRACE` seconds past `limit_of(job)` is killed; so is every worker when the
-    pool is left early (an exception, Ctrl-C). `on_done(job, reply, seconds)` gets the reply,
-    or a string when there is none: "timeout" (killed) or "worker exited (CODE)".
+    still running `GRACE` (default: `kill_grace`) seconds past `limit_of(job)` is killed; so is
+    every worker when the pool is left early (an exception, Ctrl-C). `on_done(job, reply,
+    seconds)` gets the reply, or a string when there is none: "timeout" (killed) or "worker
+    exited (CODE)".
     """
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     pending, running = list(jobs), {}  # connection -> (job, process, start)
@@ -95,7 +99,8 @@ def run_pool(jobs: list[tuple], n_procs: int, target, limit_of, on_done) -> None
                 _finish(job, reply, start, proc, conn, on_done)
             now = time.monotonic()
             for conn, (job, proc, start) in list(running.items()):
-                if now - start > limit_of(job) + GRACE:
+                limit = limit_of(job)
+                if now - start > limit + (kill_grace(limit) if GRACE is None else GRACE):
                     _kill(proc)
                     del running[conn]
                     _finish(job, "timeout", start, proc, conn, on_done)
