@@ -201,3 +201,156 @@ def test_graphs_with_two_inputs_are_refused(tmp_path):
                 inputs=(("x", [1, 2]), ("z", [1, 2])))
     with pytest.raises(InputFileError, match="2 inputs"):
         read_onnx(path)
+
+
+# ----------------------------------------------------------------------------- malformed files
+def _refused(path, *fragments, seconds=10):
+    """read_onnx(path) raises an InputFileError naming the file and each fragment, quickly."""
+    import time
+
+    t = time.perf_counter()
+    with pytest.raises(InputFileError) as e:
+        read_onnx(str(path))
+    assert time.perf_counter() - t < seconds
+    msg = e.value.render()
+    for want in (str(path).split("/")[-1],) + fragments:
+        assert want in msg, (want, msg)
+    return msg
+
+
+def _good(tmp_path):
+    return om.save(om.matlab_style(np.random.default_rng(0)), tmp_path / "g.onnx")
+
+
+def test_every_truncation_and_byte_flip_is_an_input_error_or_a_network(tmp_path):
+    """No cut of a good file, and no damaged byte in it, crashes the reader."""
+    data = open(_good(tmp_path), "rb").read()
+    rng = np.random.default_rng(0)
+    bad = tmp_path / "bad.onnx"
+    cuts = list(range(0, len(data), max(1, len(data) // 150)))
+    flips = [rng.integers(0, len(data), size=rng.integers(1, 4)) for _ in range(150)]
+    for change in [("cut", c) for c in cuts] + [("flip", f) for f in flips]:
+        if change[0] == "cut":
+            blob = data[:change[1]]
+        else:
+            arr = bytearray(data)
+            for i in change[1]:
+                arr[i] = int(rng.integers(0, 256))
+            blob = bytes(arr)
+        bad.write_bytes(blob)
+        try:
+            read_onnx(str(bad))
+        except InputFileError as e:
+            assert "bad.onnx" in e.render()
+
+
+def test_foreign_files_folders_and_devices(tmp_path):
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    _refused(tmp_path / "empty.onnx", "empty")
+    (tmp_path / "noise.onnx").write_bytes(np.random.default_rng(1).bytes(5000))
+    _refused(tmp_path / "noise.onnx")
+    (tmp_path / "zeros.onnx").write_bytes(bytes(1000))
+    _refused(tmp_path / "zeros.onnx")
+    (tmp_path / "dir.onnx").mkdir()
+    _refused(tmp_path / "dir.onnx", "folder")
+    import os
+
+    if os.path.exists("/dev/zero"):  # endless: refused before reading, not read forever
+        _refused("/dev/zero", "not a regular file", seconds=5)
+
+
+def _tensor(name, dims, raw: bytes, dtype=onnx.TensorProto.FLOAT):
+    t = onnx.TensorProto()
+    t.name, t.data_type, t.raw_data = name, dtype, raw
+    t.dims.extend(dims)
+    return t
+
+
+def test_initializers_whose_data_does_not_fit_their_shape(tmp_path):
+    mm = [helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")]
+    path = _bad(tmp_path, mm, [_tensor("W", [100000, 100000], bytes(8))])
+    _refused(path, "'W'", "shape [100000, 100000]")  # no 80 GB allocation
+    path = _bad(tmp_path, mm, [_tensor("W", [2, 2], bytes(12))])
+    _refused(path, "'W'", "needs 16 bytes but holds 12")
+    t = _tensor("W", [2, 2], b"")
+    t.ClearField("raw_data")
+    t.float_data.extend([1.0, 2.0, 3.0])
+    _refused(_bad(tmp_path, mm, [t]), "'W'", "needs 4 values but holds 3")
+    s = helper.make_tensor("W", onnx.TensorProto.STRING, [2, 2], [b"a", b"b", b"c", b"d"])
+    _refused(_bad(tmp_path, mm, [s]), "'W'", "STRING")
+    ext = _tensor("W", [2, 2], b"")
+    ext.ClearField("raw_data")
+    ext.data_location = onnx.TensorProto.EXTERNAL
+    ext.external_data.add(key="location", value="/etc/passwd")
+    _refused(_bad(tmp_path, mm, [ext]), "'W'", "external file")
+
+
+def test_nan_and_infinite_weights_name_the_tensor(tmp_path):
+    W = np.ones((2, 2), dtype=np.float32)
+    W[1, 0] = np.nan
+    path = _bad(tmp_path, [helper.make_node("MatMul", ["x", "Wn"], ["y"])],
+                [onnx.numpy_helper.from_array(W, "Wn")])
+    _refused(path, "'Wn'", "NaN or infinity")
+    c = helper.make_node("Constant", [], ["k"], name="kc", value_float=float("inf"))
+    path = _bad(tmp_path, [c, helper.make_node("Add", ["x", "k"], ["y"])], [])
+    _refused(path, "kc", "NaN or infinity")
+    G = onnx.numpy_helper.from_array(np.ones((2, 2), dtype=np.float32), "G")
+    gemm = helper.make_node("Gemm", ["x", "G"], ["y"], name="gm", alpha=float("nan"))
+    _refused(_bad(tmp_path, [gemm], [G]), "gm", "'alpha'", "finite")
+
+
+def test_inconsistent_shapes(tmp_path):
+    big = onnx.numpy_helper.from_array(np.ones((3,), dtype=np.float32), "k")
+    path = _bad(tmp_path, [helper.make_node("Add", ["x", "k"], ["y"], name="ad")], [big])
+    _refused(path, "ad", "does not broadcast")
+    shp = onnx.numpy_helper.from_array(np.array([3, -1], dtype=np.int64), "s")
+    path = _bad(tmp_path, [helper.make_node("Reshape", ["x", "s"], ["y"], name="rs")], [shp])
+    _refused(path, "rs", "cannot reshape")
+    huge = onnx.numpy_helper.from_array(np.array([2**62, 4, 0], dtype=np.int64), "s")
+    path = _bad(tmp_path, [helper.make_node("Reshape", ["x", "s"], ["y"], name="rs")], [huge])
+    _refused(path, "rs", "cannot reshape")  # no int64 overflow making the sizes agree
+    G = onnx.numpy_helper.from_array(np.ones((5,), dtype=np.float32), "G")
+    path = _bad(tmp_path, [helper.make_node("Gemm", ["x", "G"], ["y"], name="gm")], [G])
+    _refused(path, "gm", "Gemm")
+    path = _bad(tmp_path, [helper.make_node("Relu", ["x"], ["y"])], [],
+                inputs=(("x", [1, 10**12]),))
+    _refused(path, "input 'x'", "more than")
+    bn = [onnx.numpy_helper.from_array(np.array(v, dtype=np.float32), n) for n, v in
+          (("s", [1, 1]), ("b", [0, 0]), ("m", [0, 0]), ("v", [1, -2]))]
+    node = helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"], name="bn")
+    _refused(_bad(tmp_path, [node], bn), "bn", "negative variance")
+
+
+def test_a_layer_too_large_to_build_is_refused(tmp_path):
+    """A small file can ask for a huge dense layer (x + c on a wide input, then Relu: the
+    identity written out); it is refused before anything that size is allocated."""
+    k = onnx.numpy_helper.from_array(np.ones((1,), dtype=np.float32), "k")
+    nodes = [helper.make_node("Add", ["x", "k"], ["a"]),
+             helper.make_node("Relu", ["a"], ["y"], name="wide")]
+    path = _bad(tmp_path, nodes, [k], inputs=(("x", [1, 20000]),), out=("y", [1, 20000]))
+    _refused(path, "wide", "more than nnir builds")
+
+
+def test_cycles_missing_tensors_and_bad_nodes(tmp_path):
+    cyc = [helper.make_node("Add", ["x", "t2"], ["t1"], name="first"),
+           helper.make_node("Relu", ["t1"], ["t2"], name="second"),
+           helper.make_node("Identity", ["t2"], ["y"])]
+    _refused(_bad(tmp_path, cyc, []), "first", "'t2' before the node that computes it",
+             "cycle")
+    _refused(_bad(tmp_path, [helper.make_node("Add", ["x", "nope"], ["y"], name="a1")], []),
+             "a1", "'nope'", "no node, initializer or graph input")
+    _refused(_bad(tmp_path, [helper.make_node("Relu", ["x"], ["z"])], []),
+             "graph output 'y'")
+    _refused(_bad(tmp_path, [helper.make_node("Constant", [], ["y"], name="c0")], []),
+             "c0", "Constant without a numeric value")
+    flat = helper.make_node("Flatten", ["x"], ["y"], name="fl", axis=1)
+    flat.attribute[0].type = onnx.AttributeProto.FLOAT  # axis = 0.0: the wrong type
+    _refused(_bad(tmp_path, [flat], []), "fl", "'axis'", "integer")
+    broken = helper.make_node("Flatten", ["x"], ["y"], name="fl2", axis=1)
+    broken.attribute[0].type = onnx.AttributeProto.UNDEFINED
+    _refused(_bad(tmp_path, [broken], []), "fl2", "'axis'", "damaged")
+    _refused(_bad(tmp_path, [helper.make_node("Relu", ["x"], [], name="r0")], []),
+             "r0", "no output")
+    twice = [helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Relu", ["x"], ["y"],
+                                                                       name="again")]
+    _refused(_bad(tmp_path, twice, []), "again", "already defined")

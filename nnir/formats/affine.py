@@ -35,6 +35,21 @@ from nnir.ir.const import Const, to_fraction
 
 _TINY = 2.0 ** -1022  # smallest normal float64: results below it are left to Fractions
 
+MAX_WEIGHTS = 2**27
+"""Most entries of one matrix or tensor built while reading (1 GiB as float64): far above real
+networks' dense layers, far below what would exhaust memory."""
+
+
+class TooLarge(ValueError):
+    """A matrix the reader would build is larger than `MAX_WEIGHTS` entries."""
+
+
+def room(rows: int, cols: int) -> None:
+    """Raise `TooLarge` unless a rows x cols matrix is within `MAX_WEIGHTS`."""
+    if rows * cols > MAX_WEIGHTS:
+        raise TooLarge(f"a {rows} x {cols} weight matrix is more than nnir builds (at most "
+                       f"{MAX_WEIGHTS} entries)")
+
 
 def exact(a) -> np.ndarray:
     """The same array as an object array of Fractions (floats at their binary values)."""
@@ -326,6 +341,7 @@ class Affine:
         """A as an explicit matrix (a diagonal or the identity written out)."""
         if self.A is not None:
             return self.A
+        room(self.src_size, self.src_size)
         if self.d is not None:
             f = floats(self.d)
             return np.diag(f) if f is not None else _diag(exact(self.d))
@@ -336,6 +352,7 @@ class Affine:
 
     def left_multiply(self, W: np.ndarray, shape) -> Affine:
         """`W @ self` for a constant matrix W of shape (m, size)."""
+        room(W.shape[0], self.src_size)
         if self.A is None and self.d is None:
             A = W
         elif self.A is None:

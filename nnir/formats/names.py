@@ -17,8 +17,9 @@ def keywords() -> frozenset[str]:
 
 
 def usable(name: str | None) -> bool:
-    """True when `name` prints as a `.nnir` name and parses back as one."""
-    return bool(name) and bool(_NAME.match(name)) and name not in keywords()
+    """True when `name` prints as a `.nnir` name and parses back as one (a name from a damaged
+    file may be bytes, or anything else: not usable)."""
+    return isinstance(name, str) and bool(_NAME.match(name)) and name not in keywords()
 
 
 def pick(wanted: str | None, fallback: str, taken: set[str]) -> str:

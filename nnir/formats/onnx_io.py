@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
+import os
+import stat
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from nnir.errors import InputFileError, NnirError
+from nnir.errors import InputFileError, IrError, NnirError
 from nnir.formats import names
-from nnir.formats.affine import Affine, as_const
+from nnir.formats.affine import MAX_WEIGHTS, Affine, TooLarge, as_const
 from nnir.formats.onnx_ops import RULES, SUPPORTED
 from nnir.ir.const import Const, parse_number
 from nnir.ir.nodes import Dense, Input, Network
@@ -25,6 +28,8 @@ from nnir.ir.verifier import verify_network
 
 BOX_KEY = "nnir.input_box"  # metadata: the input box as JSON [[lo, hi], ...] of exact numbers
 NAME_KEY = "nnir.network"
+MAX_ONNX_BYTES = 2 * 2**30
+"""Largest ONNX file read (protobuf's own limit); longer files and endless streams stop."""
 
 
 def read_onnx(path: str, name: str | None = None, lo=None, hi=None) -> Network:
@@ -45,16 +50,50 @@ def load_network(path: str, name: str | None = None) -> tuple[Network, str | Non
     """The network of an ONNX file (placeholder box) and the box `write_onnx` recorded, if any."""
     import onnx
 
+    data = _read_bytes(path)
     try:
-        model = onnx.load(path)
-    except FileNotFoundError:
-        raise InputFileError(f"ONNX file '{path}' not found") from None
+        model = onnx.load_model_from_string(data)  # never loads external data files
     except Exception as exc:  # protobuf's DecodeError and friends: a damaged or foreign file
         raise InputFileError(f"'{path}' is not a readable ONNX model: {type(exc).__name__}: "
                              f"{exc}", hint="the file may be truncated or not ONNX") from None
+    if not model.HasField("graph"):
+        raise InputFileError(f"'{path}' is not an ONNX model: it holds no graph",
+                             hint="the file may be truncated or not ONNX")
     meta = {p.key: p.value for p in model.metadata_props}
-    net = _Reader(path, model.graph).network(name or meta.get(NAME_KEY) or names.from_path(path))
+    try:
+        net = _Reader(path, model.graph).network(
+            name or meta.get(NAME_KEY) or names.from_path(path))
+    except IrError as exc:  # the graph folds into an invalid network (say, clashing names)
+        raise InputFileError(f"{path}: the graph does not make a valid network: "
+                             f"{exc.message}") from None
     return net, meta.get(BOX_KEY)
+
+
+def _read_bytes(path: str) -> bytes:
+    """The bytes of an ONNX file, read within `MAX_ONNX_BYTES`; folders and devices refused."""
+    try:
+        with open(path, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if not (stat.S_ISREG(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
+                raise InputFileError(f"ONNX file '{path}' is not a regular file")
+            if st.st_size > MAX_ONNX_BYTES:
+                raise InputFileError(_too_big(path))
+            data = fh.read(MAX_ONNX_BYTES + 1)  # bounded: a pipe may not end
+    except FileNotFoundError:
+        raise InputFileError(f"ONNX file '{path}' not found") from None
+    except IsADirectoryError:
+        raise InputFileError(f"ONNX file '{path}' is a folder, not a file") from None
+    except (OSError, ValueError, TypeError) as exc:  # ValueError: a NUL in the path
+        raise InputFileError(f"cannot read ONNX file '{path}': {exc}") from None
+    if len(data) > MAX_ONNX_BYTES:
+        raise InputFileError(_too_big(path))
+    if not data:
+        raise InputFileError(f"ONNX file '{path}' is empty")
+    return data
+
+
+def _too_big(path: str) -> str:
+    return f"ONNX file '{path}' is larger than {MAX_ONNX_BYTES >> 30} GiB, the most nnir reads"
 
 
 def with_box(net: Network, lo, hi) -> Network:
@@ -96,18 +135,40 @@ class _Reader:
         self.taken: set[str] = set()
         self.uses = Counter(n for node in graph.node for n in node.input if n)
         self.uses.update(o.name for o in graph.output)
+        self.producer = {o: node for node in graph.node for o in node.output if o}
 
     # ---------------------------------------------------------------- helpers used by the rules
     def error(self, node, msg: str, hint: str | None = None) -> InputFileError:
-        where = f"node '{node.name or node.output[0]}' ({node.op_type}): " if node else ""
+        where = ""
+        if node is not None:
+            label = node.name or (node.output[0] if node.output else "") or "(unnamed)"
+            where = f"node '{names_clip(label)}' ({names_clip(node.op_type)}): "
         return InputFileError(f"{self.path}: {where}{msg}", hint=hint)
 
     def attr(self, node, key: str, default):
+        """Attribute `key` of `node`, of the type of `default` (an int or a finite float) when
+        a default is given."""
         from onnx import helper
 
         for a in node.attribute:
-            if a.name == key:
-                return helper.get_attribute_value(a)
+            if a.name != key:
+                continue
+            try:
+                v = helper.get_attribute_value(a)
+            except Exception:
+                v = None
+            if v is None:
+                raise self.error(node, f"attribute '{key}' is damaged (no value of a known "
+                                 "type)")
+            if isinstance(default, int) and not isinstance(default, bool) and \
+                    not isinstance(v, int):
+                raise self.error(node, f"attribute '{key}' must be an integer, not "
+                                 f"{type(v).__name__}")
+            if isinstance(default, float) and not (isinstance(v, (int, float))
+                                                   and math.isfinite(v)):
+                raise self.error(node, f"attribute '{key}' must be a finite number, not "
+                                 f"{names_clip(repr(v))}")
+            return v
         return default
 
     def need_const(self, node, v, what: str):
@@ -122,31 +183,75 @@ class _Reader:
         return a
 
     def constant_attribute(self, node):
+        from onnx import TensorProto
+
         for key in ("value", "value_float", "value_floats", "value_int", "value_ints"):
             v = self.attr(node, key, None)
-            if v is not None:
-                return self.array(v, node) if key == "value" else np.asarray(
-                    v, dtype=np.float64 if "float" in key else np.int64)
+            if v is None:
+                continue
+            if key == "value":
+                if not isinstance(v, TensorProto):
+                    raise self.error(node, "attribute 'value' is not a tensor")
+                return self.array(v, node)
+            arr = np.asarray(v, dtype=np.float64 if "float" in key else np.int64)
+            if not np.all(np.isfinite(arr)):
+                raise self.error(node, f"attribute '{key}' holds NaN or infinity")
+            return arr
         raise self.error(node, "Constant without a numeric value")
 
     def array(self, tensor, node=None) -> np.ndarray:
-        from onnx import numpy_helper
+        """The values of a TensorProto, after checking that its data is all there (so a shape
+        claiming billions of values is an error, not a huge allocation)."""
+        from onnx import TensorProto, helper, numpy_helper
 
+        what = f"tensor '{names_clip(tensor.name)}'"
+        if tensor.data_location == TensorProto.EXTERNAL:
+            raise self.error(node, f"{what} keeps its data in an external file, which nnir "
+                             "does not read", "save the model with its weights inside")
+        dims = list(tensor.dims)
+        count = math.prod(dims)
+        if any(d < 0 for d in dims) or count > MAX_WEIGHTS:
+            raise self.error(node, f"{what} has shape {names_clip(str(dims))}, which nnir does "
+                             f"not read (at most {MAX_WEIGHTS} values)")
+        numeric = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16,
+                   TensorProto.INT8, TensorProto.INT16, TensorProto.INT32, TensorProto.INT64,
+                   TensorProto.UINT8, TensorProto.UINT16, TensorProto.UINT32,
+                   TensorProto.UINT64, TensorProto.BOOL}
+        if tensor.data_type not in numeric:
+            kind = TensorProto.DataType.Name(tensor.data_type) \
+                if tensor.data_type in TensorProto.DataType.values() else str(tensor.data_type)
+            raise self.error(node, f"{what} has type {kind}, not a number type nnir reads")
+        if tensor.HasField("raw_data"):
+            have = len(tensor.raw_data)
+            need = count * helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+        else:
+            have = len(getattr(tensor, helper.tensor_dtype_to_field(tensor.data_type)))
+            need = count
+        if have != need:
+            raise self.error(node, f"{what} of shape {dims} needs {need} "
+                             f"{'bytes' if tensor.HasField('raw_data') else 'values'} but holds "
+                             f"{have}", "the file may be truncated or damaged")
         try:
             arr = numpy_helper.to_array(tensor)
         except Exception as exc:
-            raise self.error(node, f"cannot read tensor '{tensor.name}': {exc}") from None
+            raise self.error(node, f"cannot read {what}: {exc}") from None
         if arr.dtype.kind == "f":
-            arr = arr.astype(np.float64)  # float16/32 -> float64 is exact
+            with np.errstate(invalid="ignore"):
+                arr = arr.astype(np.float64)  # float16/32 -> float64 is exact
             if not np.all(np.isfinite(arr)):
-                raise self.error(node, f"tensor '{tensor.name}' holds NaN or infinity")
+                raise self.error(node, f"{what} holds NaN or infinity")
             return arr
         if arr.dtype.kind in "iub":
+            if arr.dtype == np.uint64 and arr.max(initial=0) >= 2**63:
+                raise self.error(node, f"{what} holds integers beyond 2^63")
             return arr.astype(np.int64)
-        raise self.error(node, f"tensor '{tensor.name}' has non-numeric type {arr.dtype}")
+        raise self.error(node, f"{what} has non-numeric type {arr.dtype}")
 
     def make_layer(self, a: Affine, act: str, tensor: str, output: bool = False) -> Affine:
         """Turn affine value `a` into a dense layer; the layer's value is returned."""
+        if a.size * a.src_size > MAX_WEIGHTS:
+            raise TooLarge(f"a layer of {a.size} x {a.src_size} weights is more than nnir builds "
+                           f"(at most {MAX_WEIGHTS})")
         fallback = "y" if output else f"h{len(self.layers) + 1}"
         name = names.pick(tensor, fallback, self.taken)
         self.layers.append(Dense(name, a.size, a.src, as_const(a.weight()), as_const(a.bias()),
@@ -158,8 +263,14 @@ class _Reader:
         if tensor == "":
             return None  # an optional input left out
         if tensor not in self.values:
-            raise self.error(node, f"reads '{tensor}', which no earlier node, initializer or "
-                             "graph input defines", "the file may be truncated or damaged")
+            what = f"reads '{names_clip(tensor)}'" if node is not None else \
+                f"the graph output '{names_clip(tensor)}' is read"
+            if tensor in self.producer:
+                raise self.error(node, f"{what} before the node that computes it",
+                                 "the graph has a cycle, or its nodes are not in topological "
+                                 "order")
+            raise self.error(node, f"{what}, which no node, initializer or graph input "
+                             "defines", "the file may be truncated or damaged")
         v = self.values[tensor]
         if isinstance(v, Affine) and not v.is_identity and self.uses[tensor] > 1:
             v = self.values[tensor] = self.make_layer(v, "linear", tensor)  # shared: keep once
@@ -168,6 +279,9 @@ class _Reader:
     def network(self, name: str) -> Network:
         g = self.graph
         for t in g.initializer:
+            if t.name in self.values:
+                raise InputFileError(f"{self.path}: two initializers are named "
+                                     f"'{names_clip(t.name)}'")
             self.values[t.name] = self.array(t)
         inputs = [i for i in g.input if i.name not in self.values]  # IR v3 lists weights too
         if len(inputs) != 1 or len(g.output) != 1:
@@ -175,26 +289,33 @@ class _Reader:
                                  f"{len(g.output)} outputs; nnir reads networks with one of each",
                                  hint="the file may be truncated, or not a single network")
         shape = self._input_shape(inputs[0])
-        size = int(np.prod(shape, dtype=np.int64))
+        size = math.prod(shape)
         in_name = names.pick(inputs[0].name, "x", self.taken)
         self.values[inputs[0].name] = Affine(in_name, size, shape)
         for node in g.node:
             rule = RULES.get(node.op_type)
             if rule is None or node.domain not in ("", "ai.onnx"):
-                raise self.error(node, f"op '{node.op_type}' is not supported",
+                raise self.error(node, f"op '{names_clip(node.op_type)}' is not supported",
                                  "nnir reads the feed-forward ops " + ", ".join(SUPPORTED))
-            args = [self.value(node, t) for t in node.input]
+            if not node.output or not node.output[0]:
+                raise self.error(node, "has no output")
+            if node.output[0] in self.values:
+                raise self.error(node, f"computes '{names_clip(node.output[0])}', which is "
+                                 "already defined", "each tensor of an ONNX graph is defined "
+                                 "once")
+            args = self.apply(lambda g, n: [g.value(n, t) for t in n.input], node, [])
             try:
                 inspect.signature(rule).bind(self, node, *args)
             except TypeError:
                 raise self.error(node, f"has {len(args)} inputs, which {node.op_type} does not "
                                  "take") from None
-            self.values[node.output[0]] = rule(self, node, *args)
+            self.values[node.output[0]] = self.apply(rule, node, args)
         out = self.value(None, g.output[0].name)
         if not isinstance(out, Affine):
             raise InputFileError(f"{self.path}: the output does not depend on the input")
         if not out.is_identity:
-            out = self.make_layer(out, "linear", g.output[0].name, output=True)
+            out = self.apply(lambda g, n: self.make_layer(out, "linear", g.graph.output[0].name,
+                                                          output=True), None, [])
         inp = Input(in_name, size, Const.zeros((size,)), Const.zeros((size,)))
         live, node = set(), out.src  # layers the output does not read are dropped
         by_name = {lay.name: lay for lay in self.layers}
@@ -206,6 +327,22 @@ class _Reader:
         verify_network(net)
         return net
 
+    def apply(self, rule, node, args):
+        """rule(self, node, *args), a value too large or a malformed attribute or constant
+        reported as an `InputFileError` naming the node."""
+        try:
+            return rule(self, node, *args)
+        except NnirError:
+            raise
+        except TooLarge as exc:
+            raise self.error(node, str(exc), "nnir builds dense layers; this graph is too "
+                             "large for that") from None
+        except MemoryError:
+            raise self.error(node, "does not fit in memory") from None
+        except (ValueError, TypeError, ArithmeticError, IndexError, KeyError) as exc:
+            raise self.error(node, f"cannot be read ({type(exc).__name__}: "
+                             f"{names_clip(str(exc), 200)})", "the file may be damaged") from None
+
     def _input_shape(self, vi) -> tuple[int, ...]:
         dims = vi.type.tensor_type.shape.dim
         if not vi.type.tensor_type.HasField("shape"):
@@ -216,6 +353,9 @@ class _Reader:
         if any(d <= 0 for d in shape):
             raise InputFileError(f"{self.path}: input '{vi.name}' has shape {shape} with "
                                  "unknown dimensions besides the batch")
+        if math.prod(shape) > MAX_WEIGHTS:
+            raise InputFileError(f"{self.path}: input '{vi.name}' has shape {shape}, more "
+                                 f"than {MAX_WEIGHTS} values")
         return tuple(shape)
 
 
@@ -244,6 +384,12 @@ def write_onnx(net: Network, path: str, dtype: str = "auto") -> OnnxExport:
     from nnir.formats.onnx_write import build_model
 
     return build_model(net, path, dtype)
+
+
+def names_clip(text: str, width: int = 60) -> str:
+    """`text` cut to about `width` characters (a name in a hostile file may be megabytes)."""
+    text = str(text)
+    return text if len(text) <= width else f"{text[:width // 2 - 2]}...{text[-(width // 2 - 2):]}"
 
 
 __all__ = ["BOX_KEY", "OnnxExport", "box_of", "load_network", "read_onnx", "with_box",

@@ -71,21 +71,22 @@ def op_flatten(g, node, a):
     axis = axis + len(shape) if axis < 0 else axis
     if not 0 <= axis <= len(shape):
         raise g.error(node, f"Flatten axis {axis} is out of range for rank {len(shape)}")
-    new = (int(np.prod(shape[:axis], dtype=np.int64)), int(np.prod(shape[axis:], dtype=np.int64)))
+    new = (math.prod(shape[:axis]), math.prod(shape[axis:]))
     return a.reshaped(new) if isinstance(a, Affine) else np.asarray(a).reshape(new)
 
 
 def op_reshape(g, node, a, shape_in):
-    want = [int(v) for v in np.asarray(g.need_const(node, shape_in, "the target shape"))]
-    shape, size = list(a.shape), int(np.prod(a.shape, dtype=np.int64))
+    want = [int(v) for v in np.asarray(g.need_const(node, shape_in, "the target shape"))
+            .reshape(-1)]
+    shape, size = list(a.shape), math.prod(a.shape)
     if not g.attr(node, "allowzero", 0):
         want = [shape[i] if v == 0 and i < len(shape) else v for i, v in enumerate(want)]
     if want.count(-1) > 1:
         raise g.error(node, f"Reshape to {want}: at most one dimension may be -1")
-    known = int(np.prod([v for v in want if v != -1], dtype=np.int64))
+    known = math.prod(v for v in want if v != -1)
     if -1 in want and known > 0 and size % known == 0:
         want[want.index(-1)] = size // known
-    if int(np.prod(want, dtype=np.int64)) != size or min(want, default=0) < 0:
+    if math.prod(want) != size or min(want, default=0) < 0:
         raise g.error(node, f"cannot reshape a tensor of shape {shape} ({size} values) to "
                       f"{want}")
     return a.reshaped(want) if isinstance(a, Affine) else np.asarray(a).reshape(want)
@@ -183,6 +184,8 @@ def op_batchnorm(g, node, x, scale, bias, mean, var):
     if len(shape) < 2 or shape[1] != len(scale):
         raise g.error(node, f"BatchNormalization over {len(scale)} channels, but the input "
                       f"has shape {list(shape)}")
+    if not np.all(var + eps > 0):
+        raise g.error(node, "BatchNormalization with var + epsilon <= 0 (a negative variance)")
     # scale / sqrt(var + eps) is irrational in general: it is the one number taken at its
     # float64 value (correctly rounded sqrt); everything after it is exact.
     s = np.array([sc / math.sqrt(v + eps) for sc, v in zip(scale, var)])
