@@ -11,8 +11,8 @@ import time
 
 import numpy as np
 
-from nnir.backends.milp.highs_backend import _HIGHS_TOLS, build_highs, milp_tolerances
-from nnir.backends.milp.joint import lower_networks
+from nnir.backends.milp.highs_backend import _HIGHS_TOLS, milp_tolerances
+from nnir.backends.milp.joint import lower_networks, run_killable
 from nnir.ir.nodes import Network
 
 GAP = 1e-9
@@ -33,8 +33,6 @@ def max_differences(a: Network, b: Network, mapping, timeout: float | None = Non
         bound (None when a solve did not finish), "points": [(value, input floats, k)] best
         first, "model": summary}; values rest on float tolerances.
     """
-    import highspy
-
     joint = lower_networks([a, b], f"equiv_{a.name}_{b.name}")
     ya, yb = joint.vars[0][a.output], joint.vars[1][b.output]
     model = joint.model
@@ -53,26 +51,23 @@ def max_differences(a: Network, b: Network, mapping, timeout: float | None = Non
             if not obj:
                 continue
             model.objective, model.sense = obj, "max"
+            left = None
             if timeout is not None:
                 left = timeout - (time.monotonic() - start)
                 if left <= 0:
                     return {"status": "time limit", "bound": None, "points": points,
                             "model": model.summary()}
-                opts["time_limit"] = left
-            h = build_highs(model, opts)
-            h.run()
-            ms = h.getModelStatus()
-            info = h.getInfo()
-            sol = h.getSolution()
-            if sol.value_valid:
-                x = np.asarray(sol.col_value)[inputs]
-                points.append((float(info.objective_function_value), x.tolist(), k))
-            if ms != highspy.HighsModelStatus.kOptimal:
-                status, bound = h.modelStatusToString(ms), None
+            got = run_killable(model, opts, left, lambda h: _read(h, inputs, model.num_integer))
+            if got is None:  # killed at the limit: HiGHS's presolve does not poll it
+                return {"status": "time limit (HiGHS killed in presolve)", "bound": None,
+                        "points": sorted(points, key=lambda p: -p[0]), "model": model.summary()}
+            ms, value, x, dual = got
+            if x is not None:
+                points.append((value, x, k))
+            if ms != "optimal":
+                status, bound = ms, None
             elif bound is not None:  # an LP (every ReLU stable) has no MIP dual bound
-                dual = info.mip_dual_bound if model.num_integer else \
-                    info.objective_function_value
-                bound = max(bound, float(dual))
+                bound = max(bound, dual)
             if stop_above is not None and points and points[-1][0] > stop_above:
                 points.sort(key=lambda p: -p[0])
                 return {"status": status, "bound": None, "points": points,
@@ -83,3 +78,14 @@ def max_differences(a: Network, b: Network, mapping, timeout: float | None = Non
             break
     points.sort(key=lambda p: -p[0])
     return {"status": status, "bound": bound, "points": points, "model": model.summary()}
+
+
+def _read(h, inputs, num_integer: int) -> tuple:
+    """(status: "optimal" or HiGHS's text, objective, input values or None, dual bound)."""
+    import highspy
+
+    ms, info, sol = h.getModelStatus(), h.getInfo(), h.getSolution()
+    x = np.asarray(sol.col_value)[inputs].tolist() if sol.value_valid else None
+    dual = info.mip_dual_bound if num_integer else info.objective_function_value
+    status = "optimal" if ms == highspy.HighsModelStatus.kOptimal else h.modelStatusToString(ms)
+    return status, float(info.objective_function_value), x, float(dual)

@@ -62,3 +62,47 @@ def lower_networks(nets: list[Network], name: str = "joint") -> Lowered:
         out_vars.append(low.vars)
         out_bounds.append(low.bounds)
     return Lowered(low.m, out_vars, out_bounds)
+
+
+GRACE = 0.5  # seconds a killed HiGHS child may run past its limit to report
+
+
+def run_killable(model: MilpModel, options: dict, timeout: float | None, read):
+    """Solve `model` with HiGHS (`options`, `time_limit` = `timeout`) and return `read(h)`,
+    in a killable child (`nnir.proc.call`) when there is a limit; None when it was killed.
+
+    Why: HiGHS's presolve does not poll its time limit. On the joint model of two MNIST 2x50
+    networks (820 rows, 86k nonzeros, 200 binaries) presolve alone ran 4.7 s under a 1.5 s
+    `time_limit`. The child resets HiGHS's thread pool first: a pool inherited by fork from a
+    parent that ran HiGHS has no threads behind it, and the solve would hang.
+
+    Args:
+        read: `read(h)` of the solved `highspy.Highs`, a picklable value (status, objective,
+            dual bound, the columns needed).
+    """
+    from nnir import proc
+    from nnir.backends.milp.highs_backend import build_highs
+
+    opts = dict(options)
+    if timeout is not None:
+        opts["time_limit"] = float(max(timeout, 0.01))
+
+    def solve(child: bool):
+        if child:
+            import highspy
+
+            highspy.Highs.resetGlobalScheduler(False)
+        h = build_highs(model, opts)
+        h.run()
+        return read(h)
+
+    if timeout is None or not proc.available():
+        return solve(False)
+    reply = proc.call(solve, True, timeout=max(timeout, 0.01) + GRACE)
+    if reply is proc.TIMEOUT or isinstance(reply, proc.Gone):
+        return None
+    if isinstance(reply, proc.Failure):
+        from nnir.errors import BackendError
+
+        raise BackendError(f"HiGHS failed: {reply.message.splitlines()[0]}")
+    return reply

@@ -119,10 +119,8 @@ def milp_max_difference(f: Network, g: Network, timeout: float | None = None) ->
         ...], "bound_abs": max |f_k - g_k| <= this by the dual bounds (None when a solve has
         none), "solves": n}; the numbers rest on HiGHS's float tolerances.
     """
-    import highspy
-
-    from nnir.backends.milp.highs_backend import _HIGHS_TOLS, build_highs, milp_tolerances
-    from nnir.backends.milp.joint import lower_networks
+    from nnir.backends.milp.highs_backend import _HIGHS_TOLS, milp_tolerances
+    from nnir.backends.milp.joint import lower_networks, run_killable
 
     deadline = None if timeout is None else time.monotonic() + timeout
     pipe = default_pipeline()
@@ -159,16 +157,17 @@ def milp_max_difference(f: Network, g: Network, timeout: float | None = None) ->
                 bounds.append(None)
                 status = "time limit"
                 continue
-            opts["time_limit"] = left / (len(todo) - n)
         model.objective, model.sense = obj, sense
-        h = build_highs(model, opts)
-        h.run()
-        ms, info = h.getModelStatus(), h.getInfo()
-        dual = info.mip_dual_bound if model.num_integer else info.objective_function_value
-        if ms == highspy.HighsModelStatus.kOptimal:
-            per[k][col] = float(info.objective_function_value)
+        got = run_killable(model, opts, None if deadline is None else left / (len(todo) - n),
+                           _read)
+        if got is None:
+            got = ("killed at its time share (HiGHS presolve does not keep its limit)", None,
+                   None)
+        ms, value, dual = got
+        if ms == "optimal":
+            per[k][col] = value
         else:
-            status = h.modelStatusToString(ms)
+            status = ms
             per[k][col] = None
             unfinished.append(f"{f.output}[{k}] {sense}")
         ok = dual is not None and np.isfinite(dual) and abs(dual) < 1e30
@@ -179,6 +178,17 @@ def milp_max_difference(f: Network, g: Network, timeout: float | None = None) ->
             "status": status if unfinished else "optimal", "unfinished": unfinished,
             "bound_abs": None if None in bounds else max(bounds, default=0.0),
             "solves": len(todo)}
+
+
+def _read(h) -> tuple:
+    """(status: "optimal" or HiGHS's text, objective value, dual bound) of a solved HiGHS."""
+    import highspy
+
+    ms, info = h.getModelStatus(), h.getInfo()
+    dual = info.mip_dual_bound if h.getLp().integrality_ else info.objective_function_value
+    if ms == highspy.HighsModelStatus.kOptimal:
+        return "optimal", float(info.objective_function_value), float(dual)
+    return h.modelStatusToString(ms), None, None if dual is None else float(dual)
 
 
 def run_compress(prog: Program, q: Compress, backend: str, timeout, options: dict) -> Result:
