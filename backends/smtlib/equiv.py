@@ -55,11 +55,16 @@ def equiv_script(a: Network, b: Network, mapping, tol: Fraction, *, relu: str = 
 
 def solve_equiv_smt(solver: str, a: Network, b: Network, mapping, tol: Fraction,
                     timeout: float | None, options: dict | None = None):
-    """Check `equiv_script` with z3 or cvc5 in process; returns a `Check` (inputs exact)."""
+    """Check `equiv_script` with z3 or cvc5 (writing it counts against `timeout`); returns a
+    `Check` (inputs exact)."""
+    import time
+
     from nnir.backends.smtlib.check import check_script
 
+    end = None if timeout is None else time.monotonic() + timeout
     opts = options or {}
     script = equiv_script(a, b, mapping, tol, relu=opts.get("relu", "ite"),
                           hints=opts.get("hints", True))
-    return check_script(solver, script.text, script.logic, script.input_names, timeout,
+    left = None if end is None else max(0.01, end - time.monotonic())
+    return check_script(solver, script.text, script.logic, script.input_names, left,
                         title="equiv"), script.input_names

@@ -77,7 +77,7 @@ class PysmtBackend(Backend):
                     is_sat = solver.solve()
                 except SolverReturnedUnknownResultError:
                     info["time_s"] = time.perf_counter() - start
-                    return _unknown(solver, solver_name, timeout, info)
+                    return _unknown(solver, solver_name, timeout, info, deadline)
                 info["time_s"] = time.perf_counter() - start
                 if not is_sat:
                     return Answer("unsat", info=info)
@@ -97,11 +97,15 @@ class PysmtBackend(Backend):
         return Answer("sat", inputs=inputs, info=info)
 
 
-def _unknown(solver, solver_name: str, timeout: float | None, info: dict) -> Answer:
+def _unknown(solver, solver_name: str, timeout: float | None, info: dict,
+             deadline: float | None = None) -> Answer:
     reason = ""
     if solver_name == "z3":  # only z3 keeps the reason where PySMT lets us see it
         reason = solver.z3.reason_unknown()
-    if timeout is not None and (reason in ("timeout", "canceled") or info["time_s"] >= timeout):
+    # the solver's limit was the time left at the deadline (a few ms of slack for its clock)
+    late = deadline is not None and time.monotonic() >= deadline - 0.005
+    if timeout is not None and (reason in ("timeout", "canceled") or late
+                                or info["time_s"] >= timeout):
         return Answer("timeout", message=f"PySMT ({solver_name}) stopped after {timeout} s",
                       info=info)
     return Answer("unknown", message=f"PySMT ({solver_name}) answered unknown"

@@ -72,6 +72,7 @@ def _passes(net: Network) -> Network:
 
 def run_equiv(prog: Program, q: Equiv, backend: str, timeout, options: dict) -> Result:
     """Answer an `equiv` query (see the module docstring); never raises for solver trouble."""
+    deadline = None if timeout is None else time.monotonic() + timeout
     a = prog.network(q.a)
     b = on_domain(prog.network(q.b), a)
     mapping = list(q.mapping) if q.mapping is not None else list(range(a.output_size))
@@ -80,7 +81,6 @@ def run_equiv(prog: Program, q: Equiv, backend: str, timeout, options: dict) -> 
     if method not in METHODS:
         raise UnsupportedQuery(f"unknown equiv method '{method}'", q.span,
                                "methods: " + ", ".join(METHODS))
-    deadline = None if timeout is None else time.monotonic() + timeout
     res = Result(q.name, "equiv", "unknown", None, span=q.span)
     res.info.update(verdict="unknown", tolerance=float(tol))
     a2, b2 = _passes(a), _passes(b)  # B's facts over A's domain
