@@ -236,9 +236,9 @@ def _csv(path: str, opts: dict, shown: str) -> LoadedData:
             if r and any(c.strip() for c in r):
                 rows.append((reader.line_num, r))
                 count += len(r)
-                if count > limits.MAX_DATASET_VALUES + len(rows[0][1]):  # a header row more
+                if count > limits.MAX_CSV_VALUES + len(rows[0][1]):  # a header row more
                     raise ValueError(f"the CSV file has more than "
-                                     f"{limits.MAX_DATASET_VALUES:,} numbers")
+                                     f"{limits.MAX_CSV_VALUES:,} numbers")
     except csv.Error as exc:
         raise ValueError(f"line {reader.line_num} of the CSV file: {exc}") from None
     if rows and opts.get("header", "auto") in ("auto", "true", True, 1):
@@ -249,8 +249,8 @@ def _csv(path: str, opts: dict, shown: str) -> LoadedData:
     width = len(rows[0][1])
     if not -width <= col < width:
         raise ValueError(f"label column {col} is outside the {width} columns of the CSV file")
-    if len(rows) * width > limits.MAX_DATASET_VALUES:
-        raise ValueError(f"the CSV file has more than {limits.MAX_DATASET_VALUES:,} numbers")
+    if len(rows) * width > limits.MAX_CSV_VALUES:
+        raise ValueError(f"the CSV file has more than {limits.MAX_CSV_VALUES:,} numbers")
     points, y = [], []
     for line, r in rows:
         if len(r) != width:

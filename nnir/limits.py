@@ -43,8 +43,15 @@ MAX_VECTOR = 10**6
 MAX_WEIGHTS = 10**8
 """Most weights (dense entries and biases, known or unknown) of one network."""
 
+MAX_SUM_TERMS = 10**6
+"""Most terms all `sum(v)` of one file expand to (one per coordinate of v, per use)."""
+
 MAX_DATASET_VALUES = 10**7
-"""Most numbers (points x dimension) of one dataset, inline, read from a file or generated."""
+"""Most numbers (points x dimension) of one dataset read from `.npy`/`.npz` or generated."""
+
+MAX_CSV_VALUES = 10**6
+"""Most numbers of one CSV file: each is parsed to an exact rational, at a few microseconds
+apiece."""
 
 MAX_DECIMALS = 17
 """Largest `decimals=` of a generator (float64 carries 17 significant digits)."""

@@ -104,6 +104,12 @@ CASES = {
         one_layer('load "w.npz"["W"]'),
         {"w.npz": lambda: _npz(W=_npy_header((300 * 2**17,)) + bytes(300 * 2**20))},
         "unpack to more than 256 MiB", "t.nnir:1:44"),
+    "sum(x) of a 10^6 input, twice": (
+        "net n { input x[1000000] in [0, 1] linear y[1] = unknown x }\n"
+        "verify n: sum(x) >= 0 and sum(x) <= 1\n", {}, "expand to more than 1,000,000 terms",
+        "t.nnir:2:27"),
+    "CSV of 1.1 million numbers": ('data c = csv "c.csv"\n', {"c.csv": "0,1\n" * 550001},
+                                   "more than 1,000,000 numbers", "t.nnir:1:6"),
     "npy of objects": (one_layer('load "w.npy"'), {"w.npy": _npy_header((1,), "|O") + b"x" * 8},
                        "Python objects", "t.nnir:1:44"),
     "/dev/zero as weights": (one_layer('load "/dev/zero"'), {}, "larger than 256 MiB",

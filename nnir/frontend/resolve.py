@@ -9,14 +9,15 @@ from nnir.ir.nodes import And, Atom, Concat, Dense, Network, Not, Or, Program, R
 
 
 def resolve(prog: Program) -> Program:
-    nets = tuple(_resolve_net(n) for n in prog.networks)
+    budget = [limits.MAX_SUM_TERMS]  # terms `sum(v)` may still expand to, over the program
+    nets = tuple(_resolve_net(n, budget) for n in prog.networks)
     by_name = {n.name: n for n in nets}
     queries = []
     for q in prog.queries:
         net = by_name.get(getattr(q, "net", None))
         if isinstance(q, Verify) and net is not None:
-            q = replace(q, where=tuple(_expand(a, net) for a in q.where),
-                        prop=_expand_formula(q.prop, net))
+            q = replace(q, where=tuple(_expand(a, net, budget) for a in q.where),
+                        prop=_expand_formula(q.prop, net, budget))
         queries.append(q)
     return replace(prog, networks=nets, queries=tuple(queries))
 
@@ -37,7 +38,7 @@ def check_sizes(prog: Program) -> None:
                                "nnir reads networks within the bounds of nnir/limits.py")
 
 
-def _resolve_net(net: Network) -> Network:
+def _resolve_net(net: Network, budget: list[int]) -> Network:
     sizes = {net.input.name: net.input.size}
     layers = []
     for lay in net.layers:
@@ -54,7 +55,8 @@ def _resolve_net(net: Network) -> Network:
             b = replace(b, shape=(lay.size,))
         layers.append(replace(lay, weight=w, bias=b))
         sizes.setdefault(lay.name, lay.size)
-    inp = replace(net.input, constraints=tuple(_expand(a, net) for a in net.input.constraints))
+    inp = replace(net.input, constraints=tuple(_expand(a, net, budget)
+                                               for a in net.input.constraints))
     return replace(net, input=inp, layers=tuple(layers))
 
 
@@ -74,24 +76,30 @@ def _size(net: Network, node: str) -> int | None:
         return None
 
 
-def _expand(a: Atom, net: Network) -> Atom:
-    """Replace each `sum(v)` pseudo-reference (index -1) by one term per coordinate of v."""
+def _expand(a: Atom, net: Network, budget: list[int]) -> Atom:
+    """Replace each `sum(v)` pseudo-reference (index -1) by one term per coordinate of v,
+    taking them from `budget` (`limits.MAX_SUM_TERMS` for the whole program)."""
     if all(r.index >= 0 for r, _ in a.terms):
         return a
     terms: dict[Ref, object] = {}
     for ref, c in a.terms:
         n = _size(net, ref.node) if ref.index < 0 else None
+        budget[0] -= n or 0
+        if budget[0] < 0:
+            raise DslError(f"the sums `sum(v)` expand to more than {limits.MAX_SUM_TERMS:,} "
+                           "terms", a.span, "nnir reads text within the bounds of "
+                           "nnir/limits.py")
         expanded = [Ref(ref.node, i) for i in range(n)] if n is not None else [ref]
         for r in expanded:
             terms[r] = terms.get(r, 0) + c
     return replace(a, terms=tuple((r, c) for r, c in terms.items() if c != 0))
 
 
-def _expand_formula(f, net: Network):
+def _expand_formula(f, net: Network, budget: list[int]):
     if isinstance(f, Atom):
-        return _expand(f, net)
+        return _expand(f, net, budget)
     if isinstance(f, (And, Or)):
-        return replace(f, args=tuple(_expand_formula(g, net) for g in f.args))
+        return replace(f, args=tuple(_expand_formula(g, net, budget) for g in f.args))
     if isinstance(f, Not):
-        return replace(f, arg=_expand_formula(f.arg, net))
+        return replace(f, arg=_expand_formula(f.arg, net, budget))
     return f
