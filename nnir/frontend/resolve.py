@@ -5,19 +5,20 @@ from dataclasses import replace
 
 from nnir import limits
 from nnir.errors import DslError
+from nnir.ir.formula import atoms
 from nnir.ir.nodes import And, Atom, Concat, Dense, Network, Not, Or, Program, Ref, Unknown, Verify
 
 
 def resolve(prog: Program) -> Program:
-    budget = [limits.MAX_SUM_TERMS]  # terms `sum(v)` may still expand to, over the program
-    nets = tuple(_resolve_net(n, budget) for n in prog.networks)
+    _count_sum_terms(prog)
+    nets = tuple(_resolve_net(n) for n in prog.networks)
     by_name = {n.name: n for n in nets}
     queries = []
     for q in prog.queries:
         net = by_name.get(getattr(q, "net", None))
         if isinstance(q, Verify) and net is not None:
-            q = replace(q, where=tuple(_expand(a, net, budget) for a in q.where),
-                        prop=_expand_formula(q.prop, net, budget))
+            q = replace(q, where=tuple(_expand(a, net) for a in q.where),
+                        prop=_expand_formula(q.prop, net))
         queries.append(q)
     return replace(prog, networks=nets, queries=tuple(queries))
 
@@ -38,7 +39,27 @@ def check_sizes(prog: Program) -> None:
                                "nnir reads networks within the bounds of nnir/limits.py")
 
 
-def _resolve_net(net: Network, budget: list[int]) -> Network:
+def _count_sum_terms(prog: Program) -> None:
+    """Refuse, before expanding any, `sum(v)`s that would expand to more than
+    `limits.MAX_SUM_TERMS` terms in all (one per coordinate of v, per use)."""
+    by_name = {n.name: n for n in prog.networks}
+    uses = [(a, n) for n in prog.networks for a in n.input.constraints]
+    for q in prog.queries:
+        net = by_name.get(getattr(q, "net", None))
+        if isinstance(q, Verify) and net is not None:
+            uses += [(a, net) for a in (*q.where, *atoms(q.prop))]
+    left = limits.MAX_SUM_TERMS
+    for a, net in uses:
+        for ref, _ in a.terms:
+            if ref.index < 0:
+                left -= max(_size(net, ref.node) or 0, 0)
+                if left < 0:
+                    raise DslError(f"the sums `sum(v)` expand to more than "
+                                   f"{limits.MAX_SUM_TERMS:,} terms", a.span,
+                                   "nnir reads text within the bounds of nnir/limits.py")
+
+
+def _resolve_net(net: Network) -> Network:
     sizes = {net.input.name: net.input.size}
     layers = []
     for lay in net.layers:
@@ -55,8 +76,7 @@ def _resolve_net(net: Network, budget: list[int]) -> Network:
             b = replace(b, shape=(lay.size,))
         layers.append(replace(lay, weight=w, bias=b))
         sizes.setdefault(lay.name, lay.size)
-    inp = replace(net.input, constraints=tuple(_expand(a, net, budget)
-                                               for a in net.input.constraints))
+    inp = replace(net.input, constraints=tuple(_expand(a, net) for a in net.input.constraints))
     return replace(net, input=inp, layers=tuple(layers))
 
 
@@ -76,30 +96,24 @@ def _size(net: Network, node: str) -> int | None:
         return None
 
 
-def _expand(a: Atom, net: Network, budget: list[int]) -> Atom:
-    """Replace each `sum(v)` pseudo-reference (index -1) by one term per coordinate of v,
-    taking them from `budget` (`limits.MAX_SUM_TERMS` for the whole program)."""
+def _expand(a: Atom, net: Network) -> Atom:
+    """Replace each `sum(v)` pseudo-reference (index -1) by one term per coordinate of v."""
     if all(r.index >= 0 for r, _ in a.terms):
         return a
     terms: dict[Ref, object] = {}
     for ref, c in a.terms:
         n = _size(net, ref.node) if ref.index < 0 else None
-        budget[0] -= n or 0
-        if budget[0] < 0:
-            raise DslError(f"the sums `sum(v)` expand to more than {limits.MAX_SUM_TERMS:,} "
-                           "terms", a.span, "nnir reads text within the bounds of "
-                           "nnir/limits.py")
         expanded = [Ref(ref.node, i) for i in range(n)] if n is not None else [ref]
         for r in expanded:
             terms[r] = terms.get(r, 0) + c
     return replace(a, terms=tuple((r, c) for r, c in terms.items() if c != 0))
 
 
-def _expand_formula(f, net: Network, budget: list[int]):
+def _expand_formula(f, net: Network):
     if isinstance(f, Atom):
-        return _expand(f, net, budget)
+        return _expand(f, net)
     if isinstance(f, (And, Or)):
-        return replace(f, args=tuple(_expand_formula(g, net, budget) for g in f.args))
+        return replace(f, args=tuple(_expand_formula(g, net) for g in f.args))
     if isinstance(f, Not):
-        return replace(f, arg=_expand_formula(f.arg, net, budget))
+        return replace(f, arg=_expand_formula(f.arg, net))
     return f
