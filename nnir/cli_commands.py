@@ -6,7 +6,7 @@ import sys
 
 from nnir.errors import DslError, UnsupportedQuery, UsageError
 from nnir.frontend import load
-from nnir.io import write_text
+from nnir.io import read_text, write_text
 from nnir.ir.nodes import Program, Verify
 from nnir.ir.printer import print_network, print_program
 
@@ -27,8 +27,7 @@ def _load_all(path: str) -> Program:
     from nnir.data import load_dataset
 
     prog = load(path)
-    with open(path, encoding="utf-8") as fh:
-        source = fh.read()
+    source = read_text(path)  # bounded, BOM dropped: the text the parser saw
     dims = {}
     for ds in prog.datasets:
         dims[ds.name] = load_dataset(ds, prog.base_dir, source).dim

@@ -129,3 +129,14 @@ def test_number_literals_within_limits():
 def test_string_escapes(tmp_path, text, want):
     prog = nnir.parse(f"data d = csv {text}")
     assert prog.datasets[0].source.path == want
+
+
+def test_printed_strings_with_control_characters_parse_back():
+    """A path holding a newline, tab, control byte or quote prints as a literal the reader
+    parses back to the same path."""
+    import nnir
+
+    prog = nnir.parse('data c = csv "we\\nird\\t\\x01\\"q.csv"\n')
+    assert prog.datasets[0].source.path == 'we\nird\t\x01"q.csv'
+    again = nnir.parse(nnir.print_program(prog))
+    assert again.datasets == prog.datasets
