@@ -42,10 +42,10 @@ def _auto(problem, timeout, options) -> Answer:
 def _member(conn, name: str, problem, timeout, options) -> None:
     """In a member's process: solve, replay a witness exactly, send (status, inputs, msg, exact)."""
     from nnir.backends import registry
-    from nnir.proc import die_with_parent, silence_solvers
+    from nnir.proc import after_fork, silence_solvers
     from nnir.queries.replay import replay_verify
 
-    die_with_parent()  # a killed nnirc takes its members with it
+    after_fork()  # a killed nnirc takes its members with it; HiGHS gets a fresh thread pool
     silence_solvers()
     try:
         if name == "auto":

@@ -50,6 +50,20 @@ def die_with_parent() -> None:
         pass
 
 
+def after_fork() -> None:
+    """In a freshly forked child: die with the parent, and give HiGHS a new thread pool.
+
+    HiGHS keeps a global pool of worker threads; a fork copies the pool's state but not its
+    threads, so the first solve in a child of a process that ran HiGHS would wait forever for
+    them. Resetting the scheduler (a no-op where HiGHS never ran) starts a fresh pool.
+    """
+    die_with_parent()
+    highspy = sys.modules.get("highspy")
+    if highspy is not None:
+        with contextlib.suppress(Exception):
+            highspy.Highs.resetGlobalScheduler(False)
+
+
 def kill_group(pid: int) -> None:
     """SIGKILL the process group led by `pid` (the child and all it started), else the child."""
     for fn, target in ((getattr(os, "killpg", None), pid), (os.kill, pid)):
@@ -158,7 +172,7 @@ class Worker:
             try:
                 self._conn.close()
                 os.setpgid(0, 0)
-                die_with_parent()
+                after_fork()
                 signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 _LIVE.clear()
@@ -262,5 +276,6 @@ def monotonic_deadline(timeout: float | None) -> float | None:
     return None if timeout is None else time.monotonic() + timeout
 
 
-__all__ = ["Failure", "Gone", "TIMEOUT", "Worker", "available", "call", "die_with_parent",
+__all__ = ["Failure", "Gone", "TIMEOUT", "Worker", "after_fork", "available", "call",
+           "die_with_parent",
            "install_handlers", "kill_all", "kill_group", "quiet_fds", "silence_solvers"]

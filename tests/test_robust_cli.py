@@ -296,3 +296,16 @@ def test_every_backend_on_every_example_prints_one_json_document(backend, path):
     assert len(doc["results"]) >= 1
     assert all(x["status"] in ("sat", "unsat", "unknown", "timeout", "error")
                for x in doc["results"])
+
+
+def test_a_forked_child_can_solve_with_highs_after_its_parent_did():
+    """HiGHS's global thread pool does not survive fork: without `proc.after_fork` resetting it,
+    a child's first solve waits forever (seen as a time-out here)."""
+    from nnir import proc
+
+    if "highs" not in VERIFY or not proc.available():
+        pytest.skip("needs highspy and fork")
+    prog = nnir.load(str(EXAMPLES / "tiny.nnir"))
+    assert nnir.solve(prog, "reach", backend="highs").status == "sat"  # the pool starts here
+    reply = proc.call(lambda: nnir.solve(prog, "reach", backend="highs").status, timeout=60)
+    assert reply == "sat"

@@ -112,11 +112,11 @@ def run_pool(jobs: list[tuple], n_procs: int, target, limit_of, on_done) -> None
 def _grouped(target, conn, *args) -> None:
     """In the worker: lead a process group of its own, die with the batch, keep solvers off our
     stdout and stderr, then run the job."""
-    from nnir.proc import die_with_parent, silence_solvers
+    from nnir.proc import after_fork, silence_solvers
 
     if hasattr(os, "setpgrp"):
         os.setpgrp()
-    die_with_parent()
+    after_fork()
     silence_solvers()
     target(conn, *args)
 
