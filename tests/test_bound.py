@@ -36,7 +36,7 @@ net n {
 
 def _bound(net, layer, index, backend, method=None, **options):
     prog = Program(networks=(net,))
-    return run_query(prog, Bound("b", net.name, layer, index, method), backend, timeout=20,
+    return run_query(prog, Bound("b", net.name, layer, index, method), backend, timeout=120,
                      **options)
 
 

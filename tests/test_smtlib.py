@@ -243,14 +243,14 @@ def test_timeout(backend):
     start = time.perf_counter()
     answer = backend.solve_verify(hard_problem(), timeout=0.2)
     assert answer.status == "timeout", answer
-    assert time.perf_counter() - start < 3
+    assert time.perf_counter() - start < 15  # generous: a loaded 2-core machine (issue 11)
 
 
 def test_external_timeout_kills_process():
     cmd = solver_cmd("import time; time.sleep(30)")
     start = time.perf_counter()
     answer = ExternalBackend(cmd=cmd).solve_verify(tiny_problem("cap"), timeout=0.3)
-    assert answer.status == "timeout" and time.perf_counter() - start < 5
+    assert answer.status == "timeout" and time.perf_counter() - start < 15
 
 
 # ----------------------------------------------------------------------------- (f) external

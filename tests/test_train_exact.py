@@ -55,7 +55,7 @@ def assert_fits(p: TrainProblem, weights) -> None:
 def test_fits_the_lune(backend):
     X, y = sphere_planes(n=40, dim=3, planes=2, rule="and", seed=1, min_gap=0.1)
     p = problem(one_hidden(3, 4), X, y, Fraction(1, 10))
-    ans = get_backend(backend).solve_train(p, timeout=60)
+    ans = get_backend(backend).solve_train(p, timeout=300)
     assert ans.status == "sat", ans.message
     assert ans.info["encoding"] == "signed"
     assert all(isinstance(v, Fraction) for W, b in ans.weights for row in W for v in row)
@@ -67,7 +67,7 @@ def test_fits_the_lune_boxed_and_wider(backend):
     """Boxes hold on the returned (de-normalised) network; an asymmetric output box too."""
     X, y = sphere_planes(n=40, dim=3, planes=2, rule="and", seed=2, min_gap=0.1)
     p = problem(one_hidden(3, 6, " in [-1, 1]", " in [-1/2, 2]"), X, y, Fraction(1, 20))
-    ans = solve_train_exact(p, backend, timeout=60)
+    ans = solve_train_exact(p, backend, timeout=300)
     assert ans.status == "sat", ans.message
     assert_fits(p, ans.weights)
 
@@ -181,7 +181,7 @@ def test_layerwise_trains_two_hidden_layers(backend):
     """auto picks layerwise for 3-4-4-2 (46 unknowns); the network fits exactly on replay."""
     X, y = sphere_planes(n=60, dim=3, planes=2, rule="and", seed=3, min_gap=0.05)
     p = problem(DEEP_3442, X, y, 0)
-    ans = get_backend(backend).solve_train(p, timeout=60)
+    ans = get_backend(backend).solve_train(p, timeout=300)
     assert ans.status == "sat", ans.message
     assert ans.info["encoding"] == "layerwise" and ans.info["sign_counts_tried"]
     assert ans.info["active_points"] <= 60 and ans.info["rounds"] >= 1
