@@ -9,7 +9,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from nnir.ir.nodes import Add, And, Atom, BoolConst, Concat, Dense, Formula, Network, Not, Or, Slice
+from nnir.ir.nodes import And, Atom, BoolConst, Formula, Network, Not, Or
 
 
 def _relu_exact(v: np.ndarray) -> np.ndarray:
@@ -35,13 +35,9 @@ def evaluate(net: Network, x, exact: bool = False) -> dict[str, np.ndarray]:
         vals = {net.input.name: _as_fractions(x)}
     else:
         vals = {net.input.name: np.asarray(x, dtype=np.float64)}
+    rules = EXACT_RULES if exact else FLOAT_RULES
     for lay in net.layers:
-        if not isinstance(lay, Dense):
-            pre = _graph_pre(lay, vals, axis=0)
-        elif exact:
-            pre = lay.weight.exact.dot(vals[lay.src]) + lay.bias.exact
-        else:
-            pre = lay.weight.f64 @ vals[lay.src] + lay.bias.f64
+        pre = rules[lay.kind](lay, vals)
         vals[lay.name + ".pre"] = pre
         if lay.act != "relu":
             vals[lay.name] = pre
@@ -54,28 +50,54 @@ def evaluate_batch(net: Network, X: np.ndarray) -> dict[str, np.ndarray]:
     """Float64 evaluation of many inputs at once (rows of X); same keys as `evaluate`."""
     vals = {net.input.name: np.asarray(X, dtype=np.float64)}
     for lay in net.layers:
-        if isinstance(lay, Dense):
-            pre = vals[lay.src] @ lay.weight.f64.T + lay.bias.f64
-        else:
-            pre = _graph_pre(lay, vals, axis=-1)
+        pre = BATCH_RULES[lay.kind](lay, vals)
         vals[lay.name + ".pre"] = pre
         vals[lay.name] = np.maximum(pre, 0.0) if lay.act == "relu" else pre
     return vals
 
 
-def _graph_pre(lay, vals: dict, axis: int) -> np.ndarray:
-    """The (pre-activation) value of a slice, concat or add node along the entry axis: exact
-    for Fractions (object arrays), rounded once per term for floats."""
-    if isinstance(lay, Slice):
-        return np.take(vals[lay.src], range(lay.start, lay.start + lay.size), axis=axis)
-    if isinstance(lay, Concat):
-        return np.concatenate([vals[s] for s in lay.srcs], axis=axis)
-    if isinstance(lay, Add):
-        out = vals[lay.srcs[0]]
-        for s in lay.srcs[1:]:
-            out = out + vals[s]
-        return np.array(out, copy=True)
-    raise TypeError(f"not a network node: {type(lay).__name__}")
+# Per node kind, the pre-activation from the values `vals` of the sources. Slice, concat and add
+# work along the entry axis (0 for one input, -1 for a batch in rows): exact for Fractions
+# (object arrays), rounded once per term for floats.
+def _dense_exact(lay, vals: dict) -> np.ndarray:
+    return lay.weight.exact.dot(vals[lay.src]) + lay.bias.exact
+
+
+def _dense_float(lay, vals: dict) -> np.ndarray:
+    return lay.weight.f64 @ vals[lay.src] + lay.bias.f64
+
+
+def _dense_batch(lay, vals: dict) -> np.ndarray:
+    return vals[lay.src] @ lay.weight.f64.T + lay.bias.f64
+
+
+def _slice(lay, vals: dict, axis: int = 0) -> np.ndarray:
+    return np.take(vals[lay.src], range(lay.start, lay.start + lay.size), axis=axis)
+
+
+def _concat(lay, vals: dict, axis: int = 0) -> np.ndarray:
+    return np.concatenate([vals[s] for s in lay.srcs], axis=axis)
+
+
+def _add(lay, vals: dict) -> np.ndarray:
+    out = vals[lay.srcs[0]]
+    for s in lay.srcs[1:]:
+        out = out + vals[s]
+    return np.array(out, copy=True)
+
+
+def _slice_batch(lay, vals: dict) -> np.ndarray:
+    return _slice(lay, vals, axis=-1)
+
+
+def _concat_batch(lay, vals: dict) -> np.ndarray:
+    return _concat(lay, vals, axis=-1)
+
+
+EXACT_RULES = {"dense": _dense_exact, "slice": _slice, "concat": _concat, "add": _add}
+FLOAT_RULES = {"dense": _dense_float, "slice": _slice, "concat": _concat, "add": _add}
+BATCH_RULES = {"dense": _dense_batch, "slice": _slice_batch, "concat": _concat_batch,
+               "add": _add}
 
 
 def _as_fractions(x) -> np.ndarray:

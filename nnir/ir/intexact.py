@@ -16,7 +16,8 @@ from math import lcm
 
 import numpy as np
 
-from nnir.ir.nodes import Dense, Network
+from nnir.ir.kinds import supports, unsupported
+from nnir.ir.nodes import Network
 
 
 def as_integers(values) -> tuple[np.ndarray, int]:
@@ -29,6 +30,18 @@ def as_integers(values) -> tuple[np.ndarray, int]:
     return out.reshape(np.shape(values)), d
 
 
+def _prepare_dense(lay) -> tuple:
+    """(layer, W ints, dW, b ints, db): the layer's data over common denominators."""
+    return (lay, *as_integers(lay.weight.exact), *as_integers(lay.bias.exact))
+
+
+# per node kind, the layer's prepared integer data (only dense layers so far)
+RULES = {"dense": _prepare_dense,
+         "slice": unsupported("integer replay"),
+         "concat": unsupported("integer replay"),
+         "add": unsupported("integer replay")}
+
+
 class IntegerReplay:
     """A network of dense layers prepared for exact integer evaluation."""
 
@@ -36,12 +49,11 @@ class IntegerReplay:
         if not self.applies(net):
             raise ValueError("integer replay needs a network of dense layers with known weights")
         self.net = net
-        self.layers = [(lay, *as_integers(lay.weight.exact), *as_integers(lay.bias.exact))
-                       for lay in net.layers]
+        self.layers = [RULES[lay.kind](lay) for lay in net.layers]
 
     @staticmethod
     def applies(net: Network) -> bool:
-        return not net.has_unknowns and all(isinstance(lay, Dense) for lay in net.layers)
+        return not net.has_unknowns and all(supports(RULES, lay.kind) for lay in net.layers)
 
     def _run(self, x):
         """Yield (layer, pre-activation ints, scale S > 0): pre = ints / S exactly."""

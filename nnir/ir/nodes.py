@@ -212,16 +212,16 @@ class Network:
 
     @property
     def dense_layers(self) -> tuple[Dense, ...]:
-        return tuple(lay for lay in self.layers if isinstance(lay, Dense))
+        return tuple(lay for lay in self.layers if lay.kind == "dense")
 
     @property
     def is_dense_only(self) -> bool:
         """True when every node is a dense layer (no slice, concat or add)."""
-        return all(isinstance(lay, Dense) for lay in self.layers)
+        return all(lay.kind == "dense" for lay in self.layers)
 
     def graph_nodes(self) -> list[str]:
         """Names of the slice, concat and add nodes (consumers that need dense layers say so)."""
-        return [lay.name for lay in self.layers if not isinstance(lay, Dense)]
+        return [lay.name for lay in self.layers if lay.kind != "dense"]
 
 
 # ----------------------------------------------------------------------------- datasets

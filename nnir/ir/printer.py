@@ -5,13 +5,11 @@ from fractions import Fraction
 
 from nnir.ir.const import format_number
 from nnir.ir.nodes import (
-    Add,
     And,
     Atom,
     BoolConst,
     Bound,
     Compress,
-    Concat,
     Dataset,
     Dense,
     Equiv,
@@ -23,7 +21,6 @@ from nnir.ir.nodes import (
     Not,
     Or,
     Program,
-    Slice,
     Stable,
     Train,
     Unknown,
@@ -81,19 +78,31 @@ def print_network(net: Network, facts: bool = False) -> str:
 
 
 def _layer(lay) -> str:
-    if isinstance(lay, Slice):
-        return (f"  slice {lay.name}[{lay.size}] = {lay.src}[{lay.start}:"
-                f"{lay.start + lay.size}]")
-    if isinstance(lay, Concat):
-        return f"  concat {lay.name}[{lay.size}] = [{', '.join(lay.srcs)}]"
-    if isinstance(lay, Add):
-        terms = " + ".join(lay.srcs)
-        return f"  add {lay.name}[{lay.size}] = " + (f"relu({terms})" if lay.act == "relu"
-                                                       else terms)
+    return LAYER_RULES[lay.kind](lay)
+
+
+def _dense(lay) -> str:
     text = f"  {lay.act} {lay.name}[{lay.size}] = {_tensor(lay.weight, '  ')} {lay.src}"
     if isinstance(lay.bias, Unknown) or any(v != 0 for v in lay.bias.exact):
         text += " + " + _tensor(lay.bias, "  ")
     return text
+
+
+def _slice(lay) -> str:
+    return f"  slice {lay.name}[{lay.size}] = {lay.src}[{lay.start}:{lay.start + lay.size}]"
+
+
+def _concat(lay) -> str:
+    return f"  concat {lay.name}[{lay.size}] = [{', '.join(lay.srcs)}]"
+
+
+def _add(lay) -> str:
+    terms = " + ".join(lay.srcs)
+    return f"  add {lay.name}[{lay.size}] = " + (f"relu({terms})" if lay.act == "relu" else terms)
+
+
+# per node kind, its line in the canonical text
+LAYER_RULES = {"dense": _dense, "slice": _slice, "concat": _concat, "add": _add}
 
 
 def _facts_comment(net: Network, lay: Dense) -> list[str]:

@@ -8,19 +8,16 @@ from __future__ import annotations
 from nnir.errors import IrError
 from nnir.ir.const import Const
 from nnir.ir.formula import atoms
+from nnir.ir.kinds import HAS_PRE
 from nnir.ir.nodes import (
     ACTIVATIONS,
     RELATIONS,
-    Add,
     Atom,
     Bound,
     Compress,
-    Concat,
-    Dense,
     Equiv,
     Network,
     Program,
-    Slice,
     Stable,
     Train,
     Unknown,
@@ -60,14 +57,11 @@ def verify_network(net: Network, source: str | None = None) -> None:
                 _fail(f"layer '{src}' is not defined", lay.span,
                       f"a layer reads the input or an earlier layer; {_names_hint(seen)}",
                       source)
-        if not isinstance(lay, Dense):
-            _check_graph_node(lay, seen, source)
-            seen[lay.name] = lay.size
-            continue
-        n_in = seen[lay.src]
-        _check_shape(lay.weight, (lay.size, n_in), lay, "weight",
-                     f"{lay.size} neurons reading '{lay.src}' of size {n_in}", source)
-        _check_shape(lay.bias, (lay.size,), lay, "bias", f"{lay.size} neurons", source)
+        rule = RULES.get(getattr(lay, "kind", None))
+        if rule is None:
+            _fail(f"'{lay.name}' is not a network node ({type(lay).__name__})", lay.span,
+                  source=source)
+        rule(lay, [seen[s] for s in lay.srcs], source)
         seen[lay.name] = lay.size
     if net.output not in seen:
         _fail(f"output '{net.output}' is not defined in network '{net.name}'", net.span,
@@ -80,32 +74,52 @@ def verify_network(net: Network, source: str | None = None) -> None:
               "train the dense network first, then shard the trained weights", source)
 
 
-def _check_graph_node(lay, seen: dict, source) -> None:
-    """Sizes of a slice (within its source), concat (the sum) and add (all equal) node."""
-    got = [seen[s] for s in lay.srcs]
-    if isinstance(lay, Slice):
-        if lay.start < 0 or lay.size <= 0 or lay.start + lay.size > got[0]:
-            _fail(f"slice '{lay.name}' = {lay.src}[{lay.start}:{lay.start + lay.size}] is out of "
-                  f"range: '{lay.src}' has {got[0]} entries", lay.span,
-                  f"valid slices lie within 0..{got[0]}", source)
-        return
+# Per node kind, its shape checks given the sizes `got` of its sources.
+def _check_dense(lay, got: list, source) -> None:
+    n_in = got[0]
+    _check_shape(lay.weight, (lay.size, n_in), lay, "weight",
+                 f"{lay.size} neurons reading '{lay.src}' of size {n_in}", source)
+    _check_shape(lay.bias, (lay.size,), lay, "bias", f"{lay.size} neurons", source)
+
+
+def _check_slice(lay, got: list, source) -> None:
+    """A slice lies within its source."""
+    if lay.start < 0 or lay.size <= 0 or lay.start + lay.size > got[0]:
+        _fail(f"slice '{lay.name}' = {lay.src}[{lay.start}:{lay.start + lay.size}] is out of "
+              f"range: '{lay.src}' has {got[0]} entries", lay.span,
+              f"valid slices lie within 0..{got[0]}", source)
+
+
+def _check_concat(lay, got: list, source) -> None:
+    """A concat reads something and has the sum of its sources' sizes."""
+    _check_reads(lay, source)
+    _check_size(lay, sum(got), source)
+
+
+def _check_add(lay, got: list, source) -> None:
+    """An add reads something, all of the same size, and has that size."""
+    _check_reads(lay, source)
+    if any(g != got[0] for g in got):
+        sizes = ", ".join(f"{s}[{g}]" for s, g in zip(lay.srcs, got))
+        _fail(f"shape mismatch: add '{lay.name}' sums vectors of different sizes ({sizes})",
+              lay.span, "every term of an add must have the same size", source)
+    _check_size(lay, got[0], source)
+
+
+def _check_reads(lay, source) -> None:
     if not lay.srcs:
         _fail(f"{lay.kind} node '{lay.name}' reads nothing", lay.span, source=source)
-    if isinstance(lay, Add):
-        if any(g != got[0] for g in got):
-            sizes = ", ".join(f"{s}[{g}]" for s, g in zip(lay.srcs, got))
-            _fail(f"shape mismatch: add '{lay.name}' sums vectors of different sizes ({sizes})",
-                  lay.span, "every term of an add must have the same size", source)
-        want = got[0]
-    elif isinstance(lay, Concat):
-        want = sum(got)
-    else:
-        _fail(f"'{lay.name}' is not a network node ({type(lay).__name__})", lay.span,
-              source=source)
+
+
+def _check_size(lay, want: int, source) -> None:
     if lay.size != want:
         _fail(f"shape mismatch: {lay.kind} '{lay.name}' has {want} entries, declared "
               f"{lay.size}", lay.span, f"write {lay.name}[{want}] or leave the size out",
               source)
+
+
+RULES = {"dense": _check_dense, "slice": _check_slice, "concat": _check_concat,
+         "add": _check_add}
 
 
 def _check_shape(t, shape, lay, what, why, source):
@@ -185,7 +199,7 @@ def verify_program(prog: Program, source: str | None = None) -> None:
             except KeyError:
                 _fail(f"layer '{q.layer}' is not defined in network '{net.name}'", q.span,
                       _names_hint(lay.name for lay in net.layers), source)
-            if isinstance(lay, (Slice, Concat)):
+            if not HAS_PRE[lay.kind]:
                 _fail(f"'{q.layer}' is a {lay.kind} node: it has no pre-activation of its own",
                       q.span, "bound the layer it reads instead", source)
             if not 0 <= q.index < lay.size:
