@@ -17,7 +17,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from nnir.ir.nodes import Concat, Dense, Facts, Network, Slice
+from nnir.ir.nodes import Facts, Network
 
 _U = 2.0 ** -53
 _TINY = np.finfo(np.float64).tiny
@@ -60,26 +60,45 @@ def affine_bounds(W: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray):
 
 
 def graph_bounds(lay, vals: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Sound bounds of a slice, concat or add node from its sources' value bounds `vals`.
+    """Sound pre-activation bounds of any node from its sources' value bounds `vals`."""
+    return RULES[lay.kind](lay, vals)
 
-    Slicing and concatenation copy bounds exactly. A sum of k vectors is added one term at a
-    time, each float addition rounded outward by one step (`nextafter`): a rounded sum is within
-    half a spacing of the exact one, so one step down (up) is below (above) it, and an overflow
-    goes to -inf (+inf), still sound.
-    """
-    if isinstance(lay, Slice):
-        lo, hi = vals[lay.src]
-        stop = lay.start + lay.size
-        return lo[lay.start:stop].copy(), hi[lay.start:stop].copy()
-    if isinstance(lay, Concat):
-        return (np.concatenate([vals[s][0] for s in lay.srcs]),
-                np.concatenate([vals[s][1] for s in lay.srcs]))
+
+# Per node kind, sound pre-activation bounds from the sources' value bounds `vals`.
+def _dense(lay, vals: dict) -> tuple[np.ndarray, np.ndarray]:
+    slo, shi = vals[lay.src]
+    plo, phi = affine_bounds(lay.weight.f64, lay.bias.f64, slo, shi)
+    if lay.act == "relu":
+        plo, phi = refine_near_zero(lay, plo, phi, slo, shi)
+    return plo, phi
+
+
+def _slice(lay, vals: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Slicing copies bounds exactly."""
+    lo, hi = vals[lay.src]
+    stop = lay.start + lay.size
+    return lo[lay.start:stop].copy(), hi[lay.start:stop].copy()
+
+
+def _concat(lay, vals: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenation copies bounds exactly."""
+    return (np.concatenate([vals[s][0] for s in lay.srcs]),
+            np.concatenate([vals[s][1] for s in lay.srcs]))
+
+
+def _add(lay, vals: dict) -> tuple[np.ndarray, np.ndarray]:
+    """A sum of k vectors is added one term at a time, each float addition rounded outward by
+    one step (`nextafter`): a rounded sum is within half a spacing of the exact one, so one step
+    down (up) is below (above) it, and an overflow goes to -inf (+inf), still sound."""
     lo, hi = (v.copy() for v in vals[lay.srcs[0]])
     for s in lay.srcs[1:]:
         with np.errstate(over="ignore", invalid="ignore"):
             lo = np.nextafter(lo + vals[s][0], -np.inf)
             hi = np.nextafter(hi + vals[s][1], np.inf)
     return np.where(np.isnan(lo), -np.inf, lo), np.where(np.isnan(hi), np.inf, hi)
+
+
+RULES = {"dense": _dense, "slice": _slice, "concat": _concat, "add": _add}
 
 
 def refine_near_zero(lay, plo, phi, slo, shi):
@@ -146,13 +165,7 @@ class IntervalBounds:
         vals = {net.input.name: input_box(net)}
         lo, hi = {}, {}
         for lay in net.layers:
-            if not isinstance(lay, Dense):
-                plo, phi = graph_bounds(lay, vals)
-            else:
-                slo, shi = vals[lay.src]
-                plo, phi = affine_bounds(lay.weight.f64, lay.bias.f64, slo, shi)
-                if lay.act == "relu":
-                    plo, phi = refine_near_zero(lay, plo, phi, slo, shi)
+            plo, phi = RULES[lay.kind](lay, vals)
             if net.facts is not None and lay.name in net.facts.lo:  # reuse tighter known bounds
                 plo = np.maximum(plo, net.facts.lo[lay.name])
                 phi = np.minimum(phi, net.facts.hi[lay.name])

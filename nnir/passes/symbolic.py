@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnir.ir.nodes import Concat, Dense, Network, Slice
+from nnir.ir.nodes import Network
 from nnir.passes.interval import graph_bounds, input_box, merge
 
 _U = 2.0 ** -53
@@ -93,33 +93,15 @@ class _Backsub:
             self.mag[lay.name] = self.zmag[lay.name]
 
     def _push(self, mu, lay, lam: dict, c, err):
-        """Replace `mu . z` (z = W src + b, exact W) by coefficients on `lay.src` and a constant."""
-        if not isinstance(lay, Dense):
-            return c, self._scatter(mu, lay, lam, err)
-        W, b = lay.weight.f64, lay.bias.f64
-        ms = self.mag[lay.src]
-        nu = mu @ W
-        new = lam[lay.src] + nu if lay.src in lam else nu
-        lam[lay.src] = new
-        c = c + mu @ b
-        amu = np.abs(mu)
-        m = amu @ (np.abs(W) @ ms) + amu @ np.abs(b) + np.abs(new) @ ms + np.abs(c)
-        # underflow: one eta per product, and eta per weight rounded to float (times |mu| M)
-        n_ops = lay.size * (len(ms) + 4) + 2
-        tiny = _TINY * (n_ops + amu.sum(axis=1) * (ms.sum() + 1.0))
-        return c, np.nextafter(err + (self.fac * m + tiny), np.inf)
+        """Replace `mu . z` (z the pre-activation of `lay`) by coefficients on its sources and a
+        constant; returns the new constant and error."""
+        return PUSH_RULES[lay.kind](self, mu, lay, lam, c, err)
 
-    def _scatter(self, mu, lay, lam: dict, err):
-        """Hand `mu . v` of a slice, concat or add node v to its sources: the coefficients are
-        copied (exact); only their addition into coefficients already there rounds, by at most
-        u |sum| per entry, and each source value is at most M in size."""
-        if isinstance(lay, Slice):
-            parts = [(lay.src, lay.start, mu)]
-        elif isinstance(lay, Concat):
-            offs = np.cumsum([0] + [self.net.size_of(s) for s in lay.srcs])
-            parts = [(s, 0, mu[:, offs[i]:offs[i + 1]]) for i, s in enumerate(lay.srcs)]
-        else:  # add: every term gets the whole coefficient vector
-            parts = [(s, 0, mu) for s in lay.srcs]
+    def _scatter(self, parts, mu, lam: dict, err):
+        """Hand `mu . v` of a slice, concat or add node v to its sources, `parts` = (source,
+        start, coefficients): the coefficients are copied (exact); only their addition into
+        coefficients already there rounds, by at most u |sum| per entry, and each source value
+        is at most M in size."""
         for src, start, part in parts:
             stop = start + part.shape[1]
             if src not in lam:
@@ -167,6 +149,59 @@ class _Backsub:
         return np.where(bad, np.inf, out)
 
 
+# Per node kind, how back-substitution pushes `mu . z` (z the node's pre-activation) to its
+# sources: rule(backsub, mu, node, lam, c, err) -> (c, err), adding into `lam`.
+def _push_dense(bs: _Backsub, mu, lay, lam: dict, c, err):
+    """z = W src + b with exact W: mu W onto src, mu b into the constant."""
+    W, b = lay.weight.f64, lay.bias.f64
+    ms = bs.mag[lay.src]
+    nu = mu @ W
+    new = lam[lay.src] + nu if lay.src in lam else nu
+    lam[lay.src] = new
+    c = c + mu @ b
+    amu = np.abs(mu)
+    m = amu @ (np.abs(W) @ ms) + amu @ np.abs(b) + np.abs(new) @ ms + np.abs(c)
+    # underflow: one eta per product, and eta per weight rounded to float (times |mu| M)
+    n_ops = lay.size * (len(ms) + 4) + 2
+    tiny = _TINY * (n_ops + amu.sum(axis=1) * (ms.sum() + 1.0))
+    return c, np.nextafter(err + (bs.fac * m + tiny), np.inf)
+
+
+def _push_slice(bs: _Backsub, mu, lay, lam: dict, c, err):
+    return c, bs._scatter([(lay.src, lay.start, mu)], mu, lam, err)
+
+
+def _push_concat(bs: _Backsub, mu, lay, lam: dict, c, err):
+    offs = np.cumsum([0] + [bs.net.size_of(s) for s in lay.srcs])
+    parts = [(s, 0, mu[:, offs[i]:offs[i + 1]]) for i, s in enumerate(lay.srcs)]
+    return c, bs._scatter(parts, mu, lam, err)
+
+
+def _push_add(bs: _Backsub, mu, lay, lam: dict, c, err):
+    """Every term gets the whole coefficient vector."""
+    return c, bs._scatter([(s, 0, mu) for s in lay.srcs], mu, lam, err)
+
+
+PUSH_RULES = {"dense": _push_dense, "slice": _push_slice, "concat": _push_concat,
+              "add": _push_add}
+
+
+# Per node kind, its sound pre-activation bounds: rule(backsub, k, node, vals) with `vals` the
+# value bounds of earlier nodes. Slices and concatenations copy their sources' bounds (exact).
+def _backsub_bounds(bs: _Backsub, k: int, lay, vals: dict):
+    eye = np.eye(lay.size)
+    up = bs.upper(k, np.vstack([eye, -eye]))
+    return -up[lay.size:], up[:lay.size]
+
+
+def _copied_bounds(bs: _Backsub, k: int, lay, vals: dict):
+    return graph_bounds(lay, vals)
+
+
+RULES = {"dense": _backsub_bounds, "slice": _copied_bounds, "concat": _copied_bounds,
+         "add": _backsub_bounds}
+
+
 class SymbolicBounds:
     """Back-substitution (CROWN / DeepPoly) linear bounds, intersected with known facts."""
 
@@ -181,12 +216,7 @@ class SymbolicBounds:
         lo, hi = {}, {}
         vals = {net.input.name: (bs.xlo, bs.xhi)}
         for k, lay in enumerate(net.layers):
-            if isinstance(lay, (Slice, Concat)):  # a copy of its sources' bounds: exact
-                plo, phi = graph_bounds(lay, vals)
-            else:
-                eye = np.eye(lay.size)
-                up = bs.upper(k, np.vstack([eye, -eye]))
-                plo, phi = -up[lay.size:], up[:lay.size]
+            plo, phi = RULES[lay.kind](bs, k, lay, vals)
             if known is not None and lay.name in known.lo:
                 plo = np.maximum(plo, known.lo[lay.name])
                 phi = np.minimum(phi, known.hi[lay.name])
