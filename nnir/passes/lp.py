@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import time
 from fractions import Fraction
+from functools import partial
 
 import highspy
 import numpy as np
 import scipy.sparse as sp
 
-from nnir.ir.nodes import Concat, Dense, Network, Slice
+from nnir.ir.nodes import Network
 from nnir.passes.interval import (
     IntervalBounds,
     graph_bounds,
@@ -138,25 +139,10 @@ class _LayerLp:
         for lay in net.layers[:k]:
             if lay.name not in need:
                 continue
-            if isinstance(lay, Slice):  # slices and concatenations reuse their sources' columns
-                post[lay.name] = post[lay.src][lay.start:lay.start + lay.size]
-                continue
-            if isinstance(lay, Concat):
-                post[lay.name] = np.concatenate([post[s] for s in lay.srcs])
-                continue
             l_, u_ = lo[lay.name], hi[lay.name]
-            z = new_cols(l_, u_)
-            if isinstance(lay, Dense):
-                W, src = lay.weight.f64, post[lay.src]
-                for i in range(lay.size):  # z_i - W_i . src = b_i
-                    nz = np.nonzero((W[i] != 0) & (src >= 0))[0]
-                    b = lay.bias.exact[i]
-                    add_row([int(z[i])] + src[nz].tolist(), [1.0] + (-W[i, nz]).tolist(),
-                            round_down(b), round_up(b))
-            else:  # add: z_i - sum_k src_k[i] = 0 (coefficients +-1: exact)
-                for i in range(lay.size):
-                    terms = [int(post[s][i]) for s in lay.srcs if post[s][i] >= 0]
-                    add_row([int(z[i])] + terms, [1.0] + [-1.0] * len(terms), 0.0, 0.0)
+            z = ROW_RULES[lay.kind](lay, post, partial(new_cols, l_, u_), add_row)
+            if z is None:  # a copy of its sources' columns
+                continue
             if lay.act != "relu":
                 post[lay.name] = z
                 continue
@@ -251,7 +237,7 @@ class LpBounds:
         self.stopped = False
         for k, lay in enumerate(net.layers):
             l_, u_ = lo[lay.name], hi[lay.name]
-            if not isinstance(lay, Dense):  # from the sources' (possibly tightened) bounds
+            if not TIGHTEN_RULES[lay.kind]:  # from the sources' (possibly tightened) bounds
                 glo, ghi = graph_bounds(lay, vals)
                 l_[:], u_[:] = np.maximum(l_, glo), np.minimum(u_, ghi)
                 _post(vals, lay, l_, u_)
@@ -285,6 +271,45 @@ class LpBounds:
         ctx.log.append(f"lp: {_count_stable(net, lo, hi)} stable ReLUs"
                        + (" (stopped at the time limit)" if self.stopped else ""))
         return merge(net, self.name, lo, hi)
+
+
+# Per node kind, its part of the LP relaxation: rule(node, post, cols, add_row) with `post` the
+# columns of earlier nodes' values (-1: fixed at 0), `cols()` making the node's pre-activation
+# columns and `add_row(cols, coefs, lo, hi)` adding a row; returns the pre-activation columns, or
+# None after setting `post[node]` for a node that copies its sources' columns.
+def _rows_dense(lay, post: dict, cols, add_row):
+    z = cols()
+    W, src = lay.weight.f64, post[lay.src]
+    for i in range(lay.size):  # z_i - W_i . src = b_i
+        nz = np.nonzero((W[i] != 0) & (src >= 0))[0]
+        b = lay.bias.exact[i]
+        add_row([int(z[i])] + src[nz].tolist(), [1.0] + (-W[i, nz]).tolist(),
+                round_down(b), round_up(b))
+    return z
+
+
+def _rows_add(lay, post: dict, cols, add_row):
+    z = cols()
+    for i in range(lay.size):  # z_i - sum_k src_k[i] = 0 (coefficients +-1: exact)
+        terms = [int(post[s][i]) for s in lay.srcs if post[s][i] >= 0]
+        add_row([int(z[i])] + terms, [1.0] + [-1.0] * len(terms), 0.0, 0.0)
+    return z
+
+
+def _rows_slice(lay, post: dict, cols, add_row):
+    post[lay.name] = post[lay.src][lay.start:lay.start + lay.size]
+
+
+def _rows_concat(lay, post: dict, cols, add_row):
+    post[lay.name] = np.concatenate([post[s] for s in lay.srcs])
+
+
+ROW_RULES = {"dense": _rows_dense, "slice": _rows_slice, "concat": _rows_concat,
+             "add": _rows_add}
+
+# Per node kind: are its bounds LP-tightened (True), or recomputed from its sources' tightened
+# bounds (False; see the module docstring)?
+TIGHTEN_RULES = {"dense": True, "slice": False, "concat": False, "add": False}
 
 
 def _post(vals: dict, lay, lo: np.ndarray, hi: np.ndarray) -> None:

@@ -27,7 +27,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from nnir.ir.nodes import Concat, Dense, Network, Slice
+from nnir.ir.nodes import Network
 from nnir.passes import forms as F
 from nnir.passes.relations_report import describe_value, nearest
 
@@ -82,10 +82,8 @@ class _ASide:
         self.rep: list[list] = []  # per node and row: ("id", k, d) | zero | const | row
         self.keys, self.where = np.zeros(0), []
         for lay in net.layers:
-            pre = _pre(lay, self.vals, ())
-            if pre is None:
-                self.vals[lay.name] = _copy(lay, self.vals)
-            elif lay.act != "relu":
+            pre = RULES[lay.kind](lay, self.vals, ())
+            if lay.act != "relu":
                 self.vals[lay.name] = pre
             else:
                 self.vals[lay.name] = self._relu(lay, pre, stable.get(lay.name))
@@ -158,19 +156,26 @@ def row_keys(f: F.Form, R: np.ndarray) -> np.ndarray:
                         (M @ R[f.cols]) / np.abs(M).sum(axis=1), np.inf)
 
 
-def _pre(lay, vals: dict, via: tuple) -> F.Form | None:
-    """The pre-activation form of a dense or add node (None for slices and concatenations)."""
-    if isinstance(lay, Dense):
-        return F.dense(lay.weight, lay.bias, vals[lay.src], via + (lay.name,))
-    if isinstance(lay, (Slice, Concat)):
-        return None
+# Per node kind, its form from its sources' values `vals`: the pre-activation of a dense or add
+# node (a ReLU then applies when `act` is relu), the copied entries of a slice or concat (whose
+# `act` is always linear).
+def _dense(lay, vals: dict, via: tuple) -> F.Form:
+    return F.dense(lay.weight, lay.bias, vals[lay.src], via + (lay.name,))
+
+
+def _add(lay, vals: dict, via: tuple) -> F.Form:
     return F.add([vals[s] for s in lay.srcs], via + (lay.name,))
 
 
-def _copy(lay, vals: dict) -> F.Value:
-    if isinstance(lay, Slice):
-        return vals[lay.src].take(np.arange(lay.start, lay.start + lay.size))
+def _slice(lay, vals: dict, via: tuple) -> F.Value:
+    return vals[lay.src].take(np.arange(lay.start, lay.start + lay.size))
+
+
+def _concat(lay, vals: dict, via: tuple) -> F.Value:
     return F.concat([vals[s] for s in lay.srcs])
+
+
+RULES = {"dense": _dense, "slice": _slice, "concat": _concat, "add": _add}
 
 
 def _scaled(rep, d: Fraction):
@@ -266,10 +271,8 @@ def _infer(a: Network, b: Network, mapping, a_stable: dict, b_stable: dict) -> I
     vals = {b.input.name: F.Vec(np.arange(n_in), F.zeros_q(n_in))}
     chain = []
     for lay in b.layers:
-        pre = _pre(lay, vals, ())
-        if pre is None:
-            vals[lay.name] = _copy(lay, vals)
-        elif lay.act != "relu":
+        pre = RULES[lay.kind](lay, vals, ())
+        if lay.act != "relu":
             vals[lay.name] = pre
         else:
             val, missing, detail = _b_relu(A, lay, pre, b_stable.get(lay.name))
