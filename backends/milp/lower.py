@@ -38,7 +38,7 @@ import numpy as np
 
 from nnir.backends.milp.model import INF, MilpModel, Row
 from nnir.errors import UnsupportedQuery
-from nnir.ir.nodes import Add, And, Atom, BoolConst, Concat, Formula, Or, Slice
+from nnir.ir.nodes import And, Atom, BoolConst, Formula, Or
 from nnir.passes.interval import IntervalBounds, input_box
 from nnir.queries.problem import VerifyProblem
 
@@ -87,17 +87,19 @@ class _Lowering:
     def node(self, lay, facts) -> None:
         """Lower one node of `self.net` with its bound facts (slices and concatenations reuse
         their sources' columns: they add nothing to the model)."""
-        if isinstance(lay, (Slice, Concat)):
-            parts = [(lay.src, lay.start, lay.start + lay.size)] if isinstance(lay, Slice) \
-                else [(s, 0, None) for s in lay.srcs]
-            self.vars[lay.name] = np.concatenate([self.vars[s][a:b] for s, a, b in parts])
-            self.bounds[lay.name] = tuple(np.concatenate([self.bounds[s][k][a:b]
-                                                          for s, a, b in parts])
-                                          for k in (0, 1))
-            return
-        self.layer(lay, facts.lo[lay.name], facts.hi[lay.name], facts.stable[lay.name])
+        RULES[lay.kind](self, lay, facts)
 
-    def layer(self, lay, lo: np.ndarray, hi: np.ndarray, stable: np.ndarray) -> None:
+    def copy(self, lay, parts) -> None:
+        """A node made of its sources' entries, `parts` = (source, start, stop): their columns."""
+        self.vars[lay.name] = np.concatenate([self.vars[s][a:b] for s, a, b in parts])
+        self.bounds[lay.name] = tuple(np.concatenate([self.bounds[s][k][a:b]
+                                                      for s, a, b in parts])
+                                      for k in (0, 1))
+
+    def layer(self, lay, facts, define) -> None:
+        """A node with a pre-activation: its columns z, `define(self, lay, z, names)` adding the
+        rows that define them, then its ReLU (if any)."""
+        lo, hi, stable = facts.lo[lay.name], facts.hi[lay.name], facts.stable[lay.name]
         if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
             raise UnsupportedQuery(f"layer '{lay.name}' has infinite bounds; big-M needs finite "
                                    "ones", lay.span)
@@ -105,20 +107,7 @@ class _Lowering:
         base = legal_name(f"{self.net.name}_{lay.name}")
         pre_names = [f"{base}_pre_{j}" if relu else f"{base}_{j}" for j in range(lay.size)]
         z = self.m.add_vars(pre_names, lo, hi)
-        if isinstance(lay, Add):  # sum_k src_k[j] - z_j = 0; +-1 coefficients are exact
-            for j in range(lay.size):
-                cols = [int(self.vars[s][j]) for s in lay.srcs if self.vars[s][j] >= 0]
-                self.m.add_row(cols + [int(z[j])], [1.0] * len(cols) + [-1.0], 0.0, 0.0,
-                               f"def_{pre_names[j]}")
-        else:
-            src = self.vars[lay.src]
-            live = src >= 0  # sources fixed at 0 (inactive ReLUs) drop out of the rows
-            W, b = lay.weight.f64[:, live], lay.bias.f64
-            cols = src[live]
-            for j in range(lay.size):  # W_j x - z_j = -b_j
-                nz = W[j] != 0.0
-                self.m.rows.append(_row(np.append(cols[nz], z[j]), np.append(W[j][nz], -1.0),
-                                        -b[j], -b[j], f"def_{pre_names[j]}"))
+        define(self, lay, z, pre_names)
         if not relu:
             self.vars[lay.name], self.bounds[lay.name] = z, (lo, hi)
             return
@@ -237,6 +226,46 @@ def _row(index, value, lo, hi, name) -> Row:
     """A row whose indices are known distinct (no merging needed)."""
     return Row(np.asarray(index, dtype=np.int64), np.asarray(value, dtype=np.float64),
                float(lo), float(hi), name)
+
+
+# Per node kind, its lowering: rule(lowering, node, facts). Dense and add nodes get pre-activation
+# columns defined by rows; slices and concatenations reuse their sources' columns.
+def _dense_rows(low: _Lowering, lay, z, names) -> None:
+    src = low.vars[lay.src]
+    live = src >= 0  # sources fixed at 0 (inactive ReLUs) drop out of the rows
+    W, b = lay.weight.f64[:, live], lay.bias.f64
+    cols = src[live]
+    for j in range(lay.size):  # W_j x - z_j = -b_j
+        nz = W[j] != 0.0
+        low.m.rows.append(_row(np.append(cols[nz], z[j]), np.append(W[j][nz], -1.0),
+                               -b[j], -b[j], f"def_{names[j]}"))
+
+
+def _add_rows(low: _Lowering, lay, z, names) -> None:
+    for j in range(lay.size):  # sum_k src_k[j] - z_j = 0; +-1 coefficients are exact
+        cols = [int(low.vars[s][j]) for s in lay.srcs if low.vars[s][j] >= 0]
+        low.m.add_row(cols + [int(z[j])], [1.0] * len(cols) + [-1.0], 0.0, 0.0,
+                      f"def_{names[j]}")
+
+
+def _lower_dense(low: _Lowering, lay, facts) -> None:
+    low.layer(lay, facts, _dense_rows)
+
+
+def _lower_add(low: _Lowering, lay, facts) -> None:
+    low.layer(lay, facts, _add_rows)
+
+
+def _lower_slice(low: _Lowering, lay, facts) -> None:
+    low.copy(lay, [(lay.src, lay.start, lay.start + lay.size)])
+
+
+def _lower_concat(low: _Lowering, lay, facts) -> None:
+    low.copy(lay, [(s, 0, None) for s in lay.srcs])
+
+
+RULES = {"dense": _lower_dense, "slice": _lower_slice, "concat": _lower_concat,
+         "add": _lower_add}
 
 
 def to_milp(problem: VerifyProblem, margin: float = 0.0, slack: str = "strict") -> MilpModel:

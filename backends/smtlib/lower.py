@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from nnir.errors import UnsupportedQuery
-from nnir.ir.nodes import And, Atom, BoolConst, Concat, Dense, Formula, Network, Not, Or, Slice
+from nnir.ir.nodes import And, Atom, BoolConst, Formula, Network, Not, Or
 from nnir.queries.problem import VerifyProblem
 
 RELU_ENCODINGS = ("ite", "or")
@@ -118,25 +118,9 @@ def lower_layers(out: list[str], net: Network, inputs: list[str], facts, relu: s
     prefix = net.name if prefix is None else prefix
     syms = {net.input.name: list(inputs)}
     for lay in net.layers:
-        if isinstance(lay, Slice):  # no new symbols: a slice or concat names its sources'
-            syms[lay.name] = syms[lay.src][lay.start:lay.start + lay.size]
+        pre = RULES[lay.kind](out, lay, syms, prefix)
+        if pre is None:  # no new symbols: a slice or concat names its sources'
             continue
-        if isinstance(lay, Concat):
-            syms[lay.name] = [v for src in lay.srcs for v in syms[src]]
-            continue
-        pre = _symbols(prefix, lay.name + ".pre", lay.size)
-        if isinstance(lay, Dense):
-            out.append(f"; layer {lay.name}[{lay.size}] = {lay.act}(W {lay.src} + b)\n")
-            _declare(out, pre)
-            src = syms[lay.src]
-            for p, row, b in zip(pre, lay.weight.exact, lay.bias.exact):
-                out.append(f"(assert (= {p} {_linear(zip(src, row), b)}))\n")
-        else:
-            out.append(f"; add {lay.name}[{lay.size}] = {lay.act}({' + '.join(lay.srcs)})\n")
-            _declare(out, pre)
-            for i, p in enumerate(pre):
-                terms = [(syms[src][i], Fraction(1)) for src in lay.srcs]
-                out.append(f"(assert (= {p} {_linear(terms, Fraction(0))}))\n")
         if facts is not None and lay.name in facts.lo:
             _bound_hints(out, pre, facts.lo[lay.name], facts.hi[lay.name])
         if lay.act == "linear":
@@ -150,6 +134,40 @@ def lower_layers(out: list[str], net: Network, inputs: list[str], facts, relu: s
             out.append(f"(assert {_relu(p, q, flag, relu)})\n")
         syms[lay.name] = post
     return syms
+
+
+# Per node kind, its definition: rule(out, node, syms, prefix) appends the declarations and
+# assertions of the pre-activation symbols and returns them, or sets `syms[node]` to its sources'
+# symbols and returns None for a node that only copies entries.
+def _dense(out: list[str], lay, syms: dict, prefix) -> list[str]:
+    pre = _symbols(prefix, lay.name + ".pre", lay.size)
+    out.append(f"; layer {lay.name}[{lay.size}] = {lay.act}(W {lay.src} + b)\n")
+    _declare(out, pre)
+    src = syms[lay.src]
+    for p, row, b in zip(pre, lay.weight.exact, lay.bias.exact):
+        out.append(f"(assert (= {p} {_linear(zip(src, row), b)}))\n")
+    return pre
+
+
+def _add(out: list[str], lay, syms: dict, prefix) -> list[str]:
+    pre = _symbols(prefix, lay.name + ".pre", lay.size)
+    out.append(f"; add {lay.name}[{lay.size}] = {lay.act}({' + '.join(lay.srcs)})\n")
+    _declare(out, pre)
+    for i, p in enumerate(pre):
+        terms = [(syms[src][i], Fraction(1)) for src in lay.srcs]
+        out.append(f"(assert (= {p} {_linear(terms, Fraction(0))}))\n")
+    return pre
+
+
+def _slice(out: list[str], lay, syms: dict, prefix) -> None:
+    syms[lay.name] = syms[lay.src][lay.start:lay.start + lay.size]
+
+
+def _concat(out: list[str], lay, syms: dict, prefix) -> None:
+    syms[lay.name] = [v for src in lay.srcs for v in syms[src]]
+
+
+RULES = {"dense": _dense, "slice": _slice, "concat": _concat, "add": _add}
 
 
 def _symbols(prefix, node: str, size: int) -> list[str]:
