@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nnir.ir.nodes import Dense, Network
+from nnir.ir.kinds import unsupported
+from nnir.ir.nodes import Network
 from nnir.passes.symbolic import relu_relaxation
 
 _U = 2.0 ** -53
@@ -63,17 +64,25 @@ class Prepared:
     root_hi: dict = field(default_factory=dict)
 
 
+def _prepare_dense(lay) -> Layer:
+    W, b = lay.weight.f64, lay.bias.f64
+    Wp, Wn = np.maximum(W, 0.0).T, np.minimum(W, 0.0).T
+    big = np.block([[Wp, Wn], [Wn, Wp]])  # U' = W+ U + W- L, L' = W- U + W+ L
+    return Layer(lay.name, lay.src, lay.act, W, b, big, np.abs(big), np.abs(W).T, np.abs(b))
+
+
+# Per node kind, its prepared float data (the split engine takes chains of dense layers;
+# `props.supported` says so before a network gets here).
+RULES = {"dense": _prepare_dense,
+         "slice": unsupported("the split engine"),
+         "concat": unsupported("the split engine"),
+         "add": unsupported("the split engine")}
+
+
 def prepare_network(net: Network) -> Prepared:
     """Float copies and the block matrices the batched passes need."""
     width = max([net.input.size] + [lay.size for lay in net.layers])
-    layers = []
-    for lay in net.layers:
-        assert isinstance(lay, Dense)
-        W, b = lay.weight.f64, lay.bias.f64
-        Wp, Wn = np.maximum(W, 0.0).T, np.minimum(W, 0.0).T
-        big = np.block([[Wp, Wn], [Wn, Wp]])  # U' = W+ U + W- L, L' = W- U + W+ L
-        layers.append(Layer(lay.name, lay.src, lay.act, W, b, big, np.abs(big), np.abs(W).T,
-                            np.abs(b)))
+    layers = [RULES[lay.kind](lay) for lay in net.layers]
     prep = Prepared(net, layers, 4.0 * (2 * width + 3) * _U)
     if net.facts is not None:
         prep.root_lo = dict(net.facts.lo)

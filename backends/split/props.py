@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from nnir.backends.split.backsub import Rows
+from nnir.backends.split.forward import RULES
+from nnir.ir.kinds import supports
 from nnir.ir.nodes import And, Atom, BoolConst, Formula, Network, Or
 from nnir.queries.problem import VerifyProblem
 
@@ -156,10 +158,8 @@ def _owalk(node: tuple, t: np.ndarray, dsign: np.ndarray):
 
 def supported(net: Network) -> str | None:
     """Why the split engine cannot take `net`, or None."""
-    from nnir.ir.nodes import Dense
-
     for lay in net.layers:
-        if not isinstance(lay, Dense) or lay.act not in ("relu", "linear"):
+        if not supports(RULES, lay.kind) or lay.act not in ("relu", "linear"):
             return f"layer '{getattr(lay, 'name', '?')}' is not a dense relu/linear layer"
     if net.has_unknowns:
         return "the network has unknown weights"

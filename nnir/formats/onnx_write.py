@@ -13,7 +13,8 @@ import numpy as np
 
 from nnir.errors import NnirError
 from nnir.ir.const import format_number
-from nnir.ir.nodes import Dense, Network
+from nnir.ir.kinds import supports, unsupported
+from nnir.ir.nodes import Network
 
 OPSET = 13  # Gemm/Relu/Identity as in every runtime of the last years
 IR_VERSION = 7
@@ -37,32 +38,45 @@ def _choose(net: Network, dtype: str) -> tuple[type, bool, int]:
     return np.float64, inexact == 0, inexact
 
 
+# Per node kind, its ONNX nodes and initialisers: rule(node, nodes, inits, float type, the onnx
+# module) appends them.
+def _dense(lay, nodes: list, inits: list, ftype, onnx) -> None:
+    helper, numpy_helper = onnx.helper, onnx.numpy_helper
+    W, b = f"{lay.name}/W", f"{lay.name}/b"
+    inits += [numpy_helper.from_array(np.asarray(lay.weight.f64, dtype=ftype), W),
+              numpy_helper.from_array(np.asarray(lay.bias.f64, dtype=ftype), b)]
+    out = f"{lay.name}/pre" if lay.act == "relu" else lay.name
+    nodes.append(helper.make_node("Gemm", [lay.src, W, b], [out], name=f"{lay.name}/gemm",
+                                  transB=1))
+    if lay.act == "relu":
+        nodes.append(helper.make_node("Relu", [out], [lay.name], name=f"{lay.name}/relu"))
+
+
+_NOT_DENSE = "write_onnx writes dense layers; '{name}' is a {kind} node"
+RULES = {"dense": _dense,
+         "slice": unsupported("onnx export", _NOT_DENSE, NnirError),
+         "concat": unsupported("onnx export", _NOT_DENSE, NnirError),
+         "add": unsupported("onnx export", _NOT_DENSE, NnirError)}
+
+
 def build_model(net: Network, path: str, dtype: str = "auto"):
     """Build, check and atomically save the model; see `onnx_io.write_onnx`."""
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper, numpy_helper  # noqa: F401 (loads onnx.numpy_helper)
 
     from nnir.formats.onnx_io import BOX_KEY, NAME_KEY, OnnxExport
     from nnir.io import atomic_path
 
-    for lay in net.layers:
-        if not isinstance(lay, Dense):
-            raise NnirError(f"write_onnx writes dense layers; '{lay.name}' is a "
-                            f"{type(lay).__name__.lower()} node")
+    for lay in net.layers:  # every node is checked before anything is built
+        if not supports(RULES, lay.kind):
+            RULES[lay.kind](lay, [], [], np.float64, onnx)
     if net.has_unknowns:
         raise NnirError(f"network '{net.name}' has unknown weights; train it first")
     ftype, exact, inexact = _choose(net, dtype)
     elem = TensorProto.FLOAT if ftype == np.float32 else TensorProto.DOUBLE
     nodes, inits = [], []
     for lay in net.layers:
-        W, b = f"{lay.name}/W", f"{lay.name}/b"
-        inits += [numpy_helper.from_array(np.asarray(lay.weight.f64, dtype=ftype), W),
-                  numpy_helper.from_array(np.asarray(lay.bias.f64, dtype=ftype), b)]
-        out = f"{lay.name}/pre" if lay.act == "relu" else lay.name
-        nodes.append(helper.make_node("Gemm", [lay.src, W, b], [out], name=f"{lay.name}/gemm",
-                                      transB=1))
-        if lay.act == "relu":
-            nodes.append(helper.make_node("Relu", [out], [lay.name], name=f"{lay.name}/relu"))
+        RULES[lay.kind](lay, nodes, inits, ftype, onnx)
     output = net.output
     if output == net.input.name:  # no layers: the graph still needs an output of its own
         output = f"{net.input.name}/out"
