@@ -1,0 +1,40 @@
+"""Every per-node-kind rule table covers exactly the node kinds, so a new kind fails here until
+every analysis says what it does with it (a rule, or an explicit `unsupported` one)."""
+import pytest
+
+from nnir.errors import NnirError
+from nnir.ir.kinds import TABLES, supports, tables, unsupported
+from nnir.ir.nodes import NODE_KINDS, Add, Concat, Dense, Slice
+
+
+@pytest.mark.parametrize("analysis", sorted(TABLES))
+def test_table_covers_every_node_kind(analysis):
+    table = tables()[analysis]
+    assert set(table) == set(NODE_KINDS), (
+        f"rule table '{analysis}' ({TABLES[analysis]}) has kinds {sorted(table)}, "
+        f"expected {sorted(NODE_KINDS)}")
+
+
+def test_node_classes_name_their_kinds():
+    assert tuple(cls.kind for cls in (Dense, Slice, Concat, Add)) == NODE_KINDS
+
+
+def test_unsupported_rule_names_kind_and_analysis():
+    rule = unsupported("some analysis")
+    with pytest.raises(NnirError, match="some analysis does not handle slice node 's'"):
+        rule(Slice("s", 1, "x", 0), "extra", args=1)
+    table = {"dense": print, "slice": rule}
+    assert supports(table, "dense") and not supports(table, "slice")
+
+
+def test_unsupported_kinds_raise_clear_errors():
+    from nnir.backends.split.forward import RULES as SPLIT
+    from nnir.formats.onnx_write import RULES as ONNX
+    from nnir.ir.intexact import RULES as INTEGER
+
+    node = Add("a", 2, ("x", "y"))
+    for table, text in ((SPLIT, "split engine does not handle add node 'a'"),
+                        (ONNX, "write_onnx writes dense layers; 'a' is a add node"),
+                        (INTEGER, "integer replay does not handle add node 'a'")):
+        with pytest.raises(NnirError, match=text):
+            table["add"](node)
