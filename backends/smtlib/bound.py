@@ -37,10 +37,22 @@ def _left(deadline):
 def z3_bound(problem: BoundProblem, options: dict, timeout: float | None = None,
              senses=tuple(SENSES), start: dict | None = None) -> BoundAnswer:
     """Exact optimum with `z3.Optimize` over QF_LRA (the optimum is a rational, or a supremum
-    that strict input constraints keep from being attained)."""
+    that strict input constraints keep from being attained). With a time limit it runs in a
+    killable child (`check.killable`): `Optimize` overran a 5 s limit by 3 s on MNIST 2x50."""
+    from nnir.backends.smtlib.check import killable
+
+    def stopped(how):
+        return BoundAnswer({s: Side("timeout", message=f"z3 {how} after {timeout:g} s")
+                            for s in senses}, {"solver": "z3"})
+
+    return killable(_z3_bound, problem, options, timeout, senses, start, _deadline(timeout),
+                    timeout=timeout, stopped=stopped)
+
+
+def _z3_bound(problem: BoundProblem, options: dict, timeout, senses, start,
+              deadline) -> BoundAnswer:
     import z3
 
-    deadline = _deadline(timeout)  # writing and parsing the script count against the limit
     text, names = bound_script(problem, options)
     ctx = z3.Context()
     info = {"solver": f"z3 {z3.get_version_string()}"}
