@@ -30,7 +30,7 @@ N_SAMPLES = 200
 MAX_CORNERS = 64
 SEED = 0
 MILP_GAP = 1e-7  # absolute gap at which a check solve stops (the optimum is 0 up to tolerances)
-MILP_CHECK_S = 120.0  # seconds for the MILP check when the query has no time limit
+MILP_CHECK_S = 60.0  # seconds for the MILP check when the query has no time limit
 STABLE_SHARE = 0.6  # of a time limit, at most this for the stable analysis (the checks follow)
 
 
