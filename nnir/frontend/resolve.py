@@ -6,7 +6,7 @@ from dataclasses import replace
 from nnir import limits
 from nnir.errors import DslError
 from nnir.ir.formula import atoms
-from nnir.ir.nodes import And, Atom, Concat, Dense, Network, Not, Or, Program, Ref, Unknown, Verify
+from nnir.ir.nodes import And, Atom, Dense, Network, Not, Or, Program, Ref, Unknown, Verify
 
 
 def resolve(prog: Program) -> Program:
@@ -31,7 +31,7 @@ def check_sizes(prog: Program) -> None:
         total = 0
         for lay in net.layers:
             sizes.setdefault(lay.name, lay.size)
-            if isinstance(lay, Dense):
+            if lay.kind == "dense":  # the only kind with weights
                 total += lay.size * (max(sizes.get(lay.src, 0), 0) + 1)
             if total > limits.MAX_WEIGHTS:
                 raise DslError(f"network '{net.name}' has more than {limits.MAX_WEIGHTS:,} "
@@ -63,30 +63,38 @@ def _resolve_net(net: Network) -> Network:
     sizes = {net.input.name: net.input.size}
     layers = []
     for lay in net.layers:
-        if not isinstance(lay, Dense):  # slice/concat/add: an undeclared size from the sources
-            lay = _graph_size(lay, sizes)
-            layers.append(lay)
-            sizes.setdefault(lay.name, lay.size)
-            continue
-        src = sizes.get(lay.src)
-        w, b = lay.weight, lay.bias
-        if isinstance(w, Unknown) and src is not None:
-            w = replace(w, shape=(lay.size, src))
-        if isinstance(b, Unknown):
-            b = replace(b, shape=(lay.size,))
-        layers.append(replace(lay, weight=w, bias=b))
+        lay = RULES[lay.kind](lay, sizes)
+        layers.append(lay)
         sizes.setdefault(lay.name, lay.size)
     inp = replace(net.input, constraints=tuple(_expand(a, net) for a in net.input.constraints))
     return replace(net, input=inp, layers=tuple(layers))
 
 
-def _graph_size(lay, sizes: dict):
-    """Fill in the size of a concat (the sum) or add (the common size) node written without
-    one; a mismatch or an undefined source is left for the verifier to report."""
-    if lay.size >= 0 or any(s not in sizes for s in lay.srcs):
-        return lay
-    got = [sizes[s] for s in lay.srcs]
-    return replace(lay, size=sum(got) if isinstance(lay, Concat) else got[0])
+def _dense(lay: Dense, sizes: dict) -> Dense:
+    """Give `unknown` weights and biases their shapes (from the layer and source sizes)."""
+    src = sizes.get(lay.src)
+    w, b = lay.weight, lay.bias
+    if isinstance(w, Unknown) and src is not None:
+        w = replace(w, shape=(lay.size, src))
+    if isinstance(b, Unknown):
+        b = replace(b, shape=(lay.size,))
+    return replace(lay, weight=w, bias=b)
+
+
+def _graph_size(combine):
+    """A rule filling in the size of a node written without one from its sources' sizes
+    (`combine` of them); a mismatch or an undefined source is left for the verifier."""
+    def rule(lay, sizes: dict):
+        if lay.size >= 0 or any(s not in sizes for s in lay.srcs):
+            return lay
+        return replace(lay, size=combine([sizes[s] for s in lay.srcs]))
+
+    return rule
+
+
+# Per node kind: the node with what its declaration left implicit filled in (`nnir.ir.kinds`).
+RULES = {"dense": _dense, "slice": _graph_size(lambda got: got[0]),
+         "concat": _graph_size(sum), "add": _graph_size(lambda got: got[0])}
 
 
 def _size(net: Network, node: str) -> int | None:

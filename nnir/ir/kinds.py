@@ -23,6 +23,7 @@ from nnir.ir.nodes import NODE_KINDS
 # every analysis can import it without a cycle)
 TABLES: dict[str, str] = {
     "has pre-activation": "nnir.ir.kinds:HAS_PRE",
+    "resolve": "nnir.frontend.resolve:RULES",
     "evaluate.exact": "nnir.ir.evaluate:EXACT_RULES",
     "evaluate.float": "nnir.ir.evaluate:FLOAT_RULES",
     "evaluate.batch": "nnir.ir.evaluate:BATCH_RULES",
