@@ -20,9 +20,12 @@ import json
 import os
 import sys
 
-NODE_CLASSES = {"Dense", "Add", "Slice", "Concat", "Input", "Network", "Atom", "And", "Or",
-                "Not", "Verify", "Train", "Bound", "Stable", "Compress", "Equiv", "Conv",
-                "Pool", "Reshape", "Layer"}
+# isinstance dispatch, by what is dispatched on: network node kinds (which grow: a table per
+# analysis), query kinds (a table per query kind), formula kinds (a closed algebra, walked).
+NODE_KINDS = {"Dense", "Add", "Slice", "Concat", "Conv", "Pool", "Reshape"}
+QUERY_KINDS = {"Verify", "Train", "Bound", "Stable", "Compress", "Equiv"}
+FORMULA_KINDS = {"Atom", "And", "Or", "Not", "BoolConst"}
+NODE_CLASSES = NODE_KINDS | QUERY_KINDS | FORMULA_KINDS
 SOLVERS = {"highspy", "z3", "cvc5", "pysmt"}
 
 
@@ -58,6 +61,7 @@ def resolve(mod: str, node: ast.ImportFrom, is_pkg: bool) -> str:
 
 def analyse(root: str) -> dict:
     isinst, isinst_files = 0, set()
+    by_what = {"node": 0, "query": 0, "formula": 0}
     fn_imports, fn_imports_own, fn_files = 0, 0, set()
     private, solver_outside = [], []
     graph: dict[str, set[str]] = {}
@@ -84,10 +88,13 @@ def analyse(root: str) -> dict:
                     and len(node.args) == 2:
                 kinds = node.args[1]
                 elts = kinds.elts if isinstance(kinds, ast.Tuple) else [kinds]
-                if any(getattr(e, "id", getattr(e, "attr", None)) in NODE_CLASSES
-                       for e in elts):
+                names = {getattr(e, "id", getattr(e, "attr", None)) for e in elts}
+                if names & NODE_CLASSES:
                     isinst += 1
                     isinst_files.add(mod)
+                    for what, group in (("node", NODE_KINDS), ("query", QUERY_KINDS),
+                                        ("formula", FORMULA_KINDS)):
+                        by_what[what] += bool(names & group)
             targets = []
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
@@ -113,8 +120,11 @@ def analyse(root: str) -> dict:
     cycles = [c for c in _sccs(graph) if len(c) > 1]
     return {
         "modules": len(mods),
-        "isinstance_node_dispatch": isinst,
-        "isinstance_node_dispatch_files": len(isinst_files),
+        "isinstance_dispatch": isinst,
+        "isinstance_dispatch_files": len(isinst_files),
+        "isinstance_on_node_kinds": by_what["node"],
+        "isinstance_on_query_kinds": by_what["query"],
+        "isinstance_on_formula_kinds": by_what["formula"],
         "function_level_imports": fn_imports,
         "function_level_imports_of_nnir": fn_imports_own,
         "function_level_import_files": len(fn_files),
