@@ -3,8 +3,8 @@ every analysis says what it does with it (a rule, or an explicit `unsupported` o
 import pytest
 
 from nnir.errors import NnirError
-from nnir.ir.kinds import TABLES, supports, tables, unsupported
-from nnir.ir.nodes import NODE_KINDS, Add, Concat, Dense, Slice
+from nnir.ir.kinds import QUERY_TABLES, TABLES, supports, tables, unsupported
+from nnir.ir.nodes import NODE_KINDS, QUERY_KINDS, Add, Concat, Dense, Slice
 
 
 @pytest.mark.parametrize("analysis", sorted(TABLES))
@@ -38,3 +38,16 @@ def test_unsupported_kinds_raise_clear_errors():
                         (INTEGER, "integer replay does not handle add node 'a'")):
         with pytest.raises(NnirError, match=text):
             table["add"](node)
+
+
+@pytest.mark.parametrize("analysis", sorted(QUERY_TABLES))
+def test_query_table_covers_every_query_kind(analysis):
+    """Per query kind too: a new query kind fails here until each analysis has its rule."""
+    table = tables(QUERY_TABLES)[analysis]
+    assert set(table) == set(QUERY_KINDS), (analysis, sorted(table))
+
+
+def test_query_classes_name_their_kinds():
+    from nnir.ir.nodes import Bound, Compress, Equiv, Stable, Train, Verify
+
+    assert [c.kind for c in (Verify, Train, Bound, Stable, Compress, Equiv)] == list(QUERY_KINDS)

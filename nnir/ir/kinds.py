@@ -42,6 +42,12 @@ TABLES: dict[str, str] = {
     "onnx export": "nnir.formats.onnx_write:RULES",
 }
 
+# Per query kind (`QUERY_KINDS`): analysis name -> "module:ATTRIBUTE" of its table.
+QUERY_TABLES: dict[str, str] = {
+    "printer": "nnir.ir.printer:QUERY_RULES",
+    "verifier": "nnir.ir.verifier:QUERY_RULES",
+}
+
 # Per node kind: does it compute a pre-activation of its own (that a `bound` query can ask for and
 # a bound pass computes), or only copy its sources' entries (slice, concat: exact, no new values)?
 HAS_PRE: dict[str, bool] = {"dense": True, "slice": False, "concat": False, "add": True}
@@ -74,13 +80,15 @@ def supports(table: dict, kind: str) -> bool:
     return not getattr(table[kind], "unsupported", False)
 
 
-def tables() -> dict[str, dict]:
-    """Every registered table, imported: analysis name -> {kind: rule}."""
+def tables(registry: dict[str, str] | None = None) -> dict[str, dict]:
+    """Every table of `registry` (default `TABLES`; or `QUERY_TABLES`), imported:
+    analysis name -> {kind: rule}."""
     out = {}
-    for analysis, where in TABLES.items():
+    for analysis, where in (TABLES if registry is None else registry).items():
         module, attr = where.split(":")
         out[analysis] = getattr(importlib.import_module(module), attr)
     return out
 
 
-__all__ = ["HAS_PRE", "NODE_KINDS", "TABLES", "supports", "tables", "unsupported"]
+__all__ = ["HAS_PRE", "NODE_KINDS", "QUERY_TABLES", "TABLES", "supports", "tables",
+           "unsupported"]

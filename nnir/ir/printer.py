@@ -191,35 +191,52 @@ def _value(v) -> str:
 
 
 def print_query(q) -> str:
-    name = f" as {q.name}"
-    if isinstance(q, Verify):
-        where = " where " + ", ".join(print_atom(a) for a in q.where) if q.where else ""
-        return f"verify {q.net}{name}{where}: {print_formula(q.prop)}"
-    if isinstance(q, Train):
-        text = f"train {q.net}{name} on {q.data}"
-        if q.margin is not None:
-            text += f" margin {_num(q.margin)}"
-        if q.weights is not None:
-            text += f" weights in [{_num(q.weights[0])}, {_num(q.weights[1])}]"
-        if q.test is not None:
-            text += f" test {q.test}"
-        return text
-    if isinstance(q, Bound):
-        method = f" method {q.method}" if q.method else ""
-        return f"bound {q.net}.{q.layer}[{q.index}]{name}{method}"
-    if isinstance(q, Stable):
-        return f"stable {q.net}{name}" + (f" using {q.data}" if q.data else "")
-    if isinstance(q, Compress):
-        return f"compress {q.net}{name}" + (f" -> {q.output}" if q.output else "") + \
-            (f" using {q.data}" if q.data else "")
-    if isinstance(q, Equiv):
-        text = f"equiv {q.a} {q.b}{name}"
-        if q.tol is not None:
-            text += f" tol {_num(q.tol)}"
-        if q.mapping is not None:
-            text += " map [" + ", ".join(str(i) for i in q.mapping) + "]"
-        return text
-    raise TypeError(type(q).__name__)
+    """The canonical text of a query (one rule per query kind, `QUERY_RULES`)."""
+    return QUERY_RULES[q.kind](q, f" as {q.name}")
+
+
+def _verify(q: Verify, name: str) -> str:
+    where = " where " + ", ".join(print_atom(a) for a in q.where) if q.where else ""
+    return f"verify {q.net}{name}{where}: {print_formula(q.prop)}"
+
+
+def _train(q: Train, name: str) -> str:
+    text = f"train {q.net}{name} on {q.data}"
+    if q.margin is not None:
+        text += f" margin {_num(q.margin)}"
+    if q.weights is not None:
+        text += f" weights in [{_num(q.weights[0])}, {_num(q.weights[1])}]"
+    if q.test is not None:
+        text += f" test {q.test}"
+    return text
+
+
+def _bound(q: Bound, name: str) -> str:
+    method = f" method {q.method}" if q.method else ""
+    return f"bound {q.net}.{q.layer}[{q.index}]{name}{method}"
+
+
+def _stable(q: Stable, name: str) -> str:
+    return f"stable {q.net}{name}" + (f" using {q.data}" if q.data else "")
+
+
+def _compress(q: Compress, name: str) -> str:
+    return f"compress {q.net}{name}" + (f" -> {q.output}" if q.output else "") + \
+        (f" using {q.data}" if q.data else "")
+
+
+def _equiv(q: Equiv, name: str) -> str:
+    text = f"equiv {q.a} {q.b}{name}"
+    if q.tol is not None:
+        text += f" tol {_num(q.tol)}"
+    if q.mapping is not None:
+        text += " map [" + ", ".join(str(i) for i in q.mapping) + "]"
+    return text
+
+
+# Per query kind (`nnir.ir.nodes.QUERY_KINDS`; checked complete by tests/test_node_tables.py).
+QUERY_RULES = {"verify": _verify, "train": _train, "bound": _bound, "stable": _stable,
+               "compress": _compress, "equiv": _equiv}
 
 
 __all__ = [

@@ -5,6 +5,8 @@ Run after the front end and (when checks are on) after every pass, in the manner
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from nnir.errors import IrError
 from nnir.ir.const import Const
 from nnir.ir.formula import atoms
@@ -172,46 +174,78 @@ def verify_program(prog: Program, source: str | None = None) -> None:
         if name not in datas:
             _fail(f"dataset '{name}' is not defined", span, _names_hint(datas), source)
 
+    ctx = _QueryContext(need_net, need_data, top, source)
     for q in prog.queries:
-        if isinstance(q, Equiv):
-            _check_equiv(q, need_net(q.a, q.span), need_net(q.b, q.span), source)
-            continue
-        net = need_net(q.net, q.span)
-        if isinstance(q, Verify):
-            if net.has_unknowns:
-                _fail(f"network '{net.name}' has unknown weights, so it cannot be verified",
-                      q.span, "train it first (a `train` query writes the trained network)",
-                      source)
-            for a in q.where:
-                _check_atom(a, {net.input.name: net.input.size}, "a where-constraint", source)
-            sizes = {name: net.size_of(name) for name in net.node_names()}
-            for a in atoms(q.prop):
-                _check_atom(a, sizes, "a property", source)
-        elif isinstance(q, Train):
-            need_data(q.data, q.span)
-            if q.test is not None:
-                need_data(q.test, q.span)
-            if q.margin is not None and q.margin < 0:
-                _fail("the margin must be non-negative", q.span, source=source)
-        elif isinstance(q, Bound):
-            try:
-                lay = net.layer(q.layer)
-            except KeyError:
-                _fail(f"layer '{q.layer}' is not defined in network '{net.name}'", q.span,
-                      _names_hint(lay.name for lay in net.layers), source)
-            if not HAS_PRE[lay.kind]:
-                _fail(f"'{q.layer}' is a {lay.kind} node: it has no pre-activation of its own",
-                      q.span, "bound the layer it reads instead", source)
-            if not 0 <= q.index < lay.size:
-                _fail(f"index {q.index} is out of range for layer '{q.layer}' of size "
-                      f"{lay.size}", q.span, source=source)
-        elif isinstance(q, Stable) and q.data is not None:
-            need_data(q.data, q.span)
-        elif isinstance(q, Compress):
-            if q.output is not None and q.output in top:
-                _fail(f"'{q.output}' is already defined", q.span, source=source)
-            if q.data is not None:
-                need_data(q.data, q.span)
+        QUERY_RULES[q.kind](q, ctx)
+
+
+@dataclass(frozen=True)
+class _QueryContext:
+    """What a query rule needs: name lookups that fail with a located error, and the names."""
+
+    need_net: object
+    need_data: object
+    top: set
+    source: str | None
+
+
+def _verify_q(q: Verify, c: _QueryContext) -> None:
+    net = c.need_net(q.net, q.span)
+    if net.has_unknowns:
+        _fail(f"network '{net.name}' has unknown weights, so it cannot be verified",
+              q.span, "train it first (a `train` query writes the trained network)", c.source)
+    for a in q.where:
+        _check_atom(a, {net.input.name: net.input.size}, "a where-constraint", c.source)
+    sizes = {name: net.size_of(name) for name in net.node_names()}
+    for a in atoms(q.prop):
+        _check_atom(a, sizes, "a property", c.source)
+
+
+def _train_q(q: Train, c: _QueryContext) -> None:
+    c.need_net(q.net, q.span)
+    c.need_data(q.data, q.span)
+    if q.test is not None:
+        c.need_data(q.test, q.span)
+    if q.margin is not None and q.margin < 0:
+        _fail("the margin must be non-negative", q.span, source=c.source)
+
+
+def _bound_q(q: Bound, c: _QueryContext) -> None:
+    net = c.need_net(q.net, q.span)
+    try:
+        lay = net.layer(q.layer)
+    except KeyError:
+        _fail(f"layer '{q.layer}' is not defined in network '{net.name}'", q.span,
+              _names_hint(lay.name for lay in net.layers), c.source)
+    if not HAS_PRE[lay.kind]:
+        _fail(f"'{q.layer}' is a {lay.kind} node: it has no pre-activation of its own",
+              q.span, "bound the layer it reads instead", c.source)
+    if not 0 <= q.index < lay.size:
+        _fail(f"index {q.index} is out of range for layer '{q.layer}' of size "
+              f"{lay.size}", q.span, source=c.source)
+
+
+def _stable_q(q: Stable, c: _QueryContext) -> None:
+    c.need_net(q.net, q.span)
+    if q.data is not None:
+        c.need_data(q.data, q.span)
+
+
+def _compress_q(q: Compress, c: _QueryContext) -> None:
+    c.need_net(q.net, q.span)
+    if q.output is not None and q.output in c.top:
+        _fail(f"'{q.output}' is already defined", q.span, source=c.source)
+    if q.data is not None:
+        c.need_data(q.data, q.span)
+
+
+def _equiv_q(q: Equiv, c: _QueryContext) -> None:
+    _check_equiv(q, c.need_net(q.a, q.span), c.need_net(q.b, q.span), c.source)
+
+
+# Per query kind (`nnir.ir.nodes.QUERY_KINDS`; checked complete by tests/test_node_tables.py).
+QUERY_RULES = {"verify": _verify_q, "train": _train_q, "bound": _bound_q, "stable": _stable_q,
+               "compress": _compress_q, "equiv": _equiv_q}
 
 
 def _check_equiv(q: Equiv, a: Network, b: Network, source) -> None:
