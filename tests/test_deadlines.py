@@ -11,7 +11,8 @@ import pytest
 
 from nnir import proc
 from nnir.backends.base import Answer
-from nnir.backends.milp.joint import lower_networks, run_killable
+from nnir.backends.milp.highs import run_killable
+from nnir.backends.milp.joint import lower_networks
 from nnir.backends.smtlib.check import killable
 from nnir.backends.split.relax import contradictory
 from nnir.frontend import parse

@@ -15,7 +15,14 @@ from fractions import Fraction
 
 import numpy as np
 
-from nnir.backends.milp.highs_backend import _HIGHS_TOLS, _clip_to_box, build_highs, milp_tolerances
+from nnir.backends.milp.highs import (
+    build_highs,
+    clip_to_box,
+    highs_tolerances,
+    outcome,
+    reset_scheduler,
+    status_text,
+)
 from nnir.backends.milp.lower import legal_name, to_milp
 from nnir.errors import BackendError
 from nnir.queries.bound import SENSES, BoundAnswer, BoundProblem, Side
@@ -50,21 +57,17 @@ def solve_bound_milp(problem: BoundProblem, options: dict, timeout: float | None
         One `Side` per sense: `arg` (floats clipped into the box) and `hi` = dual bound + margin,
         on `s * pre`; `lo` is left for the caller's exact replay.
     """
-    import highspy
-
-    tols = milp_tolerances(options)
     rel = float(options.get("bound_margin", BOUND_MARGIN))
     model = to_milp(problem.verify_problem(), margin=0.0, slack="none")
     col = pre_column(model, problem)
     model.objective, model.sense = {col: 1.0}, "max"
-    opts = {k: tols[k] for k in _HIGHS_TOLS}
+    opts = highs_tolerances(options)
     opts.update(mip_rel_gap=GAP, mip_abs_gap=GAP)
     if "threads" in options:
         opts["threads"] = int(options["threads"])
     h = build_highs(model, opts)
     if "threads" in opts:
-        h.resetGlobalScheduler(True)
-    S = highspy.HighsModelStatus
+        reset_scheduler(h)
     start = time.perf_counter()
     sides, info = {}, {"model": model.summary(), "margin": rel, **opts}
     for sense in senses:
@@ -77,9 +80,9 @@ def solve_bound_milp(problem: BoundProblem, options: dict, timeout: float | None
                 continue
             h.setOptionValue("time_limit", float(left))
         h.run()
-        ms, hinfo = h.getModelStatus(), h.getInfo()
-        info[f"{sense}_status"] = h.modelStatusToString(ms)
-        if ms == S.kOptimal and hinfo.primal_solution_status == 2:
+        ms, hinfo = outcome(h), h.getInfo()
+        info[f"{sense}_status"] = status_text(h)
+        if ms == "optimal" and hinfo.primal_solution_status == 2:
             x = np.asarray(h.getSolution().col_value)[model.input_vars]
             dual = hinfo.mip_dual_bound if model.num_integer else hinfo.objective_function_value
             dual = max(dual, hinfo.objective_function_value)
@@ -89,16 +92,16 @@ def solve_bound_milp(problem: BoundProblem, options: dict, timeout: float | None
             margin = max(rel, rel * abs(dual))
             info[f"{sense}_dual_bound"] = dual
             sides[sense] = Side("sat", None, Fraction(dual) + Fraction(margin),
-                                _clip_to_box(problem.net, x), False,
+                                clip_to_box(problem.net, x), False,
                                 f"HiGHS dual bound {s * dual:.12g} widened by {margin:g} (rests "
                                 "on float tolerances, not a proof)")
-        elif ms in (S.kInfeasible, S.kUnboundedOrInfeasible):
+        elif ms == "infeasible":
             sides[sense] = Side("unsat", message="HiGHS: the input domain is infeasible (float "
                                 "tolerances)")
-        elif ms == S.kTimeLimit:
+        elif ms == "timeout":
             sides[sense] = Side("timeout", message=f"HiGHS hit the time limit ({timeout} s)")
         else:
             sides[sense] = Side("unknown", message="HiGHS model status: "
-                                + h.modelStatusToString(ms))
+                                + info[f"{sense}_status"])
     info["seconds"] = time.perf_counter() - start
     return BoundAnswer(sides, info)

@@ -25,82 +25,17 @@ import time
 import numpy as np
 
 from nnir.backends.base import Answer, Backend
+from nnir.backends.options import HighsOptions
+from nnir.backends.milp.highs import (
+    HIGHS_TOLERANCE_OPTIONS,
+    build_highs,
+    clip_to_box,
+    milp_tolerances,
+    outcome,
+    reset_scheduler,
+    status_text,
+)
 from nnir.backends.milp.lower import to_milp
-from nnir.backends.milp.model import MilpModel
-
-DEFAULT_TOLERANCES = {
-    "primal_feasibility_tolerance": 1e-9,
-    "mip_feasibility_tolerance": 1e-9,
-    "margin": 1e-6,
-    "strict_tol": 1e-7,
-    "sat_slack": 1e-5,
-}
-_HIGHS_TOLS = ("primal_feasibility_tolerance", "mip_feasibility_tolerance")
-
-
-def milp_tolerances(options: dict | None = None) -> dict:
-    """The tolerances a solve uses: `DEFAULT_TOLERANCES` overridden by `options`.
-
-    primal_feasibility_tolerance / mip_feasibility_tolerance go to HiGHS (row and integrality
-    violations it accepts); `margin` loosens property rows; `strict_tol` is the least slack t*
-    on strict atoms that counts as sat; `sat_slack` is the slack at which the search stops.
-    """
-    opts = options or {}
-    return {k: float(opts.get(k, v)) for k, v in DEFAULT_TOLERANCES.items()}
-
-
-def build_highs(model: MilpModel, options: dict | None = None):
-    """A silent `highspy.Highs` holding `model` (rowwise arrays passed in one `passModel`).
-
-    Args:
-        model: the MILP model.
-        options: HiGHS option values to set (e.g. tolerances, `time_limit`).
-    Returns:
-        The `Highs` instance, ready to `run()` or `writeModel()`.
-    """
-    import highspy
-
-    h = new_highs()
-    for k, v in (options or {}).items():
-        h.setOptionValue(k, v)
-    col_lo, col_hi, integ, col_names = model.col_arrays()
-    start, index, value, row_lo, row_hi, row_names = model.csr()
-    lp = highspy.HighsLp()
-    lp.model_name_ = model.name
-    lp.num_col_, lp.num_row_ = len(col_lo), len(row_lo)
-    lp.col_cost_, lp.col_lower_, lp.col_upper_ = model.cost(), col_lo, col_hi
-    lp.row_lower_, lp.row_upper_ = row_lo, row_hi
-    lp.sense_ = highspy.ObjSense.kMaximize if model.sense == "max" else highspy.ObjSense.kMinimize
-    a = lp.a_matrix_
-    a.format_ = highspy.MatrixFormat.kRowwise
-    a.num_col_, a.num_row_ = lp.num_col_, lp.num_row_
-    a.start_, a.index_, a.value_ = start.astype(np.int32), index.astype(np.int32), value
-    if integ.any():
-        kinds = (highspy.HighsVarType.kContinuous, highspy.HighsVarType.kInteger)
-        lp.integrality_ = [kinds[i] for i in integ]
-    lp.col_names_, lp.row_names_ = col_names, row_names
-    status = h.passModel(lp)
-    if status == highspy.HighsStatus.kError:
-        from nnir.errors import BackendError
-
-        raise BackendError(f"HiGHS rejected the MILP model ({model.summary()})")
-    return h
-
-
-def new_highs():
-    """A `highspy.Highs` with its output off.
-
-    highspy 1.16 prints a banner to stdout from the constructor, before `output_flag` can be
-    set, so the constructor runs with fds 1 and 2 pointed at /dev/null (`nnir.proc.quiet_fds`).
-    """
-    import highspy
-
-    from nnir.proc import quiet_fds
-
-    with quiet_fds():
-        h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
-    return h
 
 
 def float_check(problem, x, slack: float = 1e-9) -> bool:
@@ -126,7 +61,8 @@ class HighsBackend(Backend):
 
     name = "highs"
     description = "HiGHS MILP solver (big-M ReLU encoding; float tolerances)"
-    kinds = frozenset({"verify", "train", "bound"})
+    kinds = frozenset({"verify", "train", "bound", "stable", "compress", "equiv"})
+    Options = HighsOptions
     logics = frozenset({"MILP"})
     optimizes = True
     exact = False
@@ -166,11 +102,9 @@ class HighsBackend(Backend):
         return ans
 
     def _solve(self, problem, slack: str, timeout, tols: dict) -> Answer:
-        import highspy
-
         t0 = time.perf_counter()
         model = to_milp(problem, margin=tols["margin"], slack=slack)
-        opts = {k: tols[k] for k in _HIGHS_TOLS}
+        opts = {k: tols[k] for k in HIGHS_TOLERANCE_OPTIONS}
         if timeout is not None:
             opts["time_limit"] = float(timeout)
         if "threads" in self.options:
@@ -183,36 +117,34 @@ class HighsBackend(Backend):
         if has_t:
             h.cbMipInterrupt.subscribe(_stop_at(tols["sat_slack"]))
         if "threads" in opts:  # HiGHS's scheduler is global: a new thread count needs a reset,
-            h.resetGlobalScheduler(True)  # else run() fails with model status "Not Set"
+            reset_scheduler(h)  # else run() fails with model status "Not Set"
         h.run()
-        ms, info = h.getModelStatus(), h.getInfo()
+        ms, info = outcome(h), h.getInfo()
         details = {"model": model.summary(), "notes": list(model.notes),
-                   "highs_status": h.modelStatusToString(ms)}
+                   "highs_status": status_text(h)}
         has_point = info.primal_solution_status == 2  # kSolutionStatusFeasible
-        S = highspy.HighsModelStatus
         t_star = info.objective_function_value if has_t and has_point else None
         if t_star is not None:
             details["slack"] = t_star
         details["seconds"] = time.perf_counter() - t0
-        stopped = (S.kOptimal, S.kTimeLimit, S.kInterrupt, S.kSolutionLimit, S.kIterationLimit)
+        stopped = ("optimal", "timeout", "interrupted", "solution_limit", "iteration_limit")
         if has_point and ms in stopped and (not by_slack or t_star > tols["strict_tol"]):
             x = np.asarray(h.getSolution().col_value)[model.input_vars]
-            return Answer("sat", _clip_to_box(problem.net, x), "HiGHS found a point", details)
-        if ms in (S.kInfeasible, S.kUnboundedOrInfeasible) or (by_slack and ms == S.kOptimal):
+            return Answer("sat", clip_to_box(problem.net, x), "HiGHS found a point", details)
+        if ms == "infeasible" or (by_slack and ms == "optimal"):
             # Every column is bounded, so "unbounded or infeasible" can only be infeasible.
             why = "the model is infeasible" if t_star is None else \
                 f"the strict atoms' best slack is {t_star:.3g} <= strict_tol"
             info_d = {"tolerance": "HiGHS floating-point tolerances", "exact": False,
-                      **{k: opts[k] for k in _HIGHS_TOLS}, "margin": tols["margin"]}
+                      **{k: opts[k] for k in HIGHS_TOLERANCE_OPTIONS}, "margin": tols["margin"]}
             if by_slack:
                 info_d.update(strict_tol=tols["strict_tol"], mip_dual_bound=info.mip_dual_bound)
             return Answer("unsat", None, f"HiGHS: {why}; this unsat rests on HiGHS's "
                           "floating-point tolerances (not an exact proof)", {**info_d, **details})
-        if ms == S.kTimeLimit:
+        if ms == "timeout":
             return Answer("timeout", None, f"HiGHS hit the time limit ({timeout} s)", details)
-        bad = (S.kLoadError, S.kModelError, S.kPresolveError, S.kSolveError, S.kPostsolveError)
-        status = "error" if ms in bad else "unknown"
-        return Answer(status, None, f"HiGHS model status: {h.modelStatusToString(ms)}", details)
+        status = "error" if ms == "error" else "unknown"
+        return Answer(status, None, f"HiGHS model status: {details['highs_status']}", details)
 
     def solve_bound(self, problem, timeout: float | None = None, senses=("max", "min"),
                     start: dict | None = None):
@@ -246,13 +178,3 @@ def _stop_at(target: float):
             event.data_in.user_interrupt = True
 
     return callback
-
-
-def _clip_to_box(net, x: np.ndarray, box=None) -> list[float]:
-    """Clip into the exact box, using float bounds rounded inward (so they lie inside it);
-    `box` is `inner_box(net)` when the caller has it already (it clips many points)."""
-    from nnir.passes.interval import inner_box
-
-    a, b = box if box is not None else inner_box(net)
-    nearest = np.array([float(v) for v in net.input.lo.exact])  # where no float lies inside
-    return np.where(a > b, nearest, np.clip(np.asarray(x, dtype=np.float64), a, b)).tolist()

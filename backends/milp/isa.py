@@ -32,11 +32,13 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from nnir.backends.milp.highs_backend import (
-    _HIGHS_TOLS,
-    _clip_to_box,
+from nnir.backends.milp.highs import (
     build_highs,
-    milp_tolerances,
+    clip_to_box,
+    highs_tolerances,
+    mip_solution,
+    outcome,
+    status_text,
 )
 from nnir.backends.milp.lower import legal_name, to_milp
 from nnir.ir.nodes import BoolConst, Network
@@ -99,8 +101,7 @@ class IsaMilp:
             self.zcols[layer, i, c] = zc
         self.model.objective = {b: 1.0 for b in self.cols.values()}
         self.model.sense = "max"
-        tols = milp_tolerances(options)
-        opts = {k: tols[k] for k in _HIGHS_TOLS}
+        opts = highs_tolerances(options)
         if "threads" in options:
             opts["threads"] = int(options["threads"])
         self.h = build_highs(self.model, opts)
@@ -122,7 +123,7 @@ class IsaMilp:
     def input_of(self, sol) -> np.ndarray:
         """The network input of a solution vector, clipped into the inward-rounded box."""
         x = np.asarray(sol)[self.model.input_vars]
-        return np.asarray(_clip_to_box(self.net, x, self.box))
+        return np.asarray(clip_to_box(self.net, x, self.box))
 
     def _new_by_float(self, x: np.ndarray) -> set:
         """The free states input x shows by float sign (a filter only: replay decides)."""
@@ -157,7 +158,7 @@ class IsaMilp:
             z = vals[s[0] + ".pre"][0, s[1]]
             ok = z >= self.threshold + room if s[2] == 0 else z <= -self.threshold - room
             sol[b] = 1.0 if s in self.free and ok else 0.0
-        self.h.setSolution(highspy_solution(sol))
+        self.h.setSolution(mip_solution(sol))
 
     # ------------------------------------------------------------------ the loop
     def solve(self, replay, deadline: float | None) -> IsaOutcome:
@@ -222,7 +223,7 @@ class IsaMilp:
                 self._warm(last_x)
             stats["solves"] += 1
             h.run()
-            status = h.getModelStatus().name.removeprefix("k")
+            status = outcome(h)
             if self.pending:  # interrupted (or finished) with inputs showing new states
                 stats["interrupts"] += self.flag
                 stats["inputs"] += len(self.pending)
@@ -238,7 +239,7 @@ class IsaMilp:
                 self._fix(close)
                 if close:
                     continue
-            if status == "Optimal":
+            if status == "optimal":
                 info = h.getInfo()
                 if info.objective_function_value < 0.5 and info.mip_dual_bound < 0.5:
                     return "optimal"
@@ -251,11 +252,11 @@ class IsaMilp:
                     close = [s for s in self.free if sol[self.cols[s]] > 0.5]
                     out.close.extend(close)
                     self._fix(close)
-            elif status in ("TimeLimit", "Interrupt"):
+            elif status in ("timeout", "interrupted"):
                 if deadline is not None and time.monotonic() >= deadline:
                     return "timeout"
             else:
-                return f"HiGHS: {status}"
+                return f"HiGHS: {status_text(h)}"
         return "optimal"
 
     def _lp_inputs(self, replay, stats: dict, deadline: float | None) -> None:
@@ -267,16 +268,7 @@ class IsaMilp:
         h.setOptionValue("solve_relaxation", True)
         h.run()
         h.setOptionValue("solve_relaxation", False)
-        if h.getModelStatus().name == "kOptimal":
+        if outcome(h) == "optimal":
             x = self.input_of(h.getSolution().col_value)
             stats["lp_inputs"] += 1
             self._fix(replay([x]))
-
-
-def highspy_solution(values: np.ndarray):
-    import highspy
-
-    s = highspy.HighsSolution()
-    s.col_value = values.tolist()
-    s.value_valid = True
-    return s

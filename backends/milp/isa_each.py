@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import time
 
-import highspy
 import numpy as np
 
+from nnir.backends.milp.highs import minimize_sense, outcome, status_text
 from nnir.backends.milp.isa import IsaMilp, IsaOutcome
 
 HEURISTICS_OFF = {
@@ -120,18 +120,18 @@ def _prove(m: IsaMilp, s, replay, limit: float | None) -> tuple[str, set]:
     n = h.getNumCol()
     h.changeColsCost(n, np.arange(n, dtype=np.int32), np.zeros(n))
     h.changeColCost(m.zcols[s], -1.0 if active else 1.0)  # toward the state, so the LP moves
-    h.changeObjectiveSense(highspy.ObjSense.kMinimize)
+    minimize_sense(h)
     for k, v in HEURISTICS_OFF.items():
         h.setOptionValue(k, v)
     h.setOptionValue("mip_max_improving_sols", 1)
     h.setOptionValue("time_limit", float("inf") if limit is None else float(max(limit, 0.01)))
     h.run()
-    status = h.getModelStatus().name.removeprefix("k")
-    if status == "Infeasible":
+    status = outcome(h)
+    if h.getModelStatus().name == "kInfeasible":  # not "unbounded or infeasible"
         return "proven", set()
     if h.getInfo().primal_solution_status == 2:  # a feasible solution: replay decides
         seen = replay([m.input_of(h.getSolution().col_value)])
         return ("found" if s in seen else "close"), seen
-    if status == "TimeLimit":
+    if status == "timeout":
         return "timeout", set()
-    return f"HiGHS: {status}", set()
+    return f"HiGHS: {status_text(h)}", set()

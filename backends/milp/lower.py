@@ -28,7 +28,7 @@ Equality atoms never get t. Each deviation from the exact problem is recorded in
 
 `margin` > 0 loosens every property and input-constraint row by that absolute amount (through
 t's lower bound -margin, or the row's side when it has no t), so an "infeasible" verdict survives
-the solver's rounding (see `highs_backend.milp_tolerances`).
+the solver's rounding (see `highs.milp_tolerances`).
 """
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ def write_model(model: MilpModel, path: str, format: str = "mps") -> None:
     Raises:
         BackendError: unknown format, or HiGHS failed to write.
     """
-    from nnir.backends.milp.highs_backend import build_highs
+    from nnir.backends.milp.highs import build_highs
 
     if format not in FORMATS:
         raise BackendError(f"unknown MILP file format '{format}'", hint="use mps or lp")

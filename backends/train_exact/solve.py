@@ -84,9 +84,14 @@ def smt_check(backend: str, script, timeout):
 
 def _highs_signed(run: Run, spec: SignedForm, signs, X, sigma, symmetry, warm=None):
     """HiGHS on the big-M MILP: (status, (w, b, c) normalised and exact, message, info)."""
-    import highspy
-
-    from nnir.backends.milp.highs_backend import _HIGHS_TOLS, build_highs, milp_tolerances
+    from nnir.backends.milp.highs import (
+        HIGHS_TOLERANCE_OPTIONS,
+        build_highs,
+        milp_tolerances,
+        outcome,
+        reset_scheduler,
+        status_text,
+    )
     from nnir.backends.milp.train_lower import signed_milp
 
     tols = milp_tolerances(run.opts)
@@ -104,7 +109,7 @@ def _highs_signed(run: Run, spec: SignedForm, signs, X, sigma, symmetry, warm=No
            fin(spec.c_lo, -B), fin(spec.c_hi, B))
     sm = signed_milp(spec, signs, X, sigma, float(run.problem.margin), tols["sat_slack"], box,
                      symmetry, fixed, start)
-    opts = {k: tols[k] for k in _HIGHS_TOLS}
+    opts = {k: tols[k] for k in HIGHS_TOLERANCE_OPTIONS}
     left = run.left()
     if left is not None:
         opts["time_limit"] = max(float(left), 1e-3)
@@ -115,16 +120,15 @@ def _highs_signed(run: Run, spec: SignedForm, signs, X, sigma, symmetry, warm=No
             opts[k[6:]] = v
     hs = build_highs(sm.model, opts)
     if "threads" in opts:  # HiGHS's scheduler is global: a new thread count needs a reset
-        hs.resetGlobalScheduler(True)
+        reset_scheduler(hs)
     if sm.start is not None:  # a MIP start (HiGHS checks it and drops it when infeasible)
         hs.setSolution(len(sm.start), np.arange(len(sm.start), dtype=np.int32), sm.start)
     hs.run()
-    ms, hinfo = hs.getModelStatus(), hs.getInfo()
-    S = highspy.HighsModelStatus
-    info = {"model": sm.model.summary(), "highs_status": hs.modelStatusToString(ms),
-            "box": box, "sat_slack": tols["sat_slack"], **{k: opts[k] for k in _HIGHS_TOLS}}
-    if hinfo.primal_solution_status == 2 and ms in (S.kOptimal, S.kInterrupt, S.kTimeLimit,
-                                                    S.kSolutionLimit):
+    ms, hinfo = outcome(hs), hs.getInfo()
+    info = {"model": sm.model.summary(), "highs_status": status_text(hs), "box": box,
+            "sat_slack": tols["sat_slack"], **{k: opts[k] for k in HIGHS_TOLERANCE_OPTIONS}}
+    if hinfo.primal_solution_status == 2 and ms in ("optimal", "interrupted", "timeout",
+                                                    "solution_limit"):
         col = np.asarray(hs.getSolution().col_value)
 
         def q(i, lo, hi):  # the exact binary value, clipped into the box it must respect
@@ -134,10 +138,10 @@ def _highs_signed(run: Run, spec: SignedForm, signs, X, sigma, symmetry, warm=No
         b = [q(i, box[2], box[3]) for i in sm.b]
         c = None if sm.c is None else q(sm.c, box[4], box[5])
         return "sat", (w, b, c), "", info
-    if ms in (S.kInfeasible, S.kUnboundedOrInfeasible):
+    if ms == "infeasible":
         if warm is not None:  # a restricted model: its infeasibility proves nothing
             return "unknown", None, "the restricted (find) model is infeasible", info
         return "unsat", None, "", info
-    if ms == S.kTimeLimit:
+    if ms == "timeout":
         return "timeout", None, "HiGHS hit the time limit", info
-    return "unknown", None, f"HiGHS model status: {hs.modelStatusToString(ms)}", info
+    return "unknown", None, f"HiGHS model status: {info['highs_status']}", info

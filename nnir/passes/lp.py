@@ -1,11 +1,16 @@
-"""LP-based bound tightening (optimisation-based bound tightening) with HiGHS and safe dual bounds.
+"""LP-based bound tightening (optimisation-based bound tightening) with safe dual bounds.
 
 Layer by layer, each neuron's pre-activation is minimised and maximised over the LP relaxation of
 the earlier layers: the input box and the input's linear constraints, exact affine layers, stable
 ReLUs exact (identity / zero) and unstable ReLUs by the triangle relaxation y >= 0, y >= z,
 y <= a z + d (a ~ u / (u - l), the float line of `symbolic.relu_relaxation`, valid exactly), with
 the best bounds known so far. The model is built once per layer; only the objective changes between
-neurons, so HiGHS warm-starts from the previous basis.
+neurons, so the LP solver warm-starts from the previous basis.
+
+The LP solver is a backend (`nnir.backends.milp.highs.DualLp`, HiGHS, by default), reached
+through a small interface so that this pass never imports a solver: `solver(A, rl, ru, cl, cu,
+options)` returns an object with `duals(idx, costs)` (the row duals of min sum costs x[idx]) and
+`set_time_limit(seconds)`. Only the duals are used, and any duals give a sound bound (below).
 
 Soundness. An optimum reported by HiGHS is a floating-point number and is NOT used. Instead the
 LP's dual row values y serve as multipliers in the safe bound of Neumaier & Shcherbina ("Safe
@@ -34,7 +39,6 @@ import time
 from fractions import Fraction
 from functools import partial
 
-import highspy
 import numpy as np
 import scipy.sparse as sp
 
@@ -51,7 +55,7 @@ from nnir.passes.symbolic import relu_relaxation
 
 _U = 2.0 ** -53
 _TINY = np.finfo(np.float64).tiny
-_INF = highspy.kHighsInf
+_INF = np.inf  # an absent row bound (HiGHS's kHighsInf is inf too)
 _SCALE = 2 * 1074 + 2  # every product of two floats is an integer multiple of 2^-2148
 
 
@@ -100,7 +104,7 @@ def safe_lower_bound(A: sp.csc_matrix, c: np.ndarray, rl, ru, cl, cu, y) -> Frac
 class _LayerLp:
     """The LP relaxation of the layers a target layer depends on, built once, objective swapped."""
 
-    def __init__(self, net: Network, k: int, lo: dict, hi: dict, options: dict):
+    def __init__(self, net: Network, k: int, lo: dict, hi: dict, options: dict, solver):
         target = net.layers[k]
         need, stack = set(), list(target.srcs)
         while stack:  # ancestors of the target (layers read earlier nodes only)
@@ -163,33 +167,14 @@ class _LayerLp:
         self.src = post[target.src]
         self.finite = bool(np.all(np.isfinite(self.cl)) and np.all(np.isfinite(self.cu))
                            and np.all(np.isfinite(self.A.data)))
-        from nnir.backends.milp.highs_backend import new_highs
-
-        self.h = new_highs()  # silent, whatever the highspy version prints
-        self.h.setOptionValue("presolve", "off")  # keep the basis between objectives
-        for key, val in options.items():
-            self.h.setOptionValue(key, val)
-        lp = highspy.HighsLp()
-        lp.num_col_, lp.num_row_ = n, len(rl)
-        lp.col_cost_ = np.zeros(n)
-        lp.col_lower_, lp.col_upper_ = self.cl, self.cu
-        lp.row_lower_, lp.row_upper_ = self.rl, self.ru
-        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = self.A.indptr.astype(np.int32)
-        lp.a_matrix_.index_ = self.A.indices.astype(np.int32)
-        lp.a_matrix_.value_ = self.A.data
-        lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = n, len(rl)
-        self.h.passModel(lp)
+        self.lp = solver(self.A, self.rl, self.ru, self.cl, self.cu, options)
         self.live = np.nonzero(self.src >= 0)[0]  # source neurons that have a column
         self.cost_idx = self.src[self.live].astype(np.int32)
 
     def minimum(self, w: np.ndarray) -> Fraction | None:
         """A rigorous lower bound of w . post(src) over the relaxation (None if none is found)."""
         cw = w[self.live]
-        self.h.changeColsCost(len(self.cost_idx), self.cost_idx, cw)
-        self.h.run()
-        sol = self.h.getSolution()
-        y = np.array(sol.row_dual) if sol.dual_valid else np.zeros(len(self.rl))
+        y = self.lp.duals(self.cost_idx, cw)
         c = np.zeros(len(self.cl))
         c[self.cost_idx] = cw
         return safe_lower_bound(self.A, c, self.rl, self.ru, self.cl, self.cu, y)
@@ -201,18 +186,21 @@ class LpBounds:
     Args:
         unstable_only: bound only the unstable neurons of ReLU layers (all neurons of other
             layers); otherwise every neuron.
-        options: extra HiGHS options (e.g. tolerances); the bounds stay sound whatever they are.
+        options: extra LP solver options (HiGHS: e.g. tolerances); the bounds stay sound
+            whatever they are.
         deadline: a `time.monotonic()` value: past it no more LPs are solved (each also gets
             the time left) and the bounds found so far are kept, all of them sound.
+        solver: the LP solver factory (see the module docstring); None: HiGHS's `DualLp`.
     """
 
     name = "lp"
 
     def __init__(self, unstable_only: bool = True, options: dict | None = None,
-                 deadline: float | None = None):
+                 deadline: float | None = None, solver=None):
         self.unstable_only = unstable_only
         self.options = dict(options or {})
         self.deadline = deadline
+        self.solver = solver
         self.stopped = False  # the last run stopped at the deadline
 
     def _out_of_time(self, model=None) -> bool:
@@ -222,7 +210,7 @@ class LpBounds:
         if left <= 0:
             self.stopped = True
         elif model is not None:
-            model.h.setOptionValue("time_limit", float(left))
+            model.lp.set_time_limit(float(left))
         return self.stopped
 
     def accepts(self, net: Network) -> bool:
@@ -250,7 +238,7 @@ class LpBounds:
                 continue
             if self._out_of_time():
                 break  # later layers keep their (sound) bounds
-            model = _LayerLp(net, k, lo, hi, self.options)
+            model = _LayerLp(net, k, lo, hi, self.options, self.solver or default_lp_solver())
             if not model.finite:  # a column without finite bounds: later layers keep theirs
                 break
             W, b = lay.weight.f64, lay.bias.exact
@@ -271,6 +259,19 @@ class LpBounds:
         ctx.log.append(f"lp: {_count_stable(net, lo, hi)} stable ReLUs"
                        + (" (stopped at the time limit)" if self.stopped else ""))
         return merge(net, self.name, lo, hi)
+
+
+def default_lp_solver():
+    """The LP solver the pass uses unless given one: HiGHS (`nnir.backends.milp.highs.DualLp`).
+
+    Returns:
+        The factory `DualLp(A, rl, ru, cl, cu, options)`.
+    Raises:
+        ImportError: highspy is not installed.
+    """
+    from nnir.backends.milp.highs import DualLp  # imported on use: the pass needs no solver
+
+    return DualLp
 
 
 # Per node kind, its part of the LP relaxation: rule(node, post, cols, add_row) with `post` the

@@ -106,89 +106,33 @@ def data_points(net: Network, data, n: int) -> list[list[Fraction]]:
 
 
 def milp_max_difference(f: Network, g: Network, timeout: float | None = None) -> dict:
-    """Max and min of each `f_k - g_k` over the domain by HiGHS, both networks in one model.
+    """Max and min of each `f_k - g_k` over the domain by HiGHS, both networks in one model
+    (`backends/milp/equiv.py`, `difference_ranges`; the bound passes run here first).
 
     The `2 * outputs` solves share `timeout` (None: no limit): each gets the time left divided
     by the solves left, so a hard one cannot starve the others, and what an easy one leaves
     goes to the rest. A solve stopped by its share keeps HiGHS's dual bound, so the result can
     still bound |f - g| while naming the solves that did not finish.
 
+    Args:
+        f, g: the original and the compressed network (the same input domain).
+        timeout: seconds for the passes and all solves together (None: no limit).
     Returns:
         {"max_abs": float or None (None unless every solve finished), "per_output":
         [(min, max), ...] (None where unfinished), "status": text, "unfinished": ["y[k] max",
         ...], "bound_abs": max |f_k - g_k| <= this by the dual bounds (None when a solve has
         none), "solves": n}; the numbers rest on HiGHS's float tolerances.
     """
-    from nnir.backends.milp.highs_backend import _HIGHS_TOLS, milp_tolerances
-    from nnir.backends.milp.joint import lower_networks, run_killable
+    from nnir.backends.milp.equiv import difference_ranges
 
-    deadline = None if timeout is None else time.monotonic() + timeout
+    start = time.monotonic()
     pipe = default_pipeline()
     f = pipe.run(f)
     g = pipe.run(replace(g, name=f.name + "__cmp"))  # distinct column names
-    joint = lower_networks([f, g], "compress_check")  # g on f's input columns
-    fv, gv = joint.vars[0][f.output], joint.vars[1][g.output]
-    model = joint.model
-    # The verify backend's tight feasibility tolerances: with HiGHS's default 1e-6 integrality
-    # tolerance a big-M ReLU may leak u * 1e-6, seen here as a spurious difference. The gap
-    # only decides when a solve may stop: f = g exactly, so the optimum is about 0 and 1e-7
-    # above it is proof enough for a check that is reported, not relied on.
-    opts = {k: v for k, v in milp_tolerances().items() if k in _HIGHS_TOLS}
-    opts.update(mip_rel_gap=1e-9, mip_abs_gap=MILP_GAP)
-    solves = []
-    for k in range(len(fv)):
-        obj = {}
-        if fv[k] >= 0:
-            obj[int(fv[k])] = obj.get(int(fv[k]), 0.0) + 1.0
-        if gv[k] >= 0:
-            obj[int(gv[k])] = obj.get(int(gv[k]), 0.0) - 1.0
-        obj = {c: v for c, v in obj.items() if v != 0.0}
-        solves += [(k, sense, obj) for sense in ("min", "max")]
-    per = [[0.0, 0.0] for _ in range(len(fv))]
-    status, unfinished, bounds = "optimal", [], []
-    todo = [s for s in solves if s[2]]
-    for n, (k, sense, obj) in enumerate(todo):
-        col = 0 if sense == "min" else 1
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0.05:
-                per[k][col] = None
-                unfinished.append(f"{f.output}[{k}] {sense}")
-                bounds.append(None)
-                status = "time limit"
-                continue
-        model.objective, model.sense = obj, sense
-        got = run_killable(model, opts, None if deadline is None else left / (len(todo) - n),
-                           _read)
-        if got is None:
-            got = ("killed at its time share (HiGHS presolve does not keep its limit)", None,
-                   None)
-        ms, value, dual = got
-        if ms == "optimal":
-            per[k][col] = value
-        else:
-            status = ms
-            per[k][col] = None
-            unfinished.append(f"{f.output}[{k}] {sense}")
-        ok = dual is not None and np.isfinite(dual) and abs(dual) < 1e30
-        bounds.append(abs(float(dual)) if ok else None)
-    per = [tuple(e) for e in per]
-    vals = [abs(v) for e in per for v in e if v is not None]
-    return {"max_abs": None if unfinished else max(vals, default=0.0), "per_output": per,
-            "status": status if unfinished else "optimal", "unfinished": unfinished,
-            "bound_abs": None if None in bounds else max(bounds, default=0.0),
-            "solves": len(todo)}
-
-
-def _read(h) -> tuple:
-    """(status: "optimal" or HiGHS's text, objective value, dual bound) of a solved HiGHS."""
-    import highspy
-
-    ms, info = h.getModelStatus(), h.getInfo()
-    dual = info.mip_dual_bound if h.getLp().integrality_ else info.objective_function_value
-    if ms == highspy.HighsModelStatus.kOptimal:
-        return "optimal", float(info.objective_function_value), float(dual)
-    return h.modelStatusToString(ms), None, None if dual is None else float(dual)
+    left = None if timeout is None else timeout - (time.monotonic() - start)
+    # The gap only decides when a solve may stop: f = g exactly, so the optimum is about 0 and
+    # MILP_GAP above it is proof enough for a check that is reported, not relied on.
+    return difference_ranges(f, g, left, gap=MILP_GAP)
 
 
 def run_compress(prog: Program, q: Compress, backend: str, timeout, options: dict) -> Result:

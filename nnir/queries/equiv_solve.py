@@ -130,7 +130,7 @@ def _milp(res: Result, a, b, mapping, tol, deadline, options) -> Result:
                          f"|f_A - f_B| <= {bound:.3g} (HiGHS dual bound)")
         res.message = "equivalent up to MILP tolerances"
         return res
-    if "time limit" in got["status"].lower():
+    if got["timeout"]:
         res.status, res.message = "timeout", "HiGHS reached the time limit"
     else:
         res.status = "unknown"
