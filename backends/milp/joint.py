@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from nnir.backends.milp.lower import _Lowering, legal_name
+from nnir.backends.milp.lower import Lowering, legal_name
 from nnir.backends.milp.model import MilpModel
 from nnir.errors import UnsupportedQuery
 from nnir.ir.nodes import BoolConst, Network
@@ -40,7 +40,7 @@ def lower_networks(nets: list[Network], name: str = "joint") -> Lowered:
     first = nets[0]
     if any(n.input.size != first.input.size for n in nets):
         raise UnsupportedQuery("networks lowered together must read inputs of the same size")
-    low = _Lowering(VerifyProblem(first, (), BoolConst(True), name), 0.0, "none")
+    low = Lowering(VerifyProblem(first, (), BoolConst(True), name), 0.0, "none")
     low.m.name = legal_name(name)
     low.inputs()
     for k, atom in enumerate(first.input.constraints):

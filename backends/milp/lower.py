@@ -57,7 +57,7 @@ def legal_name(text: str) -> str:
     return s if s[:1].isalpha() and s[:1] not in "eE" else "n_" + s
 
 
-class _Lowering:
+class Lowering:
     """State of one lowering: the model, each node's variables and their bounds."""
 
     def __init__(self, problem: VerifyProblem, margin: float, slack: str):
@@ -230,7 +230,7 @@ def _row(index, value, lo, hi, name) -> Row:
 
 # Per node kind, its lowering: rule(lowering, node, facts). Dense and add nodes get pre-activation
 # columns defined by rows; slices and concatenations reuse their sources' columns.
-def _dense_rows(low: _Lowering, lay, z, names) -> None:
+def _dense_rows(low: Lowering, lay, z, names) -> None:
     src = low.vars[lay.src]
     live = src >= 0  # sources fixed at 0 (inactive ReLUs) drop out of the rows
     W, b = lay.weight.f64[:, live], lay.bias.f64
@@ -241,26 +241,26 @@ def _dense_rows(low: _Lowering, lay, z, names) -> None:
                                -b[j], -b[j], f"def_{names[j]}"))
 
 
-def _add_rows(low: _Lowering, lay, z, names) -> None:
+def _add_rows(low: Lowering, lay, z, names) -> None:
     for j in range(lay.size):  # sum_k src_k[j] - z_j = 0; +-1 coefficients are exact
         cols = [int(low.vars[s][j]) for s in lay.srcs if low.vars[s][j] >= 0]
         low.m.add_row(cols + [int(z[j])], [1.0] * len(cols) + [-1.0], 0.0, 0.0,
                       f"def_{names[j]}")
 
 
-def _lower_dense(low: _Lowering, lay, facts) -> None:
+def _lower_dense(low: Lowering, lay, facts) -> None:
     low.layer(lay, facts, _dense_rows)
 
 
-def _lower_add(low: _Lowering, lay, facts) -> None:
+def _lower_add(low: Lowering, lay, facts) -> None:
     low.layer(lay, facts, _add_rows)
 
 
-def _lower_slice(low: _Lowering, lay, facts) -> None:
+def _lower_slice(low: Lowering, lay, facts) -> None:
     low.copy(lay, [(lay.src, lay.start, lay.start + lay.size)])
 
 
-def _lower_concat(low: _Lowering, lay, facts) -> None:
+def _lower_concat(low: Lowering, lay, facts) -> None:
     low.copy(lay, [(s, 0, None) for s in lay.srcs])
 
 
@@ -287,7 +287,7 @@ def to_milp(problem: VerifyProblem, margin: float = 0.0, slack: str = "strict") 
                                net.span)
     if net.facts is None or any(lay.name not in net.facts.lo for lay in net.layers):
         net = IntervalBounds().run(net, None)
-    low = _Lowering(problem, margin, slack)
+    low = Lowering(problem, margin, slack)
     low.inputs()
     for lay in net.layers:
         low.node(lay, net.facts)

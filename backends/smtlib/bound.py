@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from fractions import Fraction
 
-from nnir.backends.smtlib.check import _text
+from nnir.backends.smtlib.check import error_text
 from nnir.backends.smtlib.lower import script_for, timeout_ms
 from nnir.queries.bound import DEFAULT_TOL, SENSES, BoundAnswer, BoundProblem, Side, close_enough
 
@@ -68,7 +68,7 @@ def _z3_bound(problem: BoundProblem, options: dict, timeout, senses, start,
             sides[sense] = _z3_side(z3, opt, v, xs, ctx, deadline, timeout,
                                     (start or {}).get(sense))
     except z3.Z3Exception as exc:
-        return BoundAnswer({s: Side("error", message=f"z3 failed: {_text(exc)}")
+        return BoundAnswer({s: Side("error", message=f"z3 failed: {error_text(exc)}")
                             for s in senses}, info)
     return BoundAnswer(sides, info)
 

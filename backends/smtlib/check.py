@@ -199,7 +199,7 @@ def _z3_check(text, names, timeout, approximate, seconds, info, deadline=None) -
         reason = solver.reason_unknown()
     except z3.Z3Exception as exc:
         info["time_s"] = time.perf_counter() - start
-        return Check("error", None, f"z3 failed: {_text(exc)}", info)
+        return Check("error", None, f"z3 failed: {error_text(exc)}", info)
     return _stopped("z3", timeout, seconds, reason, reason in ("timeout", "canceled"), info)
 
 
@@ -251,7 +251,7 @@ def _cvc5_check(text, names, timeout, title, seconds, info, deadline=None) -> Ch
                     why == cvc5.UnknownExplanation.TIMEOUT, info)
 
 
-def _text(exc: Exception) -> str:
+def error_text(exc: Exception) -> str:
     """An exception's message as text (z3 carries its messages as bytes)."""
     msg = exc.args[0] if exc.args else exc
     return msg.decode(errors="replace") if isinstance(msg, bytes) else str(msg)

@@ -11,11 +11,11 @@ from fractions import Fraction
 
 from nnir.backends.smtlib.lower import (
     SmtScript,
-    _declare,
-    _formula,
-    _symbols,
+    declare_reals,
     lower_layers,
+    smt_formula,
     smt_number,
+    smt_symbols,
 )
 from nnir.ir.nodes import Network
 
@@ -36,12 +36,12 @@ def equiv_script(a: Network, b: Network, mapping, tol: Fraction, *, relu: str = 
     out = ["; nnir: equiv\n(set-option :produce-models true)\n",
            "(set-info :smt-lib-version 2.6)\n(set-logic QF_LRA)\n"]
     inp = a.input
-    xs = _symbols("equiv", inp.name, inp.size)
-    _declare(out, xs)
+    xs = smt_symbols("equiv", inp.name, inp.size)
+    declare_reals(out, xs)
     for s, lo, hi in zip(xs, inp.lo.exact, inp.hi.exact):
         out.append(f"(assert (<= {smt_number(lo)} {s}))\n(assert (<= {s} {smt_number(hi)}))\n")
     for atom in inp.constraints:
-        out.append(f"(assert {_formula(atom, {inp.name: xs})})\n")
+        out.append(f"(assert {smt_formula(atom, {inp.name: xs})})\n")
     ya = lower_layers(out, a, xs, a.facts if hints else None, relu, prefix="A")[a.output]
     yb = lower_layers(out, b, xs, b.facts if hints else None, relu, prefix="B")[b.output]
     t = smt_number(Fraction(tol))

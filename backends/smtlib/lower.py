@@ -83,18 +83,18 @@ def to_smtlib(problem: VerifyProblem, *, relu: str = "ite", get_values: bool = T
     out.append(f"(set-info :smt-lib-version 2.6)\n(set-logic {logic})\n")
 
     inp = net.input
-    syms = {inp.name: _symbols(net.name, inp.name, inp.size)}
+    syms = {inp.name: smt_symbols(net.name, inp.name, inp.size)}
     out.append(f"; input {inp.name}[{inp.size}]\n")
-    _declare(out, syms[inp.name])
+    declare_reals(out, syms[inp.name])
     for s, lo, hi in zip(syms[inp.name], inp.lo.exact, inp.hi.exact):
         out.append(f"(assert (<= {smt_number(lo)} {s}))\n(assert (<= {s} {smt_number(hi)}))\n")
     for atom in problem.input_constraints:
-        out.append(f"(assert {_formula(atom, syms)})\n")
+        out.append(f"(assert {smt_formula(atom, syms)})\n")
 
     syms.update(lower_layers(out, net, syms[inp.name], facts, relu))
 
     out.append("; property\n")
-    out.append(f"(assert {_formula(problem.prop, syms)})\n(check-sat)\n")
+    out.append(f"(assert {smt_formula(problem.prop, syms)})\n(check-sat)\n")
     if get_values:
         out.append(f"(get-value ({' '.join(syms[inp.name])}))\n")
     return SmtScript("".join(out), list(syms[inp.name]), logic)
@@ -126,8 +126,8 @@ def lower_layers(out: list[str], net: Network, inputs: list[str], facts, relu: s
         if lay.act == "linear":
             syms[lay.name] = pre  # a linear layer's value is its pre-activation
             continue
-        post = _symbols(prefix, lay.name, lay.size)
-        _declare(out, post)
+        post = smt_symbols(prefix, lay.name, lay.size)
+        declare_reals(out, post)
         stable = facts.stable.get(lay.name) if facts is not None else None
         for i, (p, q) in enumerate(zip(pre, post)):
             flag = int(stable[i]) if stable is not None else 0
@@ -140,22 +140,22 @@ def lower_layers(out: list[str], net: Network, inputs: list[str], facts, relu: s
 # assertions of the pre-activation symbols and returns them, or sets `syms[node]` to its sources'
 # symbols and returns None for a node that only copies entries.
 def _dense(out: list[str], lay, syms: dict, prefix) -> list[str]:
-    pre = _symbols(prefix, lay.name + ".pre", lay.size)
+    pre = smt_symbols(prefix, lay.name + ".pre", lay.size)
     out.append(f"; layer {lay.name}[{lay.size}] = {lay.act}(W {lay.src} + b)\n")
-    _declare(out, pre)
+    declare_reals(out, pre)
     src = syms[lay.src]
     for p, row, b in zip(pre, lay.weight.exact, lay.bias.exact):
-        out.append(f"(assert (= {p} {_linear(zip(src, row), b)}))\n")
+        out.append(f"(assert (= {p} {smt_linear(zip(src, row), b)}))\n")
     return pre
 
 
 def _add(out: list[str], lay, syms: dict, prefix) -> list[str]:
-    pre = _symbols(prefix, lay.name + ".pre", lay.size)
+    pre = smt_symbols(prefix, lay.name + ".pre", lay.size)
     out.append(f"; add {lay.name}[{lay.size}] = {lay.act}({' + '.join(lay.srcs)})\n")
-    _declare(out, pre)
+    declare_reals(out, pre)
     for i, p in enumerate(pre):
         terms = [(syms[src][i], Fraction(1)) for src in lay.srcs]
-        out.append(f"(assert (= {p} {_linear(terms, Fraction(0))}))\n")
+        out.append(f"(assert (= {p} {smt_linear(terms, Fraction(0))}))\n")
     return pre
 
 
@@ -170,18 +170,30 @@ def _concat(out: list[str], lay, syms: dict, prefix) -> None:
 RULES = {"dense": _dense, "slice": _slice, "concat": _concat, "add": _add}
 
 
-def _symbols(prefix, node: str, size: int) -> list[str]:
+def smt_symbols(prefix, node: str, size: int) -> list[str]:
+    """The quoted SMT-LIB symbols `|prefix.node[i]|` of a node's `size` coordinates.
+
+    Args:
+        prefix: a name, or an object with a `name` (a network).
+        node: the node's name (with `.pre` for pre-activations).
+        size: how many coordinates.
+    Returns:
+        The symbols, in order.
+    Raises:
+        ValueError: the name holds `|` or a backslash (no quoted symbol can hold it).
+    """
     base = f"{getattr(prefix, 'name', prefix)}.{node}"
     if "|" in base or "\\" in base:
         raise ValueError(f"name {base!r} cannot be written as a quoted SMT-LIB symbol")
     return [f"|{base}[{i}]|" for i in range(size)]
 
 
-def _declare(out: list[str], symbols: list[str]) -> None:
+def declare_reals(out: list[str], symbols: list[str]) -> None:
+    """Append a `declare-fun ... Real` line for each symbol to `out`."""
     out.extend(f"(declare-fun {s} () Real)\n" for s in symbols)
 
 
-def _linear(terms, const: Fraction) -> str:
+def smt_linear(terms, const: Fraction) -> str:
     """`sum(c * sym) + const` with zero coefficients dropped; `0.0` when nothing is left."""
     parts = [s if c == 1 else f"(* {smt_number(c)} {s})" for s, c in terms if c != 0]
     if const != 0:
@@ -212,19 +224,19 @@ def _relu(pre: str, post: str, stable: int, relu: str) -> str:
     return f"(or (and (>= {pre} 0.0) (= {post} {pre})) (and (< {pre} 0.0) (= {post} 0.0)))"
 
 
-def _formula(f: Formula, syms: dict[str, list[str]]) -> str:
+def smt_formula(f: Formula, syms: dict[str, list[str]]) -> str:
     """A formula as an SMT-LIB term; refs name a node's value (post-activation)."""
     if isinstance(f, Atom):
-        lhs = _linear(((syms[r.node][r.index], c) for r, c in f.terms), Fraction(0))
+        lhs = smt_linear(((syms[r.node][r.index], c) for r, c in f.terms), Fraction(0))
         return f"({_REL[f.rel]} {lhs} {smt_number(f.rhs)})"
     if isinstance(f, BoolConst):
         return "true" if f.value else "false"
     if isinstance(f, Not):
-        return f"(not {_formula(f.arg, syms)})"
+        return f"(not {smt_formula(f.arg, syms)})"
     if isinstance(f, (And, Or)):
         if not f.args:
             return "true" if isinstance(f, And) else "false"
-        args = [_formula(a, syms) for a in f.args]
+        args = [smt_formula(a, syms) for a in f.args]
         if len(args) == 1:
             return args[0]
         return f"({'and' if isinstance(f, And) else 'or'} {' '.join(args)})"

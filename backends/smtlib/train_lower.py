@@ -32,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from nnir.backends.smtlib.lower import _declare, _linear, smt_number
+from nnir.backends.smtlib.lower import declare_reals, smt_linear, smt_number
 from nnir.ir.nodes import Network, Unknown
 
 
@@ -94,7 +94,7 @@ def signed_script(spec, signs, X, sigma, margin: Fraction, symmetry: bool = True
                             f"{len(X)} points")
     w = [[_sym(s) for s in row] for row in wn]
     b = [_sym(s) for s in bn]
-    _declare(out, [s for row in w for s in row] + b)
+    declare_reals(out, [s for row in w for s in row] + b)
     for j in range(h):
         for k in range(d):
             _box(out, w[j][k], spec.w_lo, spec.w_hi)
@@ -102,7 +102,7 @@ def signed_script(spec, signs, X, sigma, margin: Fraction, symmetry: bool = True
     names = [s for row in wn for s in row] + list(bn)
     if spec.c_fixed is None:
         c = _sym(cn)
-        _declare(out, [c])
+        declare_reals(out, [c])
         _box(out, c, spec.c_lo, spec.c_hi)
         names.append(cn)
     else:
@@ -116,8 +116,8 @@ def signed_script(spec, signs, X, sigma, margin: Fraction, symmetry: bool = True
         terms = []
         for j in range(h):
             hij = _sym(f"h[{i}][{j}]")
-            _declare(out, [hij])
-            a = _linear([(w[j][k], x[k]) for k in range(d)] + [(b[j], Fraction(1))], Fraction(0))
+            declare_reals(out, [hij])
+            a = smt_linear([(w[j][k], x[k]) for k in range(d)] + [(b[j], Fraction(1))], Fraction(0))
             if sg * signs[j] < 0:  # works against the point: convex h >= relu(a) is exact
                 out.append(f"(assert (>= {hij} {a}))\n(assert (>= {hij} 0.0))\n")
             else:  # helps the point: h <= relu(a), one disjunction
@@ -160,7 +160,7 @@ def naive_script(net: Network, X, y, margin: Fraction) -> TrainScript:
     entries = naive_names(net)
     names = {(li, part, idx): _sym(n) for li, part, idx, n in entries}
     body: list[str] = []
-    _declare(body, list(names.values()))
+    declare_reals(body, list(names.values()))
     for li, lay in enumerate(net.layers):
         for part, t in (("W", lay.weight), ("b", lay.bias)):
             if isinstance(t, Unknown):
@@ -174,7 +174,7 @@ def naive_script(net: Network, X, y, margin: Fraction) -> TrainScript:
         for li, lay in enumerate(net.layers):
             src = vals[lay.src]
             pre = [_sym(f"p{i}.{lay.name}.pre[{j}]") for j in range(lay.size)]
-            _declare(body, pre)
+            declare_reals(body, pre)
             for j in range(lay.size):
                 terms = []
                 for k, s in enumerate(src):
@@ -197,7 +197,7 @@ def naive_script(net: Network, X, y, margin: Fraction) -> TrainScript:
                 vals[lay.name] = pre
                 continue
             post = [_sym(f"p{i}.{lay.name}[{j}]") for j in range(lay.size)]
-            _declare(body, post)
+            declare_reals(body, post)
             for p, q in zip(pre, post):
                 body.append(f"(assert (= {q} (ite (>= {p} 0.0) {p} 0.0)))\n")
             vals[lay.name] = post

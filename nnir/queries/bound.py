@@ -179,7 +179,7 @@ def _exact(q: Bound, net: Network, backend: str, timeout, options: dict) -> Resu
         raise UnsupportedQuery(f"backend '{name}' does not answer bound queries", q.span,
                                "bound backends: " + ", ".join(registry.names_for("bound")))
     ans = solver.solve_bound(problem, timeout=_left(deadline))
-    sides = {s: _replay(problem, s, ans.sides[s], solver.exact) for s in SENSES}
+    sides = {s: replay_side(problem, s, ans.sides[s], solver.exact) for s in SENSES}
     used = {s: name for s in SENSES}
     if not solver.exact and options.get("confirm", True):
         # Confirm every inexact side, however narrow: HiGHS's optima can be off by far more than
@@ -192,7 +192,7 @@ def _exact(q: Bound, net: Network, backend: str, timeout, options: dict) -> Resu
             ans2 = ex.solve_bound(problem, timeout=_left(deadline), senses=tuple(todo),
                                   start=start)
             for s in todo:
-                d = _replay(problem, s, ans2.sides[s], True)
+                d = replay_side(problem, s, ans2.sides[s], True)
                 if d.status == "sat" or sides[s].status != "sat":
                     sides[s], used[s] = d, exact[0]
                 else:
@@ -210,8 +210,20 @@ def _left(deadline):
     return None if deadline is None else max(0.01, deadline - time.monotonic())
 
 
-def _replay(problem: BoundProblem, sense: str, d: Side, exact: bool) -> Side:
-    """Check a side's arg-optimum in exact arithmetic; its value becomes the attained end."""
+def replay_side(problem: BoundProblem, sense: str, d: Side, exact: bool) -> Side:
+    """Check a side's arg-optimum in exact arithmetic; its value becomes the attained end.
+
+    Args:
+        problem: the bound problem.
+        sense: "max" or "min".
+        d: the backend's side (on `s * pre`, s = +1 for max, -1 for min).
+        exact: whether the backend's proven end is exact.
+    Returns:
+        The side with `lo` = the exact value at the arg-optimum and `hi` the proven end
+        (capped by the bound passes); the side unchanged when it is not "sat"; "unknown"
+        when the arg-optimum lies outside the domain or no finite end is proven; "error" when
+        an exact backend's numbers disagree with the replay.
+    """
     if d.status != "sat":
         return d
     x = [to_fraction(v) for v in d.arg]

@@ -187,12 +187,12 @@ def _side(st: StableState, problem, solver, sense: str, deadline, stats: dict,
     """One solve: "stable" (s * pre <= 0 proven), "observed" (s * pre > 0 replayed: the state
     is marked, with every other state the arg-optimum shows unless `full`, the baseline that
     decides each neuron on its own), "close", or why undecided."""
-    from nnir.queries.bound import _replay
+    from nnir.queries.bound import replay_side
 
     left = None if deadline is None else max(0.01, deadline - time.monotonic())
     stats["solves"] += 1
     ans = solver.solve_bound(problem, timeout=left, senses=(sense,))
-    d = _replay(problem, sense, ans.sides[sense], solver.exact)
+    d = replay_side(problem, sense, ans.sides[sense], solver.exact)
     if d.status == "unsat":
         return "the input domain is empty"
     if d.status != "sat":
