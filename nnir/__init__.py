@@ -1,8 +1,21 @@
 """nnir: a solver-agnostic IR and compiler for exact reasoning about ReLU neural networks.
 
-Entry points: `load`/`parse` read `.nnir` text into a verified `Program`; `network` builds one
-from numpy arrays; `program` attaches queries; `solve` answers them; `to_smtlib`/`to_milp` lower.
+The public API is what this package exports (`__all__`):
+
+* read and build: `load`/`parse` read `.nnir` text into a verified `Program`; `network` builds a
+  `Network` from numpy arrays; `program` attaches queries; `read_onnx`, `read_nnet`,
+  `read_vnnlib` read other tools' files (`write_onnx`, `write_vnnlib` write them);
+* answer: `solve` answers one query (a `Result`); `solve_problems` answers a property given as
+  several `VerifyProblem` regions (the VNN-COMP convention);
+* lower and print: `to_smtlib` (SMT-LIB text), `to_milp` (a `MilpModel`), `print_program`;
+* the IR types (`Program`, `Network`, `Input`, `Dense`, `Slice`, `Concat`, `Add`, `Const`,
+  `Ref`, `Atom`, `And`, `Or`, `Not`, `BoolConst`), the query classes (`Verify`, `Train`,
+  `Bound`, `Stable`, `Compress`, `Equiv`), a backend's raw `Answer`, and the errors (all
+  `NnirError`).
+
+Anything else is internal and may change.
 """
+
 import os as _os
 
 # Installed, `backends/` and `grammar/` live inside this package (see pyproject.toml). Run from a
@@ -14,13 +27,17 @@ if not _os.path.isdir(_os.path.join(__path__[0], "backends")) and _os.path.isfil
     __path__.append(_root)
 
 from nnir.api import network, program, solve, to_milp, to_smtlib  # noqa: E402
+from nnir.backends.base import Answer  # noqa: E402
+from nnir.backends.milp.model import MilpModel  # noqa: E402
 from nnir.errors import (  # noqa: E402
     BackendError,
     DslError,
     InputFileError,
     IrError,
     NnirError,
+    Span,
     UnsupportedQuery,
+    UsageError,
 )
 from nnir.formats import (  # noqa: E402
     read_nnet,
@@ -29,29 +46,86 @@ from nnir.formats import (  # noqa: E402
     write_onnx,
     write_vnnlib,
 )
+from nnir.formats.vnncomp import solve_problems  # noqa: E402
 from nnir.frontend import load, parse  # noqa: E402
+from nnir.ir.const import Const  # noqa: E402
+from nnir.ir.nodes import (  # noqa: E402
+    Add,
+    And,
+    Atom,
+    BoolConst,
+    Bound,
+    Compress,
+    Concat,
+    Dense,
+    Equiv,
+    Input,
+    Network,
+    Not,
+    Or,
+    Program,
+    Ref,
+    Slice,
+    Stable,
+    Train,
+    Verify,
+)
 from nnir.ir.printer import print_program  # noqa: E402
+from nnir.queries.problem import VerifyProblem  # noqa: E402
+from nnir.queries.result import Result  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BackendError",
-    "DslError",
-    "InputFileError",
-    "IrError",
-    "NnirError",
-    "UnsupportedQuery",
+    # reading, building, answering, lowering
     "load",
-    "network",
     "parse",
-    "print_program",
+    "network",
     "program",
-    "read_nnet",
-    "read_onnx",
-    "read_vnnlib",
     "solve",
-    "to_milp",
+    "solve_problems",
     "to_smtlib",
+    "to_milp",
+    "print_program",
+    "read_onnx",
     "write_onnx",
+    "read_nnet",
+    "read_vnnlib",
     "write_vnnlib",
+    # IR types
+    "Program",
+    "Network",
+    "Input",
+    "Dense",
+    "Slice",
+    "Concat",
+    "Add",
+    "Const",
+    "Ref",
+    "Atom",
+    "And",
+    "Or",
+    "Not",
+    "BoolConst",
+    # queries
+    "Verify",
+    "Train",
+    "Bound",
+    "Stable",
+    "Compress",
+    "Equiv",
+    # problems, answers, results, models
+    "VerifyProblem",
+    "Answer",
+    "Result",
+    "MilpModel",
+    # errors
+    "NnirError",
+    "DslError",
+    "IrError",
+    "InputFileError",
+    "UnsupportedQuery",
+    "BackendError",
+    "UsageError",
+    "Span",
 ]

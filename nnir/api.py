@@ -35,6 +35,10 @@ def network(name: str, layers, lo, hi, input_name: str = "x",
         lo, hi: the input box, scalars or vectors.
         input_name: name of the input vector.
         layer_names: names of the layers (default h1, h2, ..., and y for the last).
+    Returns:
+        The verified network (no bound facts yet).
+    Raises:
+        IrError: shapes that do not chain, or a box with lo > hi.
     """
     first = np.asarray(layers[0][0])
     n_in = first.shape[1]
@@ -57,7 +61,18 @@ def _const(a) -> Const:
 
 
 def program(*networks: Network, queries: str = "", datasets: str = "") -> Program:
-    """A program of the given networks plus queries (and datasets) written in `.nnir` syntax."""
+    """A program of the given networks plus queries (and datasets) written in `.nnir` syntax.
+
+    Args:
+        networks: the networks the queries refer to.
+        queries: `.nnir` query text, e.g. "verify tiny as reach: y[0] >= 0.4".
+        datasets: `.nnir` dataset text (`data NAME { ... }`, `data NAME = csv "..."`).
+    Returns:
+        The resolved, verified program.
+    Raises:
+        DslError: a mistake in `queries` or `datasets` (positions relative to that text).
+        IrError: a query naming a missing network, layer or dataset.
+    """
     extra = parse_fragment(datasets + "\n" + queries)
     prog = resolve(replace(extra, networks=tuple(networks)))
     verify_program(prog)
@@ -65,7 +80,15 @@ def program(*networks: Network, queries: str = "", datasets: str = "") -> Progra
 
 
 def parse_fragment(text: str) -> Program:
-    """Parse queries/datasets that refer to networks defined elsewhere (skip net checks)."""
+    """Parse queries/datasets that refer to networks defined elsewhere (skip net checks).
+
+    Args:
+        text: `.nnir` query and dataset text.
+    Returns:
+        A program with no networks (not yet resolved or verified).
+    Raises:
+        DslError: a syntax mistake in `text`.
+    """
     from nnir.frontend.build import Builder
     from nnir.frontend.parser import parse_tree
 
@@ -88,14 +111,37 @@ def _pick(prog: Program, query):
 
 def solve(prog: Program, query=None, backend: str = "auto", timeout: float | None = None,
           **options) -> Result:
-    """Answer one query of `prog` (its only query, or the one named `query`)."""
+    """Answer one query of `prog` (its only query, or the one named `query`).
+
+    Args:
+        prog: the program.
+        query: a query name, a query object of `prog`, or None when `prog` has exactly one.
+        backend: "auto" (chosen by the query's needs) or a backend name (`nnirc backends`).
+        timeout: seconds for the whole query (None: no limit).
+        **options: backend and query options (e.g. `method`, `margin`, `threads`).
+    Returns:
+        The `Result`: `.status`, `.witness`, `.certified`, `.message`, `.info`; a query that
+        cannot be answered gives an `error` result rather than an exception.
+    Raises:
+        NnirError: `query` is None and `prog` has several queries, or no query has that name.
+    """
     from nnir.queries.run import run_query
 
     return run_query(prog, _pick(prog, query), backend, timeout, **options)
 
 
 def to_smtlib(prog: Program, query=None, relu: str = "ite") -> str:
-    """The SMT-LIB 2.6 script of a verify query (bound passes applied)."""
+    """The SMT-LIB 2.6 script of a verify query (bound passes applied).
+
+    Args:
+        prog: the program.
+        query: a verify query (name or object; None: the only query of `prog`).
+        relu: the ReLU encoding, "ite" or "or".
+    Returns:
+        The script text (`check-sat` and `get-value` of the inputs included).
+    Raises:
+        NnirError: no query of that name, or `query` is None and `prog` has several.
+    """
     from nnir.backends.smtlib.lower import to_smtlib as lower
     from nnir.queries.run import prepare
 
@@ -103,7 +149,17 @@ def to_smtlib(prog: Program, query=None, relu: str = "ite") -> str:
 
 
 def to_milp(prog: Program, query=None):
-    """The solver-neutral MILP model of a verify query (bound passes applied)."""
+    """The solver-neutral MILP model of a verify query (bound passes applied).
+
+    Args:
+        prog: the program.
+        query: a verify query (name or object; None: the only query of `prog`).
+    Returns:
+        The `MilpModel` (big-M ReLUs, no property loosening); write it with
+        `nnir.backends.milp.writer.write_model`.
+    Raises:
+        NnirError: no query of that name, or `query` is None and `prog` has several.
+    """
     from nnir.backends.milp.lower import to_milp as lower
     from nnir.queries.run import prepare
 

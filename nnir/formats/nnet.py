@@ -82,6 +82,12 @@ def _vector(vals) -> np.ndarray:
 def read_nnet(path: str, name: str | None = None, normalize: bool = True) -> Network:
     """Read an `.nnet` file as a network (see the module doc for `normalize`).
 
+    Args:
+        path: the `.nnet` file.
+        name: the network's name (default: from the file name).
+        normalize: fold the file's input and output normalisation into the network.
+    Returns:
+        The network, its input box taken from the file.
     Raises:
         InputFileError: missing file, bad numbers, wrong counts (with file:line).
     """

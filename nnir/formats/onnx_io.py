@@ -39,6 +39,8 @@ def read_onnx(path: str, name: str | None = None, lo=None, hi=None) -> Network:
         path: the `.onnx` file.
         name: the network's name (default: from the model's metadata, else the file name).
         lo, hi: the input box, scalars or one value per input (default: see the module doc).
+    Returns:
+        The verified network, its weights at the exact values the file stores.
     Raises:
         InputFileError: unreadable file, unsupported op (named, with its node), bad shapes.
     """

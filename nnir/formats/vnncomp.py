@@ -45,7 +45,20 @@ def query_of(problem: VerifyProblem) -> tuple[Program, Verify]:
 
 def solve_problems(problems: list[VerifyProblem], name: str, backend: str = "auto",
                    timeout: float | None = None, **options) -> Result:
-    """Answer a property given as regions; see the module doc for how verdicts combine."""
+    """Answer a property given as regions; see the module doc for how verdicts combine.
+
+    Args:
+        problems: the property's regions, e.g. from `read_vnnlib` (it holds iff every region
+            is unsat).
+        name: the property's name in the result.
+        backend: "auto" or a backend name, for every region.
+        timeout: seconds for all regions together (None: no limit).
+        **options: backend and query options, as for `nnir.solve`.
+    Returns:
+        One combined `Result`: the first sat region's (with its replayed witness) or error
+        region's result as soon as there is one, unsat when every region is, else timeout
+        or unknown.
+    """
     from nnir.queries.run import run_query
 
     start = time.monotonic()

@@ -183,7 +183,14 @@ def vnnlib_text(problem: VerifyProblem) -> str:
 
 
 def write_vnnlib(problem: VerifyProblem, path: str) -> None:
-    """Write a verify problem as a VNN-LIB 1 file (atomically); `read_vnnlib` reads it back."""
+    """Write a verify problem as a VNN-LIB 1 file (atomically); `read_vnnlib` reads it back.
+
+    Args:
+        problem: the problem (its network's input and output are the declared variables).
+        path: the destination file.
+    Raises:
+        OSError: the file cannot be written.
+    """
     from nnir.io import write_text
 
     write_text(path, vnnlib_text(problem))

@@ -20,6 +20,8 @@ def parse(text: str, filename: str = "<string>", base_dir: str | None = None) ->
         filename: the name used in error messages.
         base_dir: folder that relative file paths are read from (default: the file's folder, or
             the current folder for `<string>`).
+    Returns:
+        The resolved, verified program.
     Raises:
         DslError, IrError, InputFileError: with the position of the mistake.
     """
@@ -37,6 +39,15 @@ def parse(text: str, filename: str = "<string>", base_dir: str | None = None) ->
 
 
 def load(path: str) -> Program:
-    """Read, parse and verify a `.nnir` file."""
+    """Read, parse and verify a `.nnir` file.
+
+    Args:
+        path: the file; relative paths inside it are read from its folder.
+    Returns:
+        The resolved, verified program.
+    Raises:
+        DslError, IrError: a mistake in the text, with its file, line and column.
+        InputFileError: the file (or one it loads) is missing, too large or not UTF-8.
+    """
     text = read_text(path, "file")
     return parse(text, path)

@@ -61,24 +61,32 @@ class Atom:
 
 @dataclass(frozen=True)
 class And:
+    """A conjunction: every formula of `args` holds."""
+
     args: tuple[Formula, ...]
     span: Span | None = _span()
 
 
 @dataclass(frozen=True)
 class Or:
+    """A disjunction: some formula of `args` holds."""
+
     args: tuple[Formula, ...]
     span: Span | None = _span()
 
 
 @dataclass(frozen=True)
 class Not:
+    """A negation: `arg` does not hold."""
+
     arg: Formula
     span: Span | None = _span()
 
 
 @dataclass(frozen=True)
 class BoolConst:
+    """The formula `true` or `false`."""
+
     value: bool
     span: Span | None = _span()
 
@@ -180,6 +188,9 @@ class Facts:
 
 @dataclass(frozen=True)
 class Network:
+    """A network: its input, its nodes in topological order and the name of its output node;
+    `facts` holds the bound passes' results (None before they run)."""
+
     name: str
     input: Input
     layers: tuple[Node, ...]  # in topological order: a node reads the input or earlier nodes
@@ -270,6 +281,8 @@ class Verify:
 
 @dataclass(frozen=True)
 class Train:
+    """`train NET on DATA`: find the unknown weights of `net` fitting every point of `data`."""
+
     name: str
     net: str
     data: str
@@ -282,6 +295,8 @@ class Train:
 
 @dataclass(frozen=True)
 class Bound:
+    """`bound NET.layer[index]`: min and max of a pre-activation over the input domain."""
+
     name: str
     net: str
     layer: str
@@ -293,6 +308,8 @@ class Bound:
 
 @dataclass(frozen=True)
 class Stable:
+    """`stable NET [using DATA]`: the provably stable ReLUs of `net`."""
+
     name: str
     net: str
     data: str | None = None
@@ -302,6 +319,8 @@ class Stable:
 
 @dataclass(frozen=True)
 class Compress:
+    """`compress NET [-> output] [using DATA]`: the exactly equivalent smaller network."""
+
     name: str
     net: str
     output: str | None = None
@@ -312,6 +331,9 @@ class Compress:
 
 @dataclass(frozen=True)
 class Equiv:
+    """`equiv A B [tol T] [map [...]]`: do `a` and `b` compute the same function on A's
+    domain (each output within `tol`)?"""
+
     name: str
     a: str
     b: str

@@ -31,7 +31,14 @@ _PREC = {Or: 1, And: 2, Not: 3}
 
 
 def print_program(prog: Program, facts: bool = False) -> str:
-    """Canonical text of a whole program; with `facts`, bound-pass results as comments."""
+    """Canonical text of a whole program; with `facts`, bound-pass results as comments.
+
+    Args:
+        prog: the program.
+        facts: also print each node's bounds (from the bound passes) as comments.
+    Returns:
+        `.nnir` text that parses back to the same IR (imported networks inline).
+    """
     parts = [print_network(n, facts) for n in prog.networks]
     parts += [print_dataset(d) for d in prog.datasets]
     if prog.queries:
