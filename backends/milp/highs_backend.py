@@ -25,7 +25,6 @@ import time
 import numpy as np
 
 from nnir.backends.base import Answer, Backend
-from nnir.backends.options import HighsOptions
 from nnir.backends.milp.highs import (
     HIGHS_TOLERANCE_OPTIONS,
     build_highs,
@@ -61,8 +60,7 @@ class HighsBackend(Backend):
 
     name = "highs"
     description = "HiGHS MILP solver (big-M ReLU encoding; float tolerances)"
-    kinds = frozenset({"verify", "train", "bound", "stable", "compress", "equiv"})
-    Options = HighsOptions
+    kinds = frozenset({"verify", "train", "bound"})
     logics = frozenset({"MILP"})
     optimizes = True
     exact = False
