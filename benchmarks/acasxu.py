@@ -64,7 +64,7 @@ def _work(conn, key, inst: dict, backend: str, options: dict, limit: float) -> N
         res = verify_files(inst["onnx"], inst["vnnlib"], backend, limit, **options)
         msg = res.message.splitlines()[0] if res.message else ""
         won = res.certified.split("won by ")[1].strip("')") if "won by" in res.certified else ""
-        conn.send((res.status, "not an exact proof" not in res.certified,
+        conn.send((str(res.status), res.exact,
                    f"won by '{won}'; {msg}" if won else msg))
     except Exception as exc:  # one instance's failure is a row, not the end of the run
         conn.send(("error", False, f"{type(exc).__name__}: {exc}"))

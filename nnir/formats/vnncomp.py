@@ -97,9 +97,10 @@ def combine(results: list[Result], total: int, name: str, seconds: float) -> Res
     res = Result(name, "verify", status, "+".join(backends) or None, seconds,
                  message="\n".join(r.message for r in results if r.message))
     if status == "unsat":
-        inexact = [r.certified for r in results if "not an exact proof" in r.certified]
-        res.certified = inexact[0] if inexact else (results[0].certified if results else
-                                                    "every input region is empty")
+        inexact = [r for r in results if not r.exact]
+        res.certified = inexact[0].certified if inexact else (
+            results[0].certified if results else "every input region is empty")
+        res.exact = not inexact
     if many:
         res.notes.append(f"{total} input regions: " + ", ".join(
             statuses + ["not run"] * (total - len(results))))

@@ -20,6 +20,7 @@ from nnir.errors import NnirError, UnsupportedQuery
 from nnir.ir.const import format_number, to_fraction
 from nnir.ir.evaluate import evaluate, holds
 from nnir.ir.nodes import BoolConst, Bound, Network, Program
+from nnir.queries import status as st
 from nnir.queries.problem import VerifyProblem
 from nnir.queries.result import Result
 
@@ -150,7 +151,7 @@ def _by_pass(q: Bound, net: Network, method: str) -> Result:
 
     facts = PassManager(_passes(method)).run(net).facts
     lo, hi = float(facts.lo[q.layer][q.index]), float(facts.hi[q.layer][q.index])
-    res = Result(q.name, "bound", "sat", method, span=q.span)
+    res = Result(q.name, "bound", st.bound("sat"), method, span=q.span)
     res.bounds = {"min": lo, "max": hi, "min_interval": [lo, None], "max_interval": [None, hi],
                   "argmin": None, "argmax": None, "exact": False, "method": method,
                   "how": {s: f"{method} pass (sound, not necessarily attained)" for s in SENSES}}
@@ -262,9 +263,11 @@ def _result(q: Bound, problem: BoundProblem, sides: dict[str, Side], used: dict,
                         if d.status != "sat")
         if status == "unsat":
             msg = "the input domain is empty: " + msg
-        return Result(q.name, "bound", status, backend, message=msg, notes=notes, span=q.span)
+        return Result(q.name, "bound", st.bound(status), backend, message=msg, notes=notes,
+                      span=q.span)
     mx, mn = sides["max"], sides["min"]
-    res = Result(q.name, "bound", "sat", backend, notes=notes, span=q.span)
+    res = Result(q.name, "bound", st.bound("sat", mn.exact and mx.exact), backend, notes=notes,
+                 span=q.span)
     res.bounds = {
         "min": float(-mn.lo), "max": float(mx.lo),
         "min_interval": [_down(-mn.hi), _up(-mn.lo)], "max_interval": [_down(mx.lo), _up(mx.hi)],

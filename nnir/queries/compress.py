@@ -24,6 +24,7 @@ from nnir.ir.intexact import IntegerReplay
 from nnir.ir.nodes import Compress, Network, Program
 from nnir.passes.compress import LayerChange, compress_with_report
 from nnir.passes.manager import default_pipeline
+from nnir.queries import status as st
 from nnir.queries.result import Result
 
 N_SAMPLES = 200
@@ -157,8 +158,9 @@ def run_compress(prog: Program, q: Compress, backend: str, timeout, options: dic
         * STABLE_SHARE, _stable_options(options))
     out_name = q.output or f"{q.net}_compressed"
     small, changes = compress_with_report(net, stable, out_name)
-    res = Result(q.name, "compress", "sat", "highs" if options.get("milp_check", True) else None,
-                 span=q.span)
+    changed = any(c.neurons_removed or c.connections_removed or c.folded for c in changes)
+    res = Result(q.name, "compress", st.compress(changed),
+                 "highs" if options.get("milp_check", True) else None, span=q.span)
     res.info["compress"] = {c.name: {"neurons_before": c.neurons_before,
                                      "neurons_after": c.neurons_after,
                                      "neurons_removed": c.neurons_removed,
@@ -171,7 +173,7 @@ def run_compress(prog: Program, q: Compress, backend: str, timeout, options: dic
     table = render_table(changes)
     res.trained = small
     res.message = f"'{q.net}' -> '{out_name}'\n" + table
-    if not any(c.neurons_removed or c.connections_removed or c.folded for c in changes):
+    if not changed:
         # nothing removed or folded: the "compressed" network is the original, layer for layer
         res.info.update(exact_points=0, data_points=0, milp_max_abs_difference=0.0,
                         milp_status="not needed")

@@ -25,6 +25,7 @@ from nnir.ir.nodes import Atom, Equiv, Network, Program, Ref
 from nnir.passes.interval import IntervalBounds
 from nnir.passes.relations import infer
 from nnir.queries.result import Result, witness_dict
+from nnir.queries.status import EquivStatus
 
 METHODS = ("auto", "relations", "solver")
 MILP_EPS = 1e-6  # a MILP maximum this far above tol is not read as "equivalent"
@@ -88,7 +89,7 @@ def run_equiv(prog: Program, q: Equiv, backend: str, timeout, options: dict) -> 
         inf = infer(a, b, mapping, a2.facts.stable, b2.facts.stable)
         res.info.update(relations_s=round(inf.seconds, 4), relations=inf.chain)
         if inf.equivalent:
-            res.status, res.backend = "unsat", "relations"
+            res.status, res.backend = EquivStatus.EQUIVALENT, "relations"
             res.info.update(verdict="equivalent", proven_by="relations")
             res.certified = ("equivalent: every output of B is an output of A, by exact "
                              "algebra on the weights (relation inference, no solver)")
@@ -112,7 +113,7 @@ def run_equiv(prog: Program, q: Equiv, backend: str, timeout, options: dict) -> 
 def counterexample(res: Result, a: Network, b: Network, mapping, rep: dict, how: str) -> Result:
     """Fill `res` with a replayed counterexample."""
     k = rep["worst"]
-    res.status = "sat"
+    res.status = EquivStatus.DIFFERS
     res.info.update(verdict="not equivalent", max_difference=float(abs(rep["diffs"][k])),
                     differences=[format_number(d) for d in rep["diffs"]])
     res.witness = witness_dict(a, rep["inputs"], rep["vals_a"])

@@ -7,8 +7,10 @@ from fractions import Fraction
 
 from nnir.errors import UnsupportedQuery
 from nnir.ir.nodes import Network
+from nnir.queries import status as st
 from nnir.queries.equiv import MILP_EPS, counterexample, replay_difference
 from nnir.queries.result import Result
+from nnir.queries.status import EquivStatus
 
 SMT_SOLVERS = ("z3", "cvc5")
 SAMPLES = 256
@@ -47,12 +49,13 @@ def solve(res: Result, a: Network, b: Network, mapping, tol: Fraction, backend: 
             raise UnsupportedQuery("no solver for equiv is installed (z3, cvc5 or highspy)")
         return _smt(res, a, b, mapping, tol, exact[0], deadline, options)
     res = _milp(res, a, b, mapping, tol, deadline, options)
-    if options.get("confirm", True) and res.status in ("unsat", "unknown") and exact \
+    if options.get("confirm", True) and res.status in (EquivStatus.EQUIVALENT,
+                                                       EquivStatus.UNKNOWN) and exact \
             and unstable <= registry.AUTO_SMT_MAX_UNSTABLE:
         milp_status = res.status
         res = _smt(res, a, b, mapping, tol, exact[0], deadline, options)
-        res.notes.append(f"highs said {'equivalent' if milp_status == 'unsat' else 'unknown'};"
-                         f" '{exact[0]}' answered {res.status} exactly")
+        res.notes.append(f"highs said {milp_status}; '{exact[0]}' answered {res.status} "
+                         "exactly")
     return res
 
 
@@ -92,17 +95,18 @@ def _smt(res: Result, a, b, mapping, tol, solver: str, deadline, options) -> Res
         rep = replay_difference(a, b, mapping, [found.values[n] for n in names], tol)
         if rep["ok"]:
             return counterexample(res, a, b, mapping, rep, f"{solver} (QF_LRA)")
-        res.status, res.message = "error", (f"BUG: {solver}'s counterexample does not replay "
-                                            "exactly")
+        res.status = EquivStatus.ERROR
+        res.message = f"BUG: {solver}'s counterexample does not replay exactly"
         return res
     if found.status == "unsat":
-        res.status, res.certified = "unsat", f"equivalent: exact ({solver}, QF_LRA over the " \
+        res.status, res.exact = st.equiv(found.status), True
+        res.certified = f"equivalent: exact ({solver}, QF_LRA over the " \
             "rationals: no input of A's domain where an output differs by more than the " \
             "tolerance)"
         res.info["verdict"] = "equivalent"
         res.message = "equivalent"
         return res
-    res.status = found.status if found.status in ("timeout", "unknown") else "unknown"
+    res.status = st.equiv(found.status if found.status in ("timeout", "unknown") else "unknown")
     res.message = found.message or f"{solver}: {found.status}"
     return res
 
@@ -124,16 +128,16 @@ def _milp(res: Result, a, b, mapping, tol, deadline, options) -> Result:
             return counterexample(res, a, b, mapping, rep, "HiGHS (MILP)")
     bound = got["bound"]
     if bound is not None and bound <= float(tol) + MILP_EPS:
-        res.status = "unsat"
+        res.status, res.exact = EquivStatus.EQUIVALENT, False
         res.info.update(verdict="equivalent (up to MILP tolerances)", milp_max_difference=bound)
         res.certified = (f"MILP under floating-point tolerances, not an exact proof: max "
                          f"|f_A - f_B| <= {bound:.3g} (HiGHS dual bound)")
         res.message = "equivalent up to MILP tolerances"
         return res
     if got["timeout"]:
-        res.status, res.message = "timeout", "HiGHS reached the time limit"
+        res.status, res.message = EquivStatus.TIMEOUT, "HiGHS reached the time limit"
     else:
-        res.status = "unknown"
+        res.status = EquivStatus.UNKNOWN
         res.message = (f"HiGHS: {got['status']}, max difference bound {bound}, and no "
                        "counterexample survived exact replay")
     return res

@@ -6,8 +6,10 @@ from fractions import Fraction
 
 from nnir.errors import Span
 from nnir.ir.const import format_number, parse_number
+from nnir.queries import status as st
 
-# What every certificate that rests on a MILP solver's floating-point tolerances says.
+# What every certificate that rests on a MILP solver's floating-point tolerances says (text
+# for people; code reads `Result.exact`).
 INEXACT = "not an exact proof"
 
 
@@ -15,9 +17,12 @@ INEXACT = "not an exact proof"
 class Result:
     """One answered (or failed) query.
 
-    status is sat | unsat | unknown | timeout | error. A `sat` result always carries a witness
-    that passed exact replay; `certified` says what the verdict rests on (exact arithmetic, or a
-    MILP solver's floating-point tolerances).
+    `status` is a word of the kind's vocabulary (`nnir.queries.status`; a plain string given
+    here or assigned later is converted, and one outside the vocabulary raises ValueError). A
+    `sat` (or `differs`, `trained`) result always carries a witness that passed exact replay;
+    `certified` says what the verdict rests on, and `exact` is False when that is a MILP
+    solver's floating-point tolerances (`run_query` never reports such a "no solution" verdict
+    unconfirmed).
     """
 
     query: str
@@ -34,13 +39,20 @@ class Result:
     trained: object = None  # train: the trained Network (replayed), for writing out
     info: dict = field(default_factory=dict)  # backend statistics (JSON-safe scalars)
     bounds: dict | None = None  # bound: min, max, their intervals, arg-optima, how certified
+    exact: bool = True  # False: the verdict rests on floating-point tolerances (INEXACT)
+
+    def __setattr__(self, name, value) -> None:
+        if name == "status":  # always a word of the kind's vocabulary
+            value = st.of(self.kind, value)
+        super().__setattr__(name, value)
 
     def unconfirmed_unsat(self, out_of_time: bool = False, tried: str = "") -> Result:
-        """Turn an `unsat` that rests on a MILP's tolerances into `unknown` (`timeout` when the
-        time ran out): `info["unconfirmed"]` and the message keep what the solver found."""
+        """Turn an `unsat` (`equivalent`, `infeasible`) that rests on a MILP's tolerances into
+        `unknown` (`timeout` when the time ran out): `info["unconfirmed"]` (the verdict it would
+        have been) and the message keep what the solver found."""
         found = self.message or self.certified
+        self.info["unconfirmed"] = str(self.status)
         self.status = "timeout" if out_of_time else "unknown"
-        self.info["unconfirmed"] = "unsat"
         self.message = (f"{self.backend} found no solution ({found}), but that rests on "
                         "floating-point tolerances and no exact method confirmed it"
                         + (f": {tried}" if tried else ""))
@@ -54,7 +66,7 @@ class Result:
 
     def to_dict(self) -> dict:
         d = {
-            "query": self.query, "kind": self.kind, "status": self.status,
+            "query": self.query, "kind": self.kind, "status": str(self.status),
             "backend": self.backend, "seconds": round(self.seconds, 4),
             "certified": self.certified, "message": self.message, "notes": self.notes,
         }

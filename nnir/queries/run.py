@@ -9,9 +9,10 @@ import numpy as np
 from nnir.errors import NnirError, UnsupportedQuery
 from nnir.ir.nodes import Bound, Compress, Equiv, Program, Stable, Train, Verify
 from nnir.passes.manager import PassContext, default_pipeline
+from nnir.queries import status as st
 from nnir.queries.problem import VerifyProblem
 from nnir.queries.replay import replay_verify
-from nnir.queries.result import INEXACT, Result, witness_dict
+from nnir.queries.result import Result, witness_dict
 
 
 def prepare(prog: Program, q: Verify, ctx: PassContext | None = None) -> VerifyProblem:
@@ -80,9 +81,9 @@ def run_query(prog: Program, q, backend: str = "auto", timeout: float | None = N
                 "equiv queries")
     except NnirError as exc:
         res = Result(q.name, q.kind, "error", backend, message=exc.render(), span=q.span)
-    if res.status == "unsat" and INEXACT in res.certified:
+    if res.status in st.NO_SOLUTION and not res.exact:
         # The last line of defence of "no wrong unsat": whatever the query kind, a verdict
-        # that rests on a MILP's tolerances and was not confirmed is not reported as unsat.
+        # that rests on a MILP's tolerances and was not confirmed is not reported as one.
         res.unconfirmed_unsat(timeout is not None and time.perf_counter() - start >= timeout)
     res.seconds = time.perf_counter() - start
     return res
@@ -244,6 +245,7 @@ def _solve_once(problem: VerifyProblem, q: Verify, name: str, deadline, options)
             tols = ", ".join(f"{k} {v}" for k, v in ans.info.items()
                              if k.endswith("_tolerance") or k in ("margin", "strict_tol"))
             res.certified = f"MILP under floating-point tolerances, not an exact proof ({tols})"
+            res.exact = False
     return res
 
 
@@ -278,7 +280,7 @@ def _train(prog: Program, q: Train, backend: str, timeout, options) -> Result:
             else:
                 notes.append(f"exact confirmation by '{exact[0]}' gave {ans2.status}; "
                              f"the {name} verdict stands")
-    res = Result(q.name, "train", ans.status, name, message=ans.message, notes=notes,
+    res = Result(q.name, "train", st.train(ans.status), name, message=ans.message, notes=notes,
                  span=q.span)
     res.info = {k: v for k, v in ans.info.items() if isinstance(v, (int, float, str, bool))}
     if ans.status == "sat":
@@ -303,4 +305,5 @@ def _train(prog: Program, q: Train, backend: str, timeout, options) -> Result:
     elif ans.status == "unsat":
         res.certified = (f"exact ({name})" if solver.exact else
                          "MILP under floating-point tolerances, not an exact proof")
+        res.exact = solver.exact
     return res

@@ -42,6 +42,7 @@ from nnir.ir.evaluate import evaluate, evaluate_batch, holds
 from nnir.ir.intexact import IntegerReplay
 from nnir.ir.nodes import Network, Program, Stable
 from nnir.queries.result import Result
+from nnir.queries.status import stable as stable_status
 
 METHODS = ("isa", "per-neuron")
 CLOSE = Fraction(1, 10**6)  # an inexact bound this close to 0 needs an exact confirmation
@@ -338,10 +339,11 @@ def _result(q: Stable, st: StableState, name: str, method: str, counts: dict,
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     text = "\n".join("  ".join(v.rjust(w) if c else v.ljust(w)
                                for c, (v, w) in enumerate(zip(r, widths))) for r in rows)
-    res = Result(q.name, "stable", "sat", name, message=text, notes=notes, span=q.span)
+    n_undecided = sum(len(t["undecided"]) for t in table.values())
+    res = Result(q.name, "stable", stable_status(n_undecided), name, message=text, notes=notes,
+                 span=q.span)
     res.info = {"stable": table, "method": method,
                 **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in counts.items()}}
-    n_undecided = sum(len(t["undecided"]) for t in table.values())
     by = {h for t in table.values() for i, h in t["how"].items()
           if i in t["active"] or i in t["inactive"]}
     res.certified = ("stable verdicts proven by sound bound passes"
