@@ -164,7 +164,7 @@ def session_members(sid: int) -> list[int]:
 
 def run_cli(path: Path, case: Case, backend: str, limit: float, guard: float) -> dict:
     out = path.parent / f"res_{case.query}_{backend}_{limit:g}.json"
-    cmd = [*NNIRC, "run", str(path), "--query", case.query, "--backend", backend,
+    cmd = [*NNIRC, case.kind, str(path), "--query", case.query, "--backend", backend,
            "--timeout", f"{limit:g}", "-o", str(out), *case.flags]
     start = time.monotonic()
     p = subprocess.Popen(cmd, cwd=path.parent, stdout=subprocess.DEVNULL,

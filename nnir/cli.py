@@ -22,6 +22,8 @@ EPILOG = """examples:
   nnirc run examples/tiny.nnir --backend z3 --json
   nnirc emit examples/tiny.nnir --format smtlib --query reach -o reach.smt2
   nnirc dump-ir examples/tiny.nnir --after ibp
+  nnirc bound examples/queries.nnir --method symbolic
+  nnirc train examples/sphere.nnir --save trained.nnir -o results.json
   nnirc verify net.onnx prop.vnnlib --timeout 60 -o results.txt
   nnirc batch instances.csv --jobs 2 -o results.csv
   nnirc backends
@@ -29,33 +31,102 @@ EPILOG = """examples:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    p.add_argument("--json", action="store_true", help="machine-readable output on stdout: one "
+                   "JSON document (schema nnir/1, see README 'JSON output')")
     p.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")
 
 
-def _solving(p: argparse.ArgumentParser) -> None:
+# The backends each subcommand can use (static text: importing the registry's backend classes
+# costs a third of a second, too much for `--help`); `nnirc backends` has the live table.
+BACKENDS = {
+    "run": "any backend (each query uses the ones of its kind)",
+    "verify": "z3, cvc5, pysmt, external, highs, split, portfolio",
+    "bound": "z3, cvc5, highs (method exact)",
+    "stable": "highs, or an exact one: z3, cvc5",
+    "compress": "highs, or an exact one: z3, cvc5",
+    "equiv": "z3, cvc5, highs",
+    "train": "z3, cvc5, highs, sgd, admm",
+}
+
+
+def _solving(p: argparse.ArgumentParser, cmd: str) -> None:
+    """The flags every query-answering subcommand has: backend, time limit, selection, -o."""
     p.add_argument("--backend", default="auto",
-                   help="z3, cvc5, pysmt, external, highs, split, portfolio, or auto "
-                   "(default: auto)")
+                   help=f"{BACKENDS[cmd]}, or auto (default: auto)")
     p.add_argument("--timeout", type=float, default=None, metavar="S",
                    help="seconds per query; past it the answer is 'timeout'")
     p.add_argument("--query", action="append", metavar="NAME",
-                   help="run only this query (repeatable)")
+                   help="answer only this query (repeatable)")
+    out = "also write the results as JSON here (rewritten after every query)"
+    if cmd == "verify":
+        out += "; with NET PROP: the VNN-COMP results file instead"
+    if cmd in ("train", "compress"):
+        out += "; a name ending in .nnir is the deprecated form of --save"
+    p.add_argument("-o", "--output", metavar="FILE", help=out)
+
+
+def _smt_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--solver-cmd", metavar="CMD",
                    help="command of the SMT-LIB solver for --backend external (e.g. 'z3 -in')")
     p.add_argument("--pysmt-solver", metavar="NAME", help="pysmt solver for --backend pysmt")
+
+
+def _encoding(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encoding", choices=("auto", "signed", "naive", "layerwise"),
-                   help="train: the exact encoding (signed: sign-normalised one hidden layer; "
+                   help="the exact training encoding (signed: sign-normalised one hidden layer; "
                    "naive: every weight a real unknown, QF_NRA; layerwise: deeper networks)")
-    p.add_argument("--method", metavar="M", help="bound: ibp, symbolic, lp or exact (overrides "
-                   "the query's method; default exact); stable and compress: isa (default) or "
-                   "per-neuron; equiv: auto, relations or solver")
-    p.add_argument("--lp", action="store_true",
-                   help="stable and compress: also run the LP bound-tightening pass")
+
+
+def _stable_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lp", action="store_true", help="also run the LP bound-tightening pass")
     p.add_argument("--isa-joint", type=float, metavar="S",
-                   help="stable and compress: seconds for the joint ISA MILP before the states "
-                   "it leaves are proved one at a time (default 10)")
-    p.add_argument("-o", "--output", metavar="FILE", help="also write the results as JSON here")
+                   help="seconds for the joint ISA MILP before the states it leaves are proved "
+                   "one at a time (default 10)")
+
+
+# --method, per subcommand: (choices, help)
+METHODS = {
+    "bound": (("ibp", "symbolic", "lp", "exact"),
+              "how to bound (overrides the query's method; default: the query's, else exact)"),
+    "stable": (("isa", "per-neuron"), "how to prove stable ReLUs (default isa)"),
+    "compress": (("isa", "per-neuron"), "how to prove the stable ReLUs removed (default isa)"),
+    "equiv": (("auto", "relations", "solver"),
+              "relation inference, a solver, or the first then the second (default auto)"),
+}
+
+# name -> (help, extra flag groups)
+QUERY_COMMANDS = {
+    "run": ("answer every query in order", (_smt_flags, _encoding, _stable_flags)),
+    "verify": ("answer the verify queries (or: verify NET.onnx PROP.vnnlib)", (_smt_flags,)),
+    "bound": ("answer the bound queries", ()),
+    "stable": ("answer the stable queries", (_stable_flags,)),
+    "equiv": ("answer the equiv queries (relation inference, then a solver)", ()),
+    "train": ("answer the train queries and write the trained network", (_encoding,)),
+    "compress": ("answer the compress queries and write the compressed network",
+                 (_stable_flags,)),
+}
+
+
+def _query_command(sub, name: str) -> None:
+    text, groups = QUERY_COMMANDS[name]
+    p = sub.add_parser(name, help=text, description=text)
+    p.add_argument("file")
+    if name == "verify":  # the VNN-COMP form: nnirc verify NET.onnx PROP.vnnlib
+        p.add_argument("prop", nargs="?", metavar="PROP.vnnlib", help="with FILE an .onnx "
+                       "or .nnet network: the VNN-LIB property; -o then writes the VNN-COMP "
+                       "results file")
+    _solving(p, name)
+    if name in METHODS:
+        choices, what = METHODS[name]
+        p.add_argument("--method", choices=choices, help=what)
+    for group in groups:
+        group(p)
+    if name in ("train", "compress"):
+        what = "trained" if name == "train" else "compressed"
+        p.add_argument("--save", metavar="NET.nnir", help=f"write the {what} network here as "
+                       ".nnir (exact weights) and beside it as .npz (float64); with several "
+                       "queries, one NET_QUERY.nnir each")
+    _common(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,26 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="parse and validate a file, print a summary")
     p.add_argument("file")
     _common(p)
-    for name, text in (("run", "answer every query in order"),
-                       ("verify", "answer the verify queries"),
-                       ("equiv", "answer the equiv queries (relation inference, then a "
-                        "solver)")):
-        p = sub.add_parser(name, help=text)
-        p.add_argument("file")
-        if name == "verify":  # the VNN-COMP form: nnirc verify NET.onnx PROP.vnnlib
-            p.add_argument("prop", nargs="?", metavar="PROP.vnnlib", help="with FILE an .onnx "
-                           "or .nnet network: the VNN-LIB property; -o then writes the VNN-COMP "
-                           "results file")
-        _solving(p)
-        _common(p)
-    for name, what in (("train", "trained"), ("compress", "compressed")):
-        p = sub.add_parser(name, help=f"answer the {name} queries and write the {what} network")
-        p.add_argument("file")
-        _solving(p)
-        p.add_argument("--save", metavar="FILE.nnir", help=f"write the {what} network here as "
-                       ".nnir (exact weights) and beside it as .npz (float64); -o is an alias "
-                       "when it ends in .nnir")
-        _common(p)
+    for name in QUERY_COMMANDS:
+        _query_command(sub, name)
     p = sub.add_parser("emit", help="write a verify query as SMT-LIB, MPS or LP")
     p.add_argument("file")
     p.add_argument("--format", choices=("smtlib", "mps", "lp", "onnx", "vnnlib"),
@@ -96,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--relu", choices=("ite", "or"), default="ite",
                    help="SMT-LIB ReLU encoding: if-then-else or a disjunction")
     p.add_argument("-o", "--output", metavar="FILE",
-                   help="output file (default: stdout for smtlib; required for mps/lp)")
+                   help="output file (default: stdout for smtlib and vnnlib; required for "
+                   "mps, lp and onnx)")
     _common(p)
     p = sub.add_parser("dump-ir", help="print the canonical IR, optionally after a pass")
     p.add_argument("file")
@@ -108,9 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="instances run at once")
     p.add_argument("--timeout-scale", type=float, default=1.0, metavar="F",
                    help="multiply every row's timeout by F")
-    p.add_argument("--backend", default="auto", help="as for verify (default: auto)")
+    p.add_argument("--backend", default="auto", help=f"{BACKENDS['verify']}, or auto "
+                   "(default: auto)")
     p.add_argument("-o", "--output", metavar="FILE.csv", default="results.csv",
-                   help="results: instance, verdict, seconds, backend (default results.csv)")
+                   help="the results as CSV: instance, verdict (the status), seconds, backend, "
+                   "onnx, vnnlib, timeout (default results.csv)")
     _common(p)
     p = sub.add_parser("backends", help="list the backends and what they can do")
     p.add_argument("--markdown", action="store_true", help="the table as in the README")
@@ -153,7 +209,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _emit_error(args, text: str) -> None:
     if getattr(args, "json", False):
-        print(json.dumps({"status": "error", "message": text}))
+        from nnir.cli_commands import document
+
+        print(json.dumps(document(args.cmd, status="error", message=text)))
     else:
         print(text, file=sys.stderr)
 

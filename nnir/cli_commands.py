@@ -12,6 +12,19 @@ from nnir.ir.printer import print_network, print_program
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_QUERY = 0, 1, 2, 3
 
+# Every `--json` document (and every `-o` results file) names its schema: `nnir/schema/
+# nnir-output-1.json` describes it; a change that breaks a reader gets a new number.
+SCHEMA = "nnir/1"
+
+
+def document(command: str, **fields) -> dict:
+    """The top of every JSON document `nnirc` prints: the schema, the command, then `fields`."""
+    return {"schema": SCHEMA, "command": command, **fields}
+
+
+def print_json(doc: dict) -> None:
+    print(json.dumps(doc, indent=2))
+
 
 def check_backend_name(name: str) -> None:
     """An unknown `--backend` is a command-line error, found before anything is read."""
@@ -59,7 +72,7 @@ def cmd_check(args) -> int:
                     for q in prog.queries],
     }
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print_json(document("check", **summary))
         return EXIT_OK
     print(f"{args.file}: ok")
     for n in summary["networks"]:
@@ -109,7 +122,7 @@ def cmd_run(args, kinds=None) -> int:
     results = []
 
     def payload(interrupted: bool = False) -> dict:
-        d = {"file": args.file, "results": [r.to_dict() for r in results]}
+        d = document(args.cmd, file=args.file, results=[r.to_dict() for r in results])
         if interrupted:
             d["interrupted"] = True
         return d
@@ -151,8 +164,13 @@ def cmd_verify(args) -> int:
 
 def cmd_train(args, kinds=("train",)) -> int:
     save = args.save
-    if save is None and args.output and args.output.endswith(".nnir"):
-        save, args.output = args.output, None  # `-o net.nnir` names the trained network
+    if args.output and args.output.endswith(".nnir"):  # the old `-o NET.nnir`
+        if save is not None:
+            raise UsageError(f"-o {args.output} and --save {save} both name the network",
+                             hint="-o writes the results as JSON; --save writes the network")
+        print(f"nnirc {args.cmd}: warning: -o {args.output} is deprecated for the network; "
+              f"use --save {args.output} (-o FILE writes the results as JSON)", file=sys.stderr)
+        save, args.output = args.output, None
     args.results_hook = (lambda res, many: _save_trained(res, _per_query(save, res, many))) \
         if save else None
     return cmd_run(args, kinds=kinds)
@@ -218,39 +236,55 @@ def cmd_emit(args) -> int:
     if args.format == "smtlib":
         from nnir.backends.smtlib.lower import to_smtlib
 
-        text = to_smtlib(problem, relu=args.relu).text
-        if args.output:
-            write_text(args.output, text)
-        else:
-            sys.stdout.write(text)
-        return EXIT_OK
+        return emitted(args, to_smtlib(problem, relu=args.relu).text, query=q.name)
     if not args.output:
         raise UsageError(f"--format {args.format} needs an output file (-o FILE)")
     from nnir.backends.milp.lower import to_milp
     from nnir.backends.milp.writer import write_model
 
     write_model(to_milp(problem), args.output, args.format)
-    if not args.json:
+    return emitted(args, None, query=q.name)
+
+
+def emitted(args, text: str | None, **fields) -> int:
+    """Finish `emit`: `text` (None: already written to `-o`) to `-o` or stdout; with `--json`,
+    a JSON document saying what was written (holding `text` when there is no `-o`)."""
+    if text is not None and args.output:
+        write_text(args.output, text)
+    if args.json:
+        print_json(document("emit", file=args.file, format=args.format, **fields,
+                            output=args.output or None,
+                            text=None if args.output else text))
+    elif args.output:
         print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
     return EXIT_OK
 
 
 def cmd_dump_ir(args) -> int:
     prog = load(args.file)
     if not args.after:
-        sys.stdout.write(print_program(prog))
-        return EXIT_OK
-    from nnir.passes.manager import PassContext, PassManager, registered_passes
+        text = print_program(prog)
+    else:
+        from nnir.passes.manager import PassContext, PassManager, registered_passes
 
-    passes = registered_passes()
-    if args.after not in passes:
-        raise UsageError(f"unknown pass '{args.after}'", hint="passes: " + ", ".join(passes))
-    names = list(passes)
-    upto = PassManager([passes[n] for n in names[:names.index(args.after) + 1]])
-    for net in prog.networks:
-        ctx = PassContext(check=True, dump_after=args.after)
-        upto.run(net, ctx)
-        sys.stdout.write(print_network(ctx.dumped or net, facts=True) + "\n")
+        passes = registered_passes()
+        if args.after not in passes:
+            raise UsageError(f"unknown pass '{args.after}'",
+                             hint="passes: " + ", ".join(passes))
+        names = list(passes)
+        upto = PassManager([passes[n] for n in names[:names.index(args.after) + 1]])
+        parts = []
+        for net in prog.networks:
+            ctx = PassContext(check=True, dump_after=args.after)
+            upto.run(net, ctx)
+            parts.append(print_network(ctx.dumped or net, facts=True) + "\n")
+        text = "".join(parts)
+    if args.json:
+        print_json(document("dump-ir", file=args.file, after=args.after, text=text))
+    else:
+        sys.stdout.write(text)
     return EXIT_OK
 
 
@@ -265,7 +299,7 @@ def cmd_backends(args) -> int:
                          "logics": sorted(c.logics), "optimizes": c.optimizes,
                          "exact": c.exact, "modules": list(c.modules),
                          "available": c.available()})
-        print(json.dumps(rows, indent=2))
+        print_json(document("backends", backends=rows))
     else:
         print(registry.capability_table(installed=not args.markdown))
     return EXIT_OK
@@ -280,7 +314,9 @@ def _batch(args) -> int:
 COMMANDS = {"check": cmd_check, "run": cmd_run, "verify": cmd_verify, "train": cmd_train,
             "compress": lambda args: cmd_train(args, kinds=("compress",)),
             "equiv": lambda args: cmd_run(args, kinds=("equiv",)),
+            "bound": lambda args: cmd_run(args, kinds=("bound",)),
+            "stable": lambda args: cmd_run(args, kinds=("stable",)),
             "emit": cmd_emit, "batch": _batch,
             "dump-ir": cmd_dump_ir, "backends": cmd_backends}
 
-__all__ = ["COMMANDS"]
+__all__ = ["COMMANDS", "SCHEMA", "document", "print_json"]

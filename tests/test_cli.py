@@ -34,20 +34,18 @@ def test_run_every_example(path):
     results = json.loads(r.stdout)["results"]
     assert len(results) >= 1
     for res in results:
-        if res["kind"] in ("verify", "train"):
-            assert res["status"] in ("sat", "unsat"), res
-            if res["status"] == "sat":
+        if res["kind"] in ("verify", "train", "equiv"):
+            found = {"verify": "sat", "train": "trained", "equiv": "differs"}[res["kind"]]
+            proven = {"verify": "unsat", "train": "infeasible", "equiv": "equivalent"}
+            assert res["status"] in (found, proven[res["kind"]]), res
+            if res["status"] == found:
                 assert res["replay"]["exact"] is True
         elif res["kind"] == "bound":
-            assert res["status"] == "sat" and res["bounds"]["exact"], res
+            assert res["status"] == "optimal" and res["bounds"]["exact"], res
         elif res["kind"] == "stable":
-            assert res["status"] == "sat" and "stable" in res["info"], res
+            assert res["status"] == "complete" and "stable" in res["info"], res
         elif res["kind"] == "compress":
-            assert res["status"] == "sat" and "compress" in res["info"], res
-        elif res["kind"] == "equiv":
-            assert res["status"] in ("sat", "unsat"), res
-            if res["status"] == "sat":
-                assert res["replay"]["exact"] is True
+            assert res["status"] in ("compressed", "unchanged") and "compress" in res["info"], res
         else:
             assert res["status"] == "error" and "not supported" in res["message"]
             assert re.search(r"queries\.nnir:\d+:\d+: error:", res["message"])
@@ -134,7 +132,7 @@ def test_readme_capability_table_is_generated():
     readme = (ROOT / "README.md").read_text()
     assert registry.capability_table() in readme, "run: nnirc backends --markdown"
     r = nnirc("backends", "--json")
-    names = [b["name"] for b in json.loads(r.stdout)]
+    names = [b["name"] for b in json.loads(r.stdout)["backends"]]
     assert names == registry.names()
 
 
@@ -144,13 +142,54 @@ def test_stable_isa_joint_option(tmp_path):
 
     f = tmp_path / "s.nnir"
     f.write_text(HAND_NET + "\nstable n as s\n")
-    r = nnirc("run", f, "--json", "--backend", "highs", "--isa-joint", "0", "--query", "s")
+    r = nnirc("stable", f, "--json", "--backend", "highs", "--isa-joint", "0", "--query", "s")
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)["results"][0]
     assert res["info"]["stable"]["g"]["inactive"] == [2], res
     assert "--isa-joint" in nnirc("run", "--help").stdout
+    assert "--isa-joint" in nnirc("stable", "--help").stdout
     from nnir.cli import build_parser
     from nnir.cli_commands import _options
 
     args = build_parser().parse_args(["run", str(f), "--isa-joint", "2.5"])
     assert _options(args)["joint_s"] == 2.5
+
+
+def test_each_subcommand_lists_only_its_own_flags():
+    from nnir.cli import build_parser
+
+    def flags(cmd):
+        p = build_parser()._subparsers._group_actions[0].choices[cmd]
+        return {o for a in p._actions for o in a.option_strings}
+
+    solving = {"--backend", "--timeout", "--query", "-o", "--json", "--debug"}
+    assert flags("verify") == solving | {"-h", "--help", "--output", "--solver-cmd",
+                                         "--pysmt-solver"}
+    assert not flags("verify") & {"--encoding", "--isa-joint", "--lp", "--method", "--save"}
+    assert flags("bound") - flags("verify") == {"--method"}
+    assert flags("equiv") - flags("verify") == {"--method"}
+    assert {"--method", "--lp", "--isa-joint"} <= flags("stable")
+    assert {"--method", "--lp", "--isa-joint", "--save"} <= flags("compress")
+    assert {"--encoding", "--save"} <= flags("train") and "--method" not in flags("train")
+    assert "--method" not in flags("run") and "--save" not in flags("run")
+    p = build_parser()
+    assert p.parse_args(["bound", "f", "--method", "lp"]).method == "lp"
+    for cmd, bad in (("bound", "isa"), ("stable", "exact"), ("equiv", "ibp")):
+        with pytest.raises(SystemExit):
+            p.parse_args([cmd, "f", "--method", bad])
+
+
+def test_bound_and_stable_subcommands_answer_only_their_kind():
+    r = nnirc("bound", EXAMPLES / "queries.nnir", "--json", "--method", "symbolic")
+    assert r.returncode == 0, r.stderr
+    (res,) = json.loads(r.stdout)["results"]
+    assert res["kind"] == "bound" and res["status"] == "bounded", res
+    r = nnirc("stable", EXAMPLES / "queries.nnir", "--json", "--timeout", "60")
+    assert r.returncode == 0, r.stderr
+    assert [x["kind"] for x in json.loads(r.stdout)["results"]] == ["stable"]
+
+
+def test_train_o_nnir_is_a_deprecated_save(tmp_path):
+    r = nnirc("train", EXAMPLES / "queries.nnir", "--backend", "sgd", "-o", tmp_path / "t.nnir",
+              "--save", tmp_path / "u.nnir")
+    assert r.returncode == 2 and "both name the network" in r.stderr

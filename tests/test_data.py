@@ -133,7 +133,7 @@ def test_training_certificate_holds_on_the_csv_decimals(tmp_path, backend):
     (tmp_path / "m.nnir").write_text(XOR_NET)
     out = tmp_path / "trained.nnir"
     assert main(["train", str(tmp_path / "m.nnir"), "--backend", backend, "--timeout", "120",
-                 "-o", str(out)]) == 0
+                 "--save", str(out)]) == 0
     net = nnir.load(str(out)).networks[0]
     for line in XOR_CSV.splitlines():
         *x, label = line.split(",")

@@ -49,21 +49,21 @@ def _run(extra: str, name: str, backend: str = "auto", **opts):
 def test_sharded_network_is_equivalent_by_relations_on_a_domain():
     res = _run("equiv a b as q", "q")
     # b's own box is wider; the comparison runs on a's domain
-    assert res.status == "unsat" and res.backend == "relations"
+    assert res.status == "equivalent" and res.backend == "relations"
     assert res.info["verdict"] == "equivalent" and res.info["relations"]
 
 
 @pytest.mark.parametrize("backend", ["auto", "z3", "cvc5", "highs"])
 def test_a_wrong_bias_gives_a_replayed_counterexample(backend):
     res = _run("equiv a c as q", "q", backend, method="solver", sample=False)
-    assert res.status == "sat", res.message
+    assert res.status == "differs", res.message
     assert res.replay["exact"] and res.info["differences"][1] == "-0.5"
     assert res.info["max_difference"] == 0.5
 
 
 def test_relations_report_where_they_get_stuck_and_the_sampler_finds_the_difference():
     res = _run("equiv a c as q", "q")
-    assert res.status == "sat" and res.backend == "sampling"
+    assert res.status == "differs" and res.backend == "sampling"
     assert res.info["stuck_node"] == "y" and "different constant" in res.info["stuck"]
     only = _run("equiv a c as q", "q", method="relations")
     assert only.status == "unknown" and only.info["stuck_node"] == "y"
@@ -71,22 +71,22 @@ def test_relations_report_where_they_get_stuck_and_the_sampler_finds_the_differe
 
 @pytest.mark.parametrize("backend", ["z3", "highs"])
 def test_tolerance_and_output_map(backend):
-    assert _run("equiv a c as q tol 0.5", "q", backend, method="solver").status == "unsat"
+    assert _run("equiv a c as q tol 0.5", "q", backend, method="solver").status == "equivalent"
     assert _run("equiv a c as q tol 0.25", "q", backend, method="solver",
-                sample=False).status == "sat"
+                sample=False).status == "differs"
     res = _run("equiv a swap as q map [1, 0]", "q", backend)
-    assert res.status == "unsat" and res.backend == "relations"
-    assert _run("equiv a swap as q", "q", backend).status == "sat"
+    assert res.status == "equivalent" and res.backend == "relations"
+    assert _run("equiv a swap as q", "q", backend).status == "differs"
 
 
 def test_a_milp_equivalence_is_confirmed_or_not_reported_as_equivalent():
     res = _run("equiv a b as q", "q", "highs", method="solver", confirm=False)
-    assert res.status == "unknown" and res.info["unconfirmed"] == "unsat", res.render()
+    assert res.status == "unknown" and res.info["unconfirmed"] == "equivalent", res.render()
     assert "tolerances" in res.message
     res = _run("equiv a b as q", "q", "highs", method="solver")  # confirmed by an SMT solver
-    assert res.status == "unsat" and "exact" in res.certified, res.render()
+    assert res.status == "equivalent" and "exact" in res.certified, res.render()
     exact = _run("equiv a b as q", "q", "auto", method="solver")
-    assert exact.status == "unsat" and "exact" in exact.certified
+    assert exact.status == "equivalent" and "exact" in exact.certified
 
 
 @pytest.mark.parametrize("query, msg", [
@@ -124,10 +124,10 @@ def test_cli_equiv_on_the_sharded_examples():
     assert r.returncode == 0, r.stderr
     got = {x["query"]: x for x in json.loads(r.stdout)["results"]}
     for name in ("tp2", "tp4"):
-        assert got[name]["status"] == "unsat" and got[name]["backend"] == "relations"
+        assert got[name]["status"] == "equivalent" and got[name]["backend"] == "relations"
     where = {"bug_missing_sum": "h2", "bug_swapped_concat": "h2", "bug_double_bias": "h2"}
     for name, node in where.items():
-        assert got[name]["status"] == "sat" and got[name]["replay"]["exact"], got[name]
+        assert got[name]["status"] == "differs" and got[name]["replay"]["exact"], got[name]
         assert got[name]["info"]["stuck_node"] == node
     assert "bias" in got["bug_double_bias"]["info"]["stuck"]
     assert "h2_p0" in got["bug_missing_sum"]["info"]["stuck"]
@@ -136,13 +136,13 @@ def test_cli_equiv_on_the_sharded_examples():
 def test_cli_equiv_on_the_compressed_example():
     r = nnirc("equiv", EXAMPLES / "equiv_compress.nnir")
     assert r.returncode == 0, r.stderr
-    assert "same_function: unsat  [relations" in r.stdout
+    assert "same_function: equivalent  [relations" in r.stdout
 
 
 def test_cli_method_solver_and_text_output(tmp_path):
     f = tmp_path / "p.nnir"
     f.write_text(PAIR + "equiv a c as diff\n")
     r = nnirc("equiv", f, "--backend", "z3", "--method", "solver")
-    assert r.returncode == 0 and "diff: sat" in r.stdout and "not equivalent" in r.stdout
-    r = nnirc("run", f, "--method", "bogus")
-    assert r.returncode == 3 and "unknown equiv method" in r.stdout + r.stderr
+    assert r.returncode == 0 and "diff: differs" in r.stdout and "not equivalent" in r.stdout
+    r = nnirc("equiv", f, "--method", "bogus")
+    assert r.returncode == 2 and "invalid choice: 'bogus'" in r.stderr

@@ -71,11 +71,14 @@ def test_replay_catches_wrong_weights():
 def test_cli_train_writes_exact_network(tmp_path):
     out = tmp_path / "trained.nnir"
     r = subprocess.run([sys.executable, "-m", "nnir", "train", str(EXAMPLES / "sphere.nnir"),
-                        "--backend", "sgd", "-o", str(out), "--json", "--query", "fit"],
+                        "--backend", "sgd", "--save", str(out), "--json", "--query", "fit",
+                        "-o", str(tmp_path / "results.json")],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)["results"][0]
-    assert res["status"] == "sat" and res["replay"]["exact"] is True
+    assert res["status"] == "trained" and res["replay"]["exact"] is True
+    assert json.loads((tmp_path / "results.json").read_text())["results"][0] == res
+    assert "deprecated" not in r.stderr
     trained = nnir.load(str(out)).network("sphere")
     assert not trained.has_unknowns
     z = np.load(tmp_path / "trained.npz")
@@ -94,6 +97,7 @@ def test_cli_train_several_queries_write_one_file_each(tmp_path):
                         "fit_deep", "--backend", "sgd", "-o", str(out)],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
+    assert "-o " in r.stderr and "deprecated" in r.stderr and "--save" in r.stderr  # the old -o
     boxed = nnir.load(str(tmp_path / "t_fit_boxed.nnir")).network("boxed")
     assert all(abs(v) <= 4 for lay in boxed.layers for v in lay.weight.exact.reshape(-1))
     assert nnir.load(str(tmp_path / "t_fit_deep.nnir")).network("deep")
@@ -103,7 +107,7 @@ def test_cli_train_several_queries_write_one_file_each(tmp_path):
 def test_test_split_accuracy_is_reported():
     prog = nnir.load(str(EXAMPLES / "sphere.nnir"))
     res = nnir.solve(prog, "fit", backend="sgd")
-    assert res.status == "sat"
+    assert res.status == "trained"
     assert res.replay["test_points"] == 1000 and 0.5 < res.replay["test_accuracy"] <= 1.0
 
 
@@ -112,7 +116,7 @@ def test_written_network_reparses_to_the_same_network(tmp_path):
 
     prog = nnir.load(str(EXAMPLES / "sphere.nnir"))
     res = nnir.solve(prog, "fit", backend="highs")
-    assert res.status == "sat"
+    assert res.status == "trained"
     _save_trained(res, str(tmp_path / "t.nnir"))
     again = nnir.load(str(tmp_path / "t.nnir")).network("sphere")
     assert again == res.trained

@@ -3,14 +3,14 @@
 Each row of the list is `onnx,vnnlib,timeout` (paths relative to the list). Every instance runs
 in its own process, so a solver that overstays its limit is killed (the verdict is `timeout`)
 without disturbing the others. Progress goes to stderr; the results CSV (instance, verdict,
-seconds, backend, onnx, vnnlib, timeout) is rewritten atomically after every instance, so an
-interrupted run keeps what it finished.
+seconds, backend, onnx, vnnlib, timeout: the `verdict` column is the status, named as VNN-COMP
+tools name it) is rewritten atomically after every instance, so an interrupted run keeps what
+it finished. `--json` prints the same rows as `results`, with `status` for the verdict.
 """
 from __future__ import annotations
 
 import csv
 import io
-import json
 import multiprocessing as mp
 import os
 import sys
@@ -26,6 +26,7 @@ from nnir.io import write_text
 # max(1.5 s, 4% of the limit), within the time-limit promise of max(2 s, 5%).
 GRACE: float | None = None
 COLUMNS = ("instance", "verdict", "seconds", "backend", "onnx", "vnnlib", "timeout")
+# (the CSV's `verdict` column holds `Row.status`)
 
 
 @dataclass
@@ -34,7 +35,7 @@ class Row:
     onnx: str
     vnnlib: str
     timeout: float
-    verdict: str = ""
+    status: str = ""  # sat, unsat, unknown, timeout or error
     seconds: float = 0.0
     backend: str = ""
     message: str = ""
@@ -137,12 +138,12 @@ def _finish(job, reply, start, proc, conn, on_done) -> None:
 
 
 def _work(conn, row: Row, backend: str, limit: float) -> None:
-    """In the worker process: answer one instance, send (verdict, backend, message)."""
+    """In the worker process: answer one instance, send (status, backend, message)."""
     from nnir.formats.vnncomp import verify_files
 
     try:
         res = verify_files(row.onnx, row.vnnlib, backend, limit)
-        conn.send((res.status, res.backend or backend, res.message.splitlines()[0]
+        conn.send((str(res.status), res.backend or backend, res.message.splitlines()[0]
                    if res.message else ""))
     except NnirError as exc:
         conn.send(("error", backend, exc.render().splitlines()[0]))
@@ -161,7 +162,7 @@ def run_batch(rows: list[Row], jobs: int = 1, scale: float = 1.0, backend: str =
             reply = ("timeout", backend, "killed past its limit")
         elif isinstance(reply, str):
             reply = ("error", backend, reply)
-        row.verdict, row.backend, row.message = reply
+        row.status, row.backend, row.message = reply
         row.seconds = seconds
         if on_done:
             on_done(row)
@@ -175,21 +176,21 @@ def csv_text(rows: list[Row]) -> str:
     w = csv.writer(out, lineterminator="\n")
     w.writerow(COLUMNS)
     for r in rows:
-        if r.verdict:
-            w.writerow([r.instance, r.verdict, f"{r.seconds:.3f}", r.backend, r.onnx, r.vnnlib,
+        if r.status:
+            w.writerow([r.instance, r.status, f"{r.seconds:.3f}", r.backend, r.onnx, r.vnnlib,
                         f"{r.timeout:g}"])
     return out.getvalue()
 
 
 def _progress(rows: list[Row], row: Row, tty: bool) -> str:
-    done = [r for r in rows if r.verdict]
-    counts = {v: sum(r.verdict == v for r in done) for v in ("sat", "unsat", "timeout")}
+    done = [r for r in rows if r.status]
+    counts = {v: sum(r.status == v for r in done) for v in ("sat", "unsat", "timeout")}
     other = len(done) - sum(counts.values())
     width = 24
     bar = "#" * (width * len(done) // len(rows))
     line = (f"[{bar:<{width}}] {len(done)}/{len(rows)}  sat {counts['sat']}  unsat "
             f"{counts['unsat']}  timeout {counts['timeout']}  other {other}  | {row.instance}: "
-            f"{row.verdict} {row.seconds:.1f}s")
+            f"{row.status} {row.seconds:.1f}s")
     return ("\r\033[K" + line) if tty else line + "\n"
 
 
@@ -213,13 +214,16 @@ def cmd_batch(args) -> int:
         sys.stderr.write("\n")
     write_text(args.output, csv_text(rows))
     if args.json:
-        print(json.dumps([r.__dict__ for r in rows], indent=2))
+        from nnir.cli_commands import document, print_json
+
+        print_json(document("batch", file=args.file, output=args.output,
+                            results=[dict(r.__dict__) for r in rows]))
     else:
-        counts = {v: sum(r.verdict == v for r in rows) for v in
+        counts = {v: sum(r.status == v for r in rows) for v in
                   ("sat", "unsat", "timeout", "unknown", "error")}
         print(f"{len(rows)} instances: " + ", ".join(f"{n} {v}" for v, n in counts.items())
               + f"; {sum(r.seconds for r in rows):.1f} s in all; results in {args.output}")
         for r in rows:
-            if r.verdict == "error":
+            if r.status == "error":
                 print(f"  {r.instance}: {r.message}")
-    return 3 if any(r.verdict == "error" for r in rows) else 0
+    return 3 if any(r.status == "error" for r in rows) else 0

@@ -1,7 +1,6 @@
 """`nnirc verify NET PROP` and `nnirc emit --format onnx|vnnlib` (argument parsing: `nnir.cli`)."""
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -33,8 +32,10 @@ def cmd_verify_files(args) -> int:
     res = _verify_files_guarded(args)
     text = results_text(res)
     if args.json:
-        print(json.dumps({"network": args.file, "property": args.prop, "vnncomp": text,
-                          "results": [res.to_dict()]}, indent=2))
+        from nnir.cli_commands import document, print_json
+
+        print_json(document("verify", file=args.file, network=args.file, property=args.prop,
+                            vnncomp=text, results=[res.to_dict()]))
     else:
         print(res.render(), flush=True)
     if args.output:
@@ -100,22 +101,24 @@ def emit_file(args, prog: Program) -> int:
         if not args.output:
             raise UsageError("--format onnx needs an output file (-o FILE.onnx)")
         rep = write_onnx(net, args.output)
-        if not args.json:
+        if args.json:
+            from nnir.cli_commands import document, print_json
+
+            print_json(document("emit", file=args.file, format=args.format, network=net.name,
+                                output=args.output, text=None, notes=list(rep.notes)))
+        else:
             print(f"wrote {args.output} (network '{net.name}', {rep.dtype}"
                   f"{', exact' if rep.exact else ''})", file=sys.stderr)
             for note in rep.notes:
                 print(f"note: {note}", file=sys.stderr)
         return EXIT_OK
+    from nnir.cli_commands import emitted
+
     q = _pick_query(prog, args.query)
     if not isinstance(q, Verify):
         raise UnsupportedQuery(f"VNN-LIB states verify queries; '{q.name}' is a {q.kind} query",
                                q.span)
-    text = vnnlib_of(prog, q)
-    if args.output:
-        write_text(args.output, text)
-    else:
-        sys.stdout.write(text)
-    return EXIT_OK
+    return emitted(args, vnnlib_of(prog, q), query=q.name)
 
 
 def vnnlib_of(prog: Program, q: Verify) -> str:
