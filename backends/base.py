@@ -1,14 +1,17 @@
 """The backend interface: capabilities declared as data, and what a solve returns.
 
 In the manner of CVXPY's solver classes and PySMT's solver layer, each backend is a class whose
-attributes say what it can do (`kinds`, `logics`, `optimizes`, `exact`, `modules`); the query
-layer matches a problem to a backend from these, and the README's capability table is generated
+attributes say what it can do (`kinds`, `logics`, `optimizes`, `exact`, `modules`) and which
+options it reads (`Options`, a dataclass: `nnir/options.py`); the query layer matches a problem to
+a backend from these (`nnir/queries/route.py`), and the README's capability table is generated
 from them (`nnirc backends --markdown`).
 """
 from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass, field
+
+from nnir.options import NoOptions, parse
 
 STATUSES = ("sat", "unsat", "unknown", "timeout", "error")
 
@@ -35,13 +38,21 @@ class Backend:
 
     name: str = "?"
     description: str = ""
-    kinds: frozenset[str] = frozenset()  # query kinds handled: "verify", later "bound", ...
+    # query kinds served: verify, train, bound, stable, compress, equiv
+    kinds: frozenset[str] = frozenset()
     logics: frozenset[str] = frozenset()  # theories: "QF_LRA", "QF_NRA", "MILP"
     optimizes: bool = False  # native optimisation (bound queries)
     exact: bool = True  # verdicts in exact arithmetic (False: float tolerances)
     modules: tuple[str, ...] = ()  # Python modules it needs
+    Options: type = NoOptions  # the options it reads (a dataclass of typed fields)
+    # True: it hands its other options on to backends it runs (portfolio members), so keys
+    # beyond its own `Options` are accepted here (the query layer checks them).
+    forwards_options: bool = False
 
     def __init__(self, **options):
+        """Raises `UsageError` on an option the backend does not declare, or of a wrong type."""
+        self.opts = parse(self.Options, options, f"backend '{self.name}'",
+                          strict=not self.forwards_options)
         self.options = options
 
     @classmethod

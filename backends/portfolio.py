@@ -14,28 +14,31 @@ import multiprocessing as mp
 import time
 from multiprocessing.connection import wait
 
+from nnir import options as option_types
 from nnir.backends.base import Answer, Backend
+from nnir.backends.options import PortfolioOptions
 
-DEFAULT_MEMBERS = "split,auto"
+DEFAULT_MEMBERS = PortfolioOptions.members
 GRACE = 1.0  # seconds past the limit before a member's process is killed
 
 
 def _auto(problem, timeout, options) -> Answer:
-    """HiGHS, then an exact re-decision of a small unsat (the plan of `--backend auto`)."""
+    """The route of `--backend auto` without input splitting (`route.plan`): HiGHS, then an
+    exact re-decision of a small unsat or unknown."""
     from nnir.backends import registry
+    from nnir.deadline import Deadline
+    from nnir.queries import route as routing
     from nnir.queries.run import count_unstable
 
-    start = time.monotonic()
-    milp, exact = registry.auto_plan("verify", count_unstable(problem.net))
-    first = milp or exact
-    ans = registry.get_backend(first, **options).solve_verify(problem, timeout)
-    ans.info["exact"] = registry.backend_class(first).exact
-    small = count_unstable(problem.net) <= registry.AUTO_SMT_MAX_UNSTABLE
-    if ans.status in ("unsat", "unknown") and first == milp and exact and small:
-        left = None if timeout is None else max(0.01, timeout - (time.monotonic() - start))
-        ans = registry.get_backend(exact, **options).solve_verify(problem, left)
+    deadline = Deadline.after(timeout)
+    plan = routing.plan("verify", "auto", auto_split=False)
+    ans = registry.get_backend(plan.first, **options).solve_verify(problem, timeout)
+    ans.info["exact"] = plan.first_exact
+    if ans.status in ("unsat", "unknown") and plan.confirms(count_unstable(problem.net)):
+        ans = registry.get_backend(plan.confirm, **options).solve_verify(problem,
+                                                                         deadline.left())
         ans.info["exact"] = True
-        ans.message = f"{milp} then {exact}: {ans.message}"
+        ans.message = f"{plan.first} then {plan.confirm}: {ans.message}"
     return ans
 
 
@@ -75,6 +78,8 @@ class PortfolioBackend(Backend):
     description = ("runs several backends in parallel processes (default split, auto) and takes "
                    "the first exact answer")
     kinds = frozenset({"verify"})
+    Options = PortfolioOptions
+    forwards_options = True  # the other options are the members'
     logics = frozenset({"QF_LRA", "MILP"})
     exact = True  # only exact unsats and exactly replayed witnesses are ever returned
     modules = ("multiprocessing",)  # the members' own modules are checked when they start
@@ -82,7 +87,7 @@ class PortfolioBackend(Backend):
     def members(self) -> list[str]:
         from nnir.backends import registry
 
-        names = [m.strip() for m in str(self.options.get("members", DEFAULT_MEMBERS)).split(",")]
+        names = [m.strip() for m in self.opts.members.split(",")]
         bad = [m for m in names if m != "auto" and (m not in registry.names() or m == self.name)]
         if bad or not names:
             from nnir.errors import BackendError
@@ -99,8 +104,9 @@ class PortfolioBackend(Backend):
             raise BackendError("portfolio: a daemonic process (e.g. a pool worker) cannot start "
                                "the member processes", hint="run the portfolio from a "
                                "non-daemonic process, or pick one backend")
-        opts = {k: v for k, v in self.options.items() if k not in ("members", "start")}
-        method = self.options.get("start") or (
+        own = option_types.names(PortfolioOptions)
+        opts = {k: v for k, v in self.options.items() if k not in own}
+        method = self.opts.start or (
             "fork" if "fork" in mp.get_all_start_methods() else "spawn")
         ctx = mp.get_context(method)
         start = time.monotonic()

@@ -39,14 +39,22 @@ def backend_class(name: str):
 
 
 def get_backend(name: str, **options):
-    """An instance of backend `name`, or `BackendError` saying what is installed."""
+    """An instance of backend `name`, or `BackendError` saying what is installed.
+
+    `options` is a run's option bag: the backend gets the ones its `Options` declares (all of
+    them when it forwards options, as the portfolio does to its members); the query layer has
+    checked the rest against the query kind and the other backends involved
+    (`nnir.queries.route.check_options`).
+    """
+    from nnir.options import pick
+
     cls = backend_class(name)
     if not cls.available():
         have = [n for n in _BACKENDS if backend_class(n).available()]
         raise BackendError(f"backend '{name}' is not available: missing "
                            f"{', '.join(cls.missing()) or 'its solver program'}",
                            hint=f"installed backends: {', '.join(have) or 'none'}")
-    return cls(**options)
+    return cls(**(options if cls.forwards_options else pick(cls.Options, options)))
 
 
 def names_for(kind: str) -> list[str]:
@@ -112,23 +120,6 @@ def auto_split(problem) -> str | None:
     if supported(problem.net) is not None:
         return None
     return f"{n} input{'s' if n > 1 else ''}: branch and bound on the input box"
-
-
-def auto_plan(kind: str, unstable: int) -> tuple[str | None, str | None]:
-    """What `auto` runs for a query of `kind`: (MILP backend or None, exact backend or None).
-
-    The MILP solver goes first: its sat answers are as good as exact once the witness replays,
-    and it is far faster (examples/mlp_npz.nnir, class1_wins: HiGHS 0.08 s, cvc5 8.5 s, z3 47 s).
-    Its unsat rests on tolerances, so with at most AUTO_SMT_MAX_UNSTABLE unstable ReLUs the
-    exact solver re-decides it.
-    """
-    milp = next((n for n in _BACKENDS if "MILP" in backend_class(n).logics
-                 and kind in backend_class(n).kinds and backend_class(n).available()), None)
-    exact = next((n for n in exact_backends() if kind in backend_class(n).kinds), None)
-    if milp is None and exact is None:
-        raise BackendError(f"no installed backend answers '{kind}' queries",
-                           hint="install z3-solver, cvc5 or highspy")
-    return milp, exact
 
 
 def capability_table(installed: bool = False) -> str:

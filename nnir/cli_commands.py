@@ -141,6 +141,9 @@ def cmd_run(args, kinds=None) -> int:
             write_text(args.output, json.dumps(payload(), indent=2) + "\n")
 
     check_backend_name(args.backend)
+    from nnir.queries.route import check_run_options
+
+    check_run_options(args.backend, _options(args))
     ses = run_queries(args.file, args.query, kinds, args.backend, args.timeout, _options(args),
                       on_start, on_result)
     if ses.interrupted:

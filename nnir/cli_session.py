@@ -49,6 +49,8 @@ class Session:
 def _child(send, path, select, kinds, backend, timeout, options, skip, t0) -> None:
     """In the child: load, check the backend, then answer each selected query not in `skip`."""
     from nnir.cli_commands import _load_all, _selected
+    from nnir.deadline import Deadline
+    from nnir.queries.route import options_for
     from nnir.queries.run import run_query
 
     prog = _load_all(path)
@@ -57,16 +59,17 @@ def _child(send, path, select, kinds, backend, timeout, options, skip, t0) -> No
         from nnir.backends import registry
 
         registry.get_backend(backend, **options)
+    # the first query pays for reading: its time started at t0
+    start = None if t0 is None else Deadline(None if timeout is None else t0 + timeout)
     send(Plan([q.name for q in queries], [q.kind for q in queries]))
     for q in queries:
         if q.name in skip:
             continue
         send(("start", q.name))
         left = timeout
-        if timeout is not None and t0 is not None:  # the first query pays for reading
-            left = max(0.01, timeout - (time.monotonic() - t0))
-            t0 = None
-        send(run_query(prog, q, backend, left, **options))
+        if start is not None:
+            left, start = start.left(), None
+        send(run_query(prog, q, backend, left, **options_for(q.kind, backend, options)))
     send(("end",))
 
 

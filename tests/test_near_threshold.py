@@ -29,7 +29,7 @@ def exact_max(net, out: str):
     """The exact max of `out[0]` over the network's domain (z3 Optimize, replayed)."""
     res = run_query(Program(networks=(net,)), Bound("m", net.name, out, 0, None), "z3",
                     timeout=60)
-    if res.status != "sat" or not res.bounds["exact_sides"]["max"]:
+    if res.status not in ("optimal", "bounded") or not res.bounds["exact_sides"]["max"]:
         return None
     return parse_number(res.bounds["max_exact"])
 

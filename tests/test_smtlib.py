@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import nnir.frontend
+from nnir.backends import registry
 from nnir.backends.smtlib import (
     Cvc5Backend,
     ExternalBackend,
@@ -31,7 +32,7 @@ from nnir.backends.smtlib import (
     to_smtlib,
 )
 from nnir.backends.smtlib.external_backend import parse_sexprs, sexpr_value
-from nnir.errors import UnsupportedQuery
+from nnir.errors import UnsupportedQuery, UsageError
 from nnir.ir.const import Const
 from nnir.ir.evaluate import evaluate, holds
 from nnir.ir.nodes import And, Atom, BoolConst, Dense, Input, Network, Or, Ref, Unknown
@@ -304,7 +305,11 @@ def test_bad_options_and_unknown_weights():
         Z3Backend(relu="big-m")
     with pytest.raises(TypeError, match="hints"):
         Cvc5Backend(hints="no")
-    assert Z3Backend(confirm=False, cmd="z3 -in").options["confirm"] is False  # shared option bag
+    with pytest.raises(UsageError, match="confirm"):  # not z3's option
+        Z3Backend(confirm=False)
+    # a run's option bag: each backend gets its own options (the query layer checks the rest)
+    assert registry.get_backend("z3", confirm=False, cmd="z3 -in", relu="or").options == {
+        "relu": "or"}
     answer = PysmtBackend(solver="no-such").solve_verify(tiny_problem("reach"))
     assert answer.status == "error" and "installed" in answer.message
     prob = tiny_problem("reach")

@@ -202,7 +202,7 @@ def test_lp_pass_marks_stable_after_data_showed_its_state():
               (rng.integers(-3, 4, (3, 4)).astype(float), rng.integers(-2, 3, 3).astype(float),
                "relu"),
               (rng.integers(-3, 4, (1, 3)).astype(float), np.zeros(1), "linear")]
-    _, st_ = _bound_passes(nnir.network("n", layers, -1, 1), {"lp": False})
+    _, st_ = _bound_passes(nnir.network("n", layers, -1, 1), False)
     assert st_.stable["h2"][2] == 0
     st_.mark_point([Fraction(0), Fraction(0)], "data")
     assert st_.seen["h2"][2, 0]

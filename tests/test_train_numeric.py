@@ -13,7 +13,7 @@ import pytest
 import nnir
 from nnir.backends.train.admm import AdmmBackend
 from nnir.backends.train.sgd import SgdBackend
-from nnir.errors import BackendError, UnsupportedQuery
+from nnir.errors import UnsupportedQuery, UsageError
 from nnir.ir.const import Const
 from nnir.ir.evaluate import evaluate
 from nnir.ir.nodes import Unknown
@@ -149,7 +149,7 @@ def test_sgd_layer_graph_and_admm_refuses_it():
 
 
 def test_unknown_option():
-    with pytest.raises(BackendError):
+    with pytest.raises(UsageError, match="max_epochs"):  # the message names the valid ones
         SgdBackend(epochs=3)
 
 

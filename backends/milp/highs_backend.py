@@ -35,6 +35,7 @@ from nnir.backends.milp.highs import (
     status_text,
 )
 from nnir.backends.milp.lower import to_milp
+from nnir.backends.options import HighsOptions
 
 
 def float_check(problem, x, slack: float = 1e-9) -> bool:
@@ -60,7 +61,8 @@ class HighsBackend(Backend):
 
     name = "highs"
     description = "HiGHS MILP solver (big-M ReLU encoding; float tolerances)"
-    kinds = frozenset({"verify", "train", "bound"})
+    kinds = frozenset({"verify", "train", "bound", "stable", "compress", "equiv"})
+    Options = HighsOptions
     logics = frozenset({"MILP"})
     optimizes = True
     exact = False
@@ -80,12 +82,12 @@ class HighsBackend(Backend):
         tols = milp_tolerances(self.options)
         if margin is not None:
             tols["margin"] = float(margin)
-        strict = self.options.get("strict", "slack")
+        strict = self.opts.strict
         if strict not in ("slack", "relax"):
             raise ValueError(f"option strict must be 'slack' or 'relax', not {strict!r}")
         start = time.perf_counter()
         ans = self._solve(problem, "strict" if strict == "slack" else "none", timeout, tols)
-        if ans.status != "sat" or not self.options.get("polish", True) or \
+        if ans.status != "sat" or not self.opts.polish or \
                 float_check(problem, ans.inputs):
             return ans
         left = None if timeout is None else timeout - (time.perf_counter() - start)

@@ -20,6 +20,7 @@ from fractions import Fraction
 from typing import NamedTuple
 
 from nnir.backends.base import Answer, Backend
+from nnir.backends.options import SmtOptions
 from nnir.backends.smtlib.lower import check_options, script_for, timeout_ms
 
 _SKIPPED = ("check-sat", "get-value")
@@ -41,9 +42,10 @@ class ApiSmtBackend(Backend):
     Options: relu ("ite"|"or"), hints (bool); for training see `backends/train_exact/`.
     """
 
-    kinds = frozenset({"verify", "train", "bound"})
+    kinds = frozenset({"verify", "train", "bound", "stable", "equiv"})
     logics = frozenset({"QF_LRA", "QF_NRA"})
     exact = True
+    Options = SmtOptions
 
     def __init__(self, **options):
         check_options(self.name, options)

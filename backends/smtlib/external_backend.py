@@ -15,6 +15,7 @@ import time
 from fractions import Fraction
 
 from nnir.backends.base import Answer, Backend
+from nnir.backends.options import ExternalOptions
 from nnir.backends.smtlib.lower import check_options, script_for, unquote
 from nnir.proc import die_with_parent
 
@@ -35,6 +36,7 @@ class ExternalBackend(Backend):
     description = "any SMT-LIB 2 solver binary over a pipe (option cmd=, default $NNIR_SMT_CMD " \
                   "or 'z3 -in')"
     kinds = frozenset({"verify"})
+    Options = ExternalOptions
     logics = frozenset({"QF_LRA"})
     optimizes = False
     exact = True
@@ -54,8 +56,8 @@ class ExternalBackend(Backend):
         return [] if cls.available() else [f"executable of '{default_cmd()}'"]
 
     def solve_verify(self, problem, timeout: float | None = None) -> Answer:
-        cmd = self.options.get("cmd") or default_cmd()
-        info = {"solver": cmd, "relu": self.options.get("relu", "ite")}
+        cmd = self.opts.cmd or default_cmd()
+        info = {"solver": cmd, "relu": self.opts.relu}
         argv = _split(cmd)
         if not argv:
             return Answer("error", message=f"cannot parse solver command {cmd!r}", info=info)

@@ -11,6 +11,7 @@ import time
 from fractions import Fraction
 
 from nnir.backends.base import Answer, Backend
+from nnir.backends.options import PysmtOptions
 from nnir.backends.smtlib.lower import check_options, script_for, timeout_ms
 
 # How to pass a time limit in milliseconds to the solvers PySMT wraps (its options are per solver).
@@ -23,6 +24,7 @@ class PysmtBackend(Backend):
     name = "pysmt"
     description = "PySMT SmtLibParser + a PySMT solver (option solver=, default z3), exact QF_LRA"
     kinds = frozenset({"verify"})
+    Options = PysmtOptions
     logics = frozenset({"QF_LRA"})
     optimizes = False
     exact = True
@@ -39,7 +41,7 @@ class PysmtBackend(Backend):
         from nnir.backends.smtlib.check import killable
 
         deadline = None if timeout is None else time.monotonic() + timeout
-        name = f"PySMT ({self.options.get('solver', 'z3')})"
+        name = f"PySMT ({self.opts.solver})"
         return killable(self._solve, problem, timeout, deadline, timeout=timeout,
                         stopped=lambda how: Answer("timeout", message=f"{name} {how} after "
                                                    f"{timeout} s"))
@@ -50,9 +52,9 @@ class PysmtBackend(Backend):
         from pysmt.smtlib.parser import SmtLibParser
 
         script = script_for(problem, self.options)
-        solver_name = self.options.get("solver", "z3")
+        solver_name = self.opts.solver
         info = {"solver": f"pysmt/{solver_name}", "logic": script.logic,
-                "relu": self.options.get("relu", "ite")}
+                "relu": self.opts.relu}
         env = Environment()
         installed = sorted(env.factory.all_solvers())
         if solver_name not in installed:

@@ -7,22 +7,30 @@ exact. Networks must be dense relu/linear layers; anything else is declined as u
 from __future__ import annotations
 
 import contextlib
-import time
-from dataclasses import fields
+from dataclasses import dataclass, fields
 
 from nnir.backends.base import Answer, Backend
 from nnir.backends.split.engine import Options, Search
 from nnir.backends.split.props import supported
+from nnir.deadline import Deadline
+from nnir.options import opt
 
 
-def parse_options(options: dict) -> Options:
-    """The engine's `Options` from backend options (unknown keys are ignored: they may be meant
-    for other backends of the same run, e.g. `cmd`)."""
-    kw = {}
-    for f in fields(Options):
-        if f.name in options:
-            kw[f.name] = type(f.default)(options[f.name])
-    return Options(**kw)
+@dataclass
+class SplitOptions(Options):
+    """The engine's search settings (`engine.Options`), and the hand-over solver."""
+
+    exact_backend: str | None = opt(None, "solver of handed-over sub-boxes (default z3, else "
+                                    "cvc5)")
+
+
+def parse_options(options) -> Options:
+    """The engine's `Options` from the backend's (a `SplitOptions` or a dict of its keys)."""
+    if isinstance(options, dict):
+        from nnir.options import parse
+
+        options = parse(SplitOptions, options)
+    return Options(**{f.name: getattr(options, f.name) for f in fields(Options)})
 
 
 class SplitBackend(Backend):
@@ -37,6 +45,7 @@ class SplitBackend(Backend):
     logics = frozenset({"QF_LRA"})
     exact = True
     modules = ("numpy",)
+    Options = SplitOptions
 
     def solve_verify(self, problem, timeout: float | None = None) -> Answer:
         from nnir.backends import registry
@@ -45,15 +54,13 @@ class SplitBackend(Backend):
         if why is not None:
             return Answer("unknown", None, f"split: unsupported network ({why}); use another "
                           "backend", {"unsupported": 1})
-        opts = parse_options(self.options)
+        opts = parse_options(self.opts)
         # z3 first for hand-overs: it keeps its time limit, where cvc5 overran a 2 s limit by
         # 8 s on an ACAS Xu sub-box (exact arithmetic on float weights is slow for both).
         have = registry.exact_backends()
-        exact = self.options.get("exact_backend") or ("z3" if "z3" in have else
-                                                      next(iter(have), None))
-        deadline = None if timeout is None else time.monotonic() + timeout
+        exact = self.opts.exact_backend or ("z3" if "z3" in have else next(iter(have), None))
         with one_blas_thread():
-            return Search(problem, opts, deadline, exact).run()
+            return Search(problem, opts, Deadline.after(timeout).at, exact).run()
 
 
 def one_blas_thread():

@@ -33,10 +33,12 @@ import traceback
 
 import numpy as np
 
+from nnir.backends.options import AdmmOptions
 from nnir.backends.train.common import (
     CHECK_TOL,
     NumericTrainer,
     boxed,
+    defaults,
     finish,
     gaps,
     init_params,
@@ -47,10 +49,7 @@ from nnir.backends.train.common import (
 )
 from nnir.errors import BackendError, UnsupportedQuery
 
-OPTIONS = {"seed": 0, "max_iter": 2000, "restarts": 4, "beta": 1.0, "gamma": 10.0, "loss": "hinge",
-           "target": None, "ridge": 1e-6, "warm_epochs": 0, "warm_batch": 128, "warm_lr": 1e-3,
-           "schedule": 1.0, "schedule_max": 100.0, "callback": None, "workers": 1,
-           "restart_warm": 50, "restart_lr": 0.01}
+OPTIONS = defaults(AdmmOptions)
 
 
 class AdmmBackend(NumericTrainer):
@@ -68,7 +67,7 @@ class AdmmBackend(NumericTrainer):
 
     name = "admm"
     description = "gradient-free ADMM trainer (Taylor et al. 2016), closed-form layer updates"
-    OPTIONS = OPTIONS
+    Options = AdmmOptions
 
     def __init__(self, **options):
         super().__init__(**options)

@@ -8,12 +8,11 @@ accepted only after a float64 forward pass of the network built from those weigh
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import numpy as np
 
 from nnir.backends.base import Answer, Backend
-from nnir.errors import BackendError
 from nnir.ir.const import Const
 from nnir.ir.evaluate import evaluate_batch
 from nnir.ir.nodes import Network, Unknown
@@ -24,28 +23,23 @@ CHECK_TOL = 1e-9
 
 
 class NumericTrainer(Backend):
-    """What the numeric trainers share: their capabilities, and options checked against
-    the subclass's `OPTIONS` defaults (merged into `self.opts`)."""
+    """What the numeric trainers share: their capabilities, and options checked against the
+    subclass's `Options` dataclass (`self.opts`: a dict of every option's value)."""
 
     kinds = frozenset({"train"})
     logics = frozenset({"numeric"})
     optimizes = False
     exact = False
     modules = ("numpy",)
-    OPTIONS: dict = {}
 
     def __init__(self, **options):
-        super().__init__(**options)
-        self.opts = check_options(self.name, options, self.OPTIONS)
+        super().__init__(**options)  # UsageError on an unknown or ill-typed option
+        self.opts = {f.name: getattr(self.opts, f.name) for f in fields(self.opts)}
 
 
-def check_options(name: str, options: dict, known: dict) -> dict:
-    """`known` (option -> default) updated with `options`; `BackendError` on an unknown key."""
-    bad = sorted(set(options) - set(known))
-    if bad:
-        raise BackendError(f"backend '{name}' has no option {', '.join(map(repr, bad))}",
-                           hint=f"its options are: {', '.join(sorted(known))}")
-    return {**known, **options}
+def defaults(cls) -> dict:
+    """Option name -> default of an options dataclass."""
+    return {f.name: f.default for f in fields(cls)}
 
 
 def init_params(net: Network, rng: np.random.Generator) -> list[list[np.ndarray]]:

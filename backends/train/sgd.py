@@ -13,8 +13,10 @@ import time
 
 import numpy as np
 
+from nnir.backends.options import SgdOptions
 from nnir.backends.train.common import (
     NumericTrainer,
+    defaults,
     finish,
     init_params,
     meets,
@@ -22,8 +24,7 @@ from nnir.backends.train.common import (
     unknown_mask,
 )
 
-OPTIONS = {"seed": 0, "max_epochs": 20000, "lr": 0.01, "pad": 0.01,
-           "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "batch_size": None, "callback": None}
+OPTIONS = defaults(SgdOptions)
 
 
 class SgdBackend(NumericTrainer):
@@ -36,7 +37,7 @@ class SgdBackend(NumericTrainer):
 
     name = "sgd"
     description = "backpropagation baseline: full-batch Adam on a margin hinge loss (numpy)"
-    OPTIONS = OPTIONS
+    Options = SgdOptions
 
     def solve_train(self, problem, timeout: float | None = None):
         o = self.opts

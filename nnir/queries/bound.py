@@ -12,15 +12,18 @@ False turns this off; option `tol` is cvc5's bisection tolerance.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
+from nnir.deadline import Deadline
 from nnir.errors import NnirError, UnsupportedQuery
 from nnir.ir.const import format_number, to_fraction
 from nnir.ir.evaluate import evaluate, holds
 from nnir.ir.nodes import BoolConst, Bound, Network, Program
+from nnir.options import parse
+from nnir.queries import route as routing
 from nnir.queries import status as st
+from nnir.queries.options import BoundOptions
 from nnir.queries.problem import VerifyProblem
 from nnir.queries.result import Result
 
@@ -114,20 +117,21 @@ def close_enough(lo: Fraction, hi: Fraction, tol: float) -> bool:
 
 # ----------------------------------------------------------------------------- running
 def run_bound(prog: Program, q: Bound, backend: str, timeout, options: dict) -> Result:
-    """Answer a `bound` query (the `--method` option overrides the query's own method).
+    """Answer a `bound` query (the `method` option overrides the query's own method).
 
     Raises:
         UnsupportedQuery: an unknown method, a method not built yet, or a backend that does not
             answer bound queries.
     """
-    method = options.get("method") or q.method or "exact"
+    o = parse(BoundOptions, options)
+    method = o.method or q.method or "exact"
     if method not in METHODS:
         raise UnsupportedQuery(f"unknown bound method '{method}'", q.span,
                                "methods: " + ", ".join(METHODS))
     net = prog.network(q.net)
     if method != "exact":
         return _by_pass(q, net, method)
-    return _exact(q, net, backend, timeout, options)
+    return _exact(q, net, backend, Deadline.of(timeout), options, o)
 
 
 def _passes(method: str) -> list:
@@ -159,56 +163,47 @@ def _by_pass(q: Bound, net: Network, method: str) -> Result:
     return res
 
 
-def _exact(q: Bound, net: Network, backend: str, timeout, options: dict) -> Result:
+def _exact(q: Bound, net: Network, backend: str, deadline: Deadline, options: dict,
+           o: BoundOptions) -> Result:
     from nnir.backends import registry
     from nnir.passes.manager import default_pipeline
     from nnir.queries.run import count_unstable
 
-    deadline = None if timeout is None else time.monotonic() + timeout
     problem = BoundProblem.from_query(q, default_pipeline().run(net))
     unstable = count_unstable(problem.net)
     notes = [f"{unstable} unstable ReLUs up to layer '{q.layer}' after the bound passes"]
-    exact = [n for n in registry.exact_backends() if "bound" in registry.backend_class(n).kinds]
-    exact.sort(key=lambda n: not registry.backend_class(n).optimizes)  # native optimisers first
-    name = backend
+    plan = routing.plan("bound", backend, confirm=o.confirm, span=q.span)
+    name = plan.first
     if backend == "auto":
-        milp, _ = registry.auto_plan("bound", unstable)
-        name = milp or exact[0]
         notes.append(f"auto picked '{name}'")
     solver = registry.get_backend(name, **options)
-    if "bound" not in solver.kinds:
-        raise UnsupportedQuery(f"backend '{name}' does not answer bound queries", q.span,
-                               "bound backends: " + ", ".join(registry.names_for("bound")))
-    ans = solver.solve_bound(problem, timeout=_left(deadline))
+    ans = solver.solve_bound(problem, timeout=deadline.left())
     sides = {s: replay_side(problem, s, ans.sides[s], solver.exact) for s in SENSES}
     used = {s: name for s in SENSES}
-    if not solver.exact and options.get("confirm", True):
+    if not plan.first_exact and o.confirm:
         # Confirm every inexact side, however narrow: HiGHS's optima can be off by far more than
         # its own interval says (issue 4: 3.5e-3 in default settings), so width proves nothing.
         todo = [s for s, d in sides.items() if d.status == "unknown" or (
             d.status == "sat" and not d.exact)]
-        if todo and exact and unstable <= registry.AUTO_SMT_MAX_UNSTABLE:
+        if todo and plan.confirms(unstable):
             start = {s: (sides[s].lo, sides[s].arg) for s in todo if sides[s].status == "sat"}
-            ex = registry.get_backend(exact[0], **options)
-            ans2 = ex.solve_bound(problem, timeout=_left(deadline), senses=tuple(todo),
+            ex = registry.get_backend(plan.confirm, **options)
+            ans2 = ex.solve_bound(problem, timeout=deadline.left(), senses=tuple(todo),
                                   start=start)
             for s in todo:
                 d = replay_side(problem, s, ans2.sides[s], True)
                 if d.status == "sat" or sides[s].status != "sat":
-                    sides[s], used[s] = d, exact[0]
+                    sides[s], used[s] = d, plan.confirm
                 else:
-                    notes.append(f"confirming the {s} with '{exact[0]}' gave {d.status} "
+                    notes.append(f"confirming the {s} with '{plan.confirm}' gave {d.status} "
                                  f"({d.message}); {name}'s interval stands")
-            notes.append(f"{name}'s {' and '.join(todo)} confirmed by '{exact[0]}'")
+            notes.append(f"{name}'s {' and '.join(todo)} confirmed by '{plan.confirm}'")
         elif todo:
             notes.append(f"{name}'s {' and '.join(todo)} not confirmed exactly ({unstable} "
-                         f"unstable ReLUs > {registry.AUTO_SMT_MAX_UNSTABLE}, or no exact "
-                         f"backend; installed: {', '.join(exact) or 'none'})")
+                         f"unstable ReLUs > {plan.max_unstable}, or no exact "
+                         f"backend; installed: "
+                         f"{', '.join(routing.exact_for('bound')) or 'none'})")
     return _result(q, problem, sides, used, name, notes)
-
-
-def _left(deadline):
-    return None if deadline is None else max(0.01, deadline - time.monotonic())
 
 
 def replay_side(problem: BoundProblem, sense: str, d: Side, exact: bool) -> Side:

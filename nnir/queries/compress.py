@@ -18,20 +18,23 @@ from fractions import Fraction
 
 import numpy as np
 
+from nnir.deadline import Deadline
 from nnir.errors import NnirError
 from nnir.ir.evaluate import evaluate
 from nnir.ir.intexact import IntegerReplay
 from nnir.ir.nodes import Compress, Network, Program
+from nnir.options import names, parse
 from nnir.passes.compress import LayerChange, compress_with_report
 from nnir.passes.manager import default_pipeline
 from nnir.queries import status as st
+from nnir.queries.options import CompressOptions, StableOptions
 from nnir.queries.result import Result
 
-N_SAMPLES = 200
+N_SAMPLES = CompressOptions.samples
 MAX_CORNERS = 64
-SEED = 0
+SEED = CompressOptions.seed
 MILP_GAP = 1e-7  # absolute gap at which a check solve stops (the optimum is 0 up to tolerances)
-MILP_CHECK_S = 60.0  # seconds for the MILP check when the query has no time limit
+MILP_CHECK_S = CompressOptions.milp_check_s  # seconds for the MILP check without a limit
 STABLE_SHARE = 0.6  # of a time limit, at most this for the stable analysis (the checks follow)
 
 
@@ -145,7 +148,8 @@ def run_compress(prog: Program, q: Compress, backend: str, timeout, options: dic
         `error` if the compressed network differs from the original anywhere it was checked.
     """
     net = prog.network(q.net)
-    deadline = None if timeout is None else time.monotonic() + timeout
+    deadline = Deadline.of(timeout)
+    o = parse(CompressOptions, options)
     data = None
     if q.data:
         from nnir.data import load_dataset
@@ -153,14 +157,14 @@ def run_compress(prog: Program, q: Compress, backend: str, timeout, options: dic
         data = load_dataset(prog.dataset(q.data), prog.base_dir)
     # The stable analysis gets at most STABLE_SHARE of the limit: the exact check must follow
     # (neurons it leaves undecided count as unstable, which only compresses less).
-    stable, origin, stable_notes = stable_sets(
-        net, data, None if deadline is None else max(0.0, deadline - time.monotonic())
-        * STABLE_SHARE, _stable_options(options))
+    own = set(names(CompressOptions)) - set(names(StableOptions))  # the rest tunes the analysis
+    stable, origin, stable_notes = stable_sets(net, data, deadline.share(STABLE_SHARE),
+                                               {k: v for k, v in options.items() if k not in own})
     out_name = q.output or f"{q.net}_compressed"
     small, changes = compress_with_report(net, stable, out_name)
     changed = any(c.neurons_removed or c.connections_removed or c.folded for c in changes)
     res = Result(q.name, "compress", st.compress(changed),
-                 "highs" if options.get("milp_check", True) else None, span=q.span)
+                 "highs" if o.milp_check else None, span=q.span)
     res.info["compress"] = {c.name: {"neurons_before": c.neurons_before,
                                      "neurons_after": c.neurons_after,
                                      "neurons_removed": c.neurons_removed,
@@ -181,10 +185,10 @@ def run_compress(prog: Program, q: Compress, backend: str, timeout, options: dic
                          "network is unchanged, so no check is needed")
         res.notes.append("no neuron could be removed: the network is unchanged")
         return res
-    n = int(options.get("samples", N_SAMPLES))
-    pts = domain_samples(net, n, int(options.get("seed", SEED)))
+    n = o.samples
+    pts = domain_samples(net, n, o.seed)
     on_data = data_points(net, data, n) if data is not None else []
-    bad, checked = exact_check(net, small, pts + on_data, deadline)
+    bad, checked = exact_check(net, small, pts + on_data, deadline.at)
     n_dom, n_data = min(checked, len(pts)), max(0, checked - len(pts))
     res.info["exact_points"] = checked
     res.info["data_points"] = n_data
@@ -201,10 +205,9 @@ def run_compress(prog: Program, q: Compress, backend: str, timeout, options: dic
     if checked < len(pts) + len(on_data):
         res.notes.append(f"time limit: the exact check covered {checked} of "
                          f"{len(pts) + len(on_data)} points")
-    if options.get("milp_check", True):
+    if o.milp_check:
         res.info["milp_status"] = "skipped"
-        left = float(options.get("milp_check_s", MILP_CHECK_S)) if deadline is None else \
-            deadline - time.monotonic()
+        left = o.milp_check_s if not deadline.bounded else deadline.remaining()
         if left <= 0.1:
             res.notes.append("MILP check skipped: no time left")
             return res
@@ -248,8 +251,3 @@ def render_table(changes: list[LayerChange]) -> str:
     return "\n".join("  ".join(s.ljust(w[i]) for i, s in enumerate(r)).rstrip() for r in rows)
 
 
-def _stable_options(options: dict) -> dict:
-    """The options of a compress query that tune its stable analysis."""
-    return {k: options[k] for k in ("method", "lp", "confirm", "theta", "eps", "threads",
-                                    "joint_s")
-            if k in options}

@@ -14,16 +14,18 @@ exact rational arithmetic (and float64) in both networks before it is reported.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 from fractions import Fraction
 
+from nnir.deadline import Deadline
 from nnir.errors import UnsupportedQuery
 from nnir.ir.const import format_number, to_fraction
 from nnir.ir.evaluate import evaluate, holds
 from nnir.ir.nodes import Atom, Equiv, Network, Program, Ref
+from nnir.options import parse
 from nnir.passes.interval import IntervalBounds
 from nnir.passes.relations import infer
+from nnir.queries.options import EquivOptions
 from nnir.queries.result import Result, witness_dict
 from nnir.queries.status import EquivStatus
 
@@ -73,12 +75,12 @@ def _passes(net: Network) -> Network:
 
 def run_equiv(prog: Program, q: Equiv, backend: str, timeout, options: dict) -> Result:
     """Answer an `equiv` query (see the module docstring); never raises for solver trouble."""
-    deadline = None if timeout is None else time.monotonic() + timeout
+    deadline = Deadline.of(timeout)
     a = prog.network(q.a)
     b = on_domain(prog.network(q.b), a)
     mapping = list(q.mapping) if q.mapping is not None else list(range(a.output_size))
     tol = Fraction(q.tol) if q.tol is not None else Fraction(0)
-    method = options.get("method") or "auto"
+    method = parse(EquivOptions, options).method or "auto"
     if method not in METHODS:
         raise UnsupportedQuery(f"unknown equiv method '{method}'", q.span,
                                "methods: " + ", ".join(METHODS))
@@ -104,10 +106,9 @@ def run_equiv(prog: Program, q: Equiv, backend: str, timeout, options: dict) -> 
         if method == "relations":
             res.backend, res.message = "relations", "no verdict: relation inference got stuck"
             return res
-    left = None if deadline is None else max(0.01, deadline - time.monotonic())
     from nnir.queries.equiv_solve import solve
 
-    return solve(res, a2, b2, mapping, tol, backend, deadline, left, options)
+    return solve(res, a2, b2, mapping, tol, backend, deadline, options)
 
 
 def counterexample(res: Result, a: Network, b: Network, mapping, rep: dict, how: str) -> Result:

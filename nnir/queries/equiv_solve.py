@@ -5,19 +5,17 @@ from __future__ import annotations
 import time
 from fractions import Fraction
 
-from nnir.errors import UnsupportedQuery
+from nnir.deadline import Deadline
 from nnir.ir.nodes import Network
+from nnir.options import parse
+from nnir.queries import route as routing
 from nnir.queries import status as st
 from nnir.queries.equiv import MILP_EPS, counterexample, replay_difference
+from nnir.queries.options import EquivOptions
 from nnir.queries.result import Result
 from nnir.queries.status import EquivStatus
 
-SMT_SOLVERS = ("z3", "cvc5")
 SAMPLES = 256
-
-
-def _left(deadline) -> float | None:
-    return None if deadline is None else max(0.01, deadline - time.monotonic())
 
 
 def _unstable(*nets: Network) -> int:
@@ -26,35 +24,29 @@ def _unstable(*nets: Network) -> int:
     return sum(count_unstable(n) for n in nets)
 
 
-def solve(res: Result, a: Network, b: Network, mapping, tol: Fraction, backend: str, deadline,
-          left, options: dict) -> Result:
-    """Decide with `backend` (auto, highs, z3, cvc5); `a`, `b` carry facts over A's domain."""
+def solve(res: Result, a: Network, b: Network, mapping, tol: Fraction, backend: str,
+          deadline: Deadline, options: dict) -> Result:
+    """Decide on the route `route.plan` gives for equiv (auto: HiGHS, an exact solver
+    re-deciding what it leaves; z3, cvc5 or highs by name); `a`, `b` carry facts over A's
+    domain."""
     from nnir.backends import registry
 
+    o = parse(EquivOptions, options)
     unstable = _unstable(a, b)
     res.notes.append(f"{unstable} unstable ReLUs in the two networks after the bound passes")
-    if options.get("sample", True):
+    if o.sample:
         found = _sample(res, a, b, mapping, tol)
         if found is not None:
             return found
-    if backend in SMT_SOLVERS:
-        registry.get_backend(backend)  # says what is missing when it is not installed
-        return _smt(res, a, b, mapping, tol, backend, deadline, options)
-    if backend not in ("auto", "highs"):
-        raise UnsupportedQuery(f"equiv queries run on z3, cvc5 or highs, not '{backend}'",
-                               res.span)
-    exact = [n for n in registry.exact_backends() if n in SMT_SOLVERS]
-    if backend == "auto" and not registry.backend_class("highs").available():
-        if not exact:
-            raise UnsupportedQuery("no solver for equiv is installed (z3, cvc5 or highspy)")
-        return _smt(res, a, b, mapping, tol, exact[0], deadline, options)
+    plan = routing.plan("equiv", backend, confirm=o.confirm, span=res.span)
+    registry.get_backend(plan.first)  # says what is missing when it is not installed
+    if plan.first_exact:
+        return _smt(res, a, b, mapping, tol, plan.first, deadline, options)
     res = _milp(res, a, b, mapping, tol, deadline, options)
-    if options.get("confirm", True) and res.status in (EquivStatus.EQUIVALENT,
-                                                       EquivStatus.UNKNOWN) and exact \
-            and unstable <= registry.AUTO_SMT_MAX_UNSTABLE:
+    if res.status in (EquivStatus.EQUIVALENT, EquivStatus.UNKNOWN) and plan.confirms(unstable):
         milp_status = res.status
-        res = _smt(res, a, b, mapping, tol, exact[0], deadline, options)
-        res.notes.append(f"highs said {milp_status}; '{exact[0]}' answered {res.status} "
+        res = _smt(res, a, b, mapping, tol, plan.confirm, deadline, options)
+        res.notes.append(f"highs said {milp_status}; '{plan.confirm}' answered {res.status} "
                          "exactly")
     return res
 
@@ -84,10 +76,11 @@ def _sample(res: Result, a, b, mapping, tol, n: int = SAMPLES, seed: int = 0):
 
 
 def _smt(res: Result, a, b, mapping, tol, solver: str, deadline, options) -> Result:
+    deadline = deadline or Deadline.none()
     from nnir.backends.smtlib.equiv import solve_equiv_smt
 
     start = time.perf_counter()
-    found, names = solve_equiv_smt(solver, a, b, mapping, tol, _left(deadline), options)
+    found, names = solve_equiv_smt(solver, a, b, mapping, tol, deadline.left(), options)
     res.info["solver_s"] = round(time.perf_counter() - start, 4)
     res.backend = solver
     res.info["proven_by"] = f"smt ({solver})"
@@ -112,10 +105,11 @@ def _smt(res: Result, a, b, mapping, tol, solver: str, deadline, options) -> Res
 
 
 def _milp(res: Result, a, b, mapping, tol, deadline, options) -> Result:
+    deadline = deadline or Deadline.none()
     from nnir.backends.milp.equiv import max_differences
 
     start = time.perf_counter()
-    got = max_differences(a, b, mapping, _left(deadline), options,
+    got = max_differences(a, b, mapping, deadline.left(), options,
                           stop_above=float(tol) + MILP_EPS)
     res.info.update(solver_s=round(time.perf_counter() - start, 4), milp_status=got["status"],
                     milp_model=got["model"], proven_by="milp (highs)")

@@ -37,10 +37,13 @@ from fractions import Fraction
 
 import numpy as np
 
+from nnir.deadline import Deadline
 from nnir.errors import UnsupportedQuery
 from nnir.ir.evaluate import evaluate, evaluate_batch, holds
 from nnir.ir.intexact import IntegerReplay
 from nnir.ir.nodes import Network, Program, Stable
+from nnir.options import parse
+from nnir.queries.options import StableOptions
 from nnir.queries.result import Result
 from nnir.queries.status import stable as stable_status
 
@@ -157,7 +160,7 @@ def run_stable(prog: Program, q: Stable, backend: str, timeout, options: dict) -
         st, name, counts, notes = analyse(prog.network(q.net), data, backend, timeout, options)
     except UnsupportedQuery as exc:
         raise UnsupportedQuery(exc.message, exc.span or q.span, exc.hint) from None
-    return _result(q, st, name, options.get("method") or "isa", counts, notes)
+    return _result(q, st, name, parse(StableOptions, options).method or "isa", counts, notes)
 
 
 def analyse(net: Network, data=None, backend: str = "auto", timeout: float | None = None,
@@ -172,36 +175,36 @@ def analyse(net: Network, data=None, backend: str = "auto", timeout: float | Non
         (state with the proven stable marks, the solver backend's name, timing counts, notes).
     """
     options = options or {}
-    method = options.get("method") or "isa"
+    o = parse(StableOptions, options)
+    method = o.method or "isa"
     if method not in METHODS:
         raise UnsupportedQuery(f"unknown stable method '{method}'", None,
                                "methods: " + ", ".join(METHODS))
     start = time.perf_counter()
-    deadline = None if timeout is None else time.monotonic() + timeout
+    deadline = Deadline.of(timeout)
     notes = []
-    net, st = _bound_passes(net, {**options, "lp": bool(options.get("lp"))}, deadline, notes)
+    net, st = _bound_passes(net, bool(o.lp), deadline.at, notes)
     counts = {"passes": time.perf_counter() - start}
     t = time.perf_counter()
     if data is not None:
-        counts["data_points"] = _data_pass(st, data, int(options.get("max_replays", MAX_REPLAYS)),
-                                           deadline)
+        counts["data_points"] = _data_pass(st, data, o.max_replays, deadline)
     counts["data_s"] = time.perf_counter() - t
-    if (method == "isa" or not options.get("full")) and not _past(deadline):
+    if (method == "isa" or not o.full) and not deadline.expired():
         # (the full baseline gets no search)
         t = time.perf_counter()
-        counts["search_points"] = _search_pass(st, int(options.get("search_steps", 40)))
+        counts["search_points"] = _search_pass(st, o.search_steps)
         counts["search_s"] = time.perf_counter() - t
-    if "lp" not in options and method == "isa" and not _past(deadline) and st.open_states():
+    if o.lp is None and method == "isa" and not deadline.expired() and st.open_states():
         # LP tightening before the ISA MILP, only when states are left for it: its bounds
         # halved the MILP's proof time on 2x50 MNIST over an L-infinity ball (68 s -> 33 s)
         t = time.perf_counter()
-        if _lp_pass(st, deadline):
+        if _lp_pass(st, deadline.at):
             notes.append("the LP bound pass stopped at the time limit (its bounds so far kept)")
         counts["lp_s"] = time.perf_counter() - t
     t = time.perf_counter()
     from nnir.queries.stable_solve import isa, per_neuron
 
-    if _past(deadline):
+    if deadline.expired():
         notes.append("time limit reached before the solver steps")
     if method == "isa" and backend in ("auto", "highs"):
         notes += isa(st, deadline, options, counts)
@@ -211,11 +214,7 @@ def analyse(net: Network, data=None, backend: str = "auto", timeout: float | Non
     return st, name, counts, notes
 
 
-def _past(deadline) -> bool:
-    return deadline is not None and time.monotonic() >= deadline
-
-
-def _bound_passes(net: Network, options: dict, deadline=None,
+def _bound_passes(net: Network, lp: bool = False, deadline=None,
                   notes: list | None = None) -> tuple[Network, StableState]:
     """Run IBP, then the default pipeline, then (option `lp`) LP, which stops at `deadline`
     keeping what it found; credit each stable mark to the first pass that found it (each pass
@@ -225,7 +224,7 @@ def _bound_passes(net: Network, options: dict, deadline=None,
 
     stages = [("ibp", PassManager([IntervalBounds()]).run(net))]
     stages.append(("symbolic", default_pipeline().run(net)))
-    if options.get("lp"):
+    if lp:
         from nnir.passes.lp import LpBounds
 
         lp = LpBounds(deadline=deadline)
@@ -295,7 +294,8 @@ def _data_pass(st: StableState, data, max_replays: int, deadline=None) -> int:
     signs = np.concatenate([np.stack([vals[lay.name + ".pre"] > 0, vals[lay.name + ".pre"] < 0],
                                      axis=2).reshape(len(idx), -1) for lay in st.relus], axis=1)
     tried = 0
-    while tried < max_replays and not (tried and _past(deadline)):
+    deadline = deadline or Deadline.none()
+    while tried < max_replays and not (tried and deadline.expired()):
         seen = np.concatenate([st.seen[lay.name].reshape(-1) for lay in st.relus])
         stab = np.concatenate([np.repeat(st.stable[lay.name] != 0, 2) for lay in st.relus])
         want = ~seen & ~stab

@@ -9,16 +9,19 @@ from dataclasses import replace
 
 import numpy as np
 
-from nnir.errors import UnsupportedQuery
+from nnir.deadline import Deadline
 from nnir.ir.nodes import Network
+from nnir.options import names, parse
+from nnir.queries import route as routing
+from nnir.queries.options import StableOptions
 from nnir.queries.stable import CLOSE, StableState
 
-JOINT_S = 10.0  # seconds for the joint ISA MILP before the per-state proofs take over
+ISA_OWN = ("theta", "eps")  # the stable options the ISA MILP reads (besides HiGHS's own)
 
 
-def isa(st: StableState, deadline, options: dict, counts: dict) -> list[str]:
+def isa(st: StableState, deadline: Deadline, options: dict, counts: dict) -> list[str]:
     """Decide the open states with the single ISA MILP (`backends/milp/isa.py`) for at most
-    `joint_s` seconds (option; default JOINT_S, None: no limit), then prove what it leaves one
+    `joint_s` seconds (option; default 10, None: no limit), then prove what it leaves one
     state at a time, layer by layer (`backends/milp/isa_each.py`, which says why); close calls
     stay undecided for the per-neuron step, which confirms them exactly."""
     from nnir.backends.milp.isa import THETA, IsaMilp
@@ -36,14 +39,15 @@ def isa(st: StableState, deadline, options: dict, counts: dict) -> list[str]:
                 for i, c in zip(*np.nonzero(st.seen[k] & ~before[k]))}
 
     t = time.perf_counter()
-    isa_opts = {k: v for k, v in options.items() if k in (
-        "theta", "eps", "threads", "primal_feasibility_tolerance", "mip_feasibility_tolerance")}
+    from nnir.backends.options import HighsOptions
+
+    o = parse(StableOptions, options)
+    isa_opts = {k: v for k, v in options.items()
+                if (k in ISA_OWN or k in names(HighsOptions)) and v is not None}
     if counts.get("search_points") is not None:
         isa_opts.setdefault("eps", 0.0)  # the gradient search ran: go straight to proving
-    joint = options.get("joint_s", JOINT_S)
-    joint_end = deadline if joint is None else min(
-        time.monotonic() + float(joint), deadline if deadline is not None else float("inf"))
-    out = IsaMilp(st.net, states, isa_opts).solve(replay, joint_end)
+    joint = o.joint_s
+    out = IsaMilp(st.net, states, isa_opts).solve(replay, deadline.cap(joint).at)
     counts["isa"] = out.stats
     _credit(st, out.proven)
     notes = [f"isa: {out.stats['solves']} MILP solves, {out.stats['interrupts']} interrupts, "
@@ -51,8 +55,8 @@ def isa(st: StableState, deadline, options: dict, counts: dict) -> list[str]:
              f"{len(out.proven)} states proven unreachable, {len(out.close)} close calls"]
     proven, status = len(out.proven), out.status
     left = [s for s in st.open_states() if s not in set(out.close)]
-    if status == "timeout" and left and (deadline is None or time.monotonic() < deadline):
-        each = prove_each(st.net, left, replay, deadline, isa_opts, _tightener(st))
+    if status == "timeout" and left and not deadline.expired():
+        each = prove_each(st.net, left, replay, deadline.at, isa_opts, _tightener(st))
         _credit(st, each.proven)
         counts["isa_each"] = each.stats
         proven, status = proven + len(each.proven), each.status
@@ -62,7 +66,7 @@ def isa(st: StableState, deadline, options: dict, counts: dict) -> list[str]:
     counts["isa_s"] = time.perf_counter() - t
     if proven:
         notes.append(f"isa verdicts rest on HiGHS proving the ISA optimum 0 (or a state's model "
-                     f"infeasible) with margin {float(options.get('theta', THETA)):g} (float "
+                     f"infeasible) with margin {THETA if o.theta is None else o.theta:g} (float "
                      f"tolerances, not an exact proof)")
     if status != "optimal":
         notes.append(f"isa stopped early: {status}")
@@ -103,34 +107,30 @@ def _tightener(st: StableState):
     return tighten
 
 
-def per_neuron(st: StableState, backend: str, deadline, options: dict):
-    """Decide every undecided neuron by exact max/min of its pre-activation (per neuron)."""
+def per_neuron(st: StableState, backend: str, deadline: Deadline, options: dict):
+    """Decide every undecided neuron by exact max/min of its pre-activation (per neuron), on
+    the backend `route.plan` picks for stable queries; its close calls go to the route's
+    exact backend."""
     from nnir.backends import registry
 
     notes = []
-    exact_names = [n for n in registry.exact_backends()
-                   if "bound" in registry.backend_class(n).kinds]
-    name = backend
-    if backend == "auto":
-        milp, _ = registry.auto_plan("bound", 0)
-        name = milp or exact_names[0]
-    solver = registry.get_backend(name, **_backend_options(options))
-    if "bound" not in solver.kinds:
-        raise UnsupportedQuery(f"backend '{name}' does not answer bound queries", None,
-                               "bound backends: " + ", ".join(registry.names_for("bound")))
+    o = parse(StableOptions, options)
+    plan = routing.plan("stable", backend, confirm=o.confirm)
+    name = plan.first
+    solver = registry.get_backend(name, **options)
     confirm = None
-    if not solver.exact and options.get("confirm", True) and exact_names:
-        confirm = registry.get_backend(exact_names[0], **_backend_options(options))
+    if plan.confirm is not None:
+        confirm = registry.get_backend(plan.confirm, **options)
     tag = "exact-bound" if solver.exact else "milp"
     stats = {"solves": 0, "confirmed": 0}
-    full = bool(options.get("full"))
+    full = o.full
     for k, lay in enumerate(st.net.layers):
         if lay.act != "relu":
             continue
         for i in range(lay.size):
             if st.decided(lay.name, i):
                 continue
-            if deadline is not None and time.monotonic() >= deadline:
+            if deadline.expired():
                 st.undecided[lay.name][i] = "time limit"
                 continue
             problem = _problem(st.net, k, i)
@@ -169,11 +169,6 @@ def per_neuron(st: StableState, backend: str, deadline, options: dict):
     return name, notes
 
 
-def _backend_options(options: dict) -> dict:
-    return {k: v for k, v in options.items() if k not in (
-        "method", "lp", "confirm", "max_replays", "full", "theta", "eps", "joint_s")}
-
-
 def _problem(net: Network, k: int, i: int):
     from nnir.queries.bound import BoundProblem
 
@@ -189,7 +184,7 @@ def _side(st: StableState, problem, solver, sense: str, deadline, stats: dict,
     decides each neuron on its own), "close", or why undecided."""
     from nnir.queries.bound import replay_side
 
-    left = None if deadline is None else max(0.01, deadline - time.monotonic())
+    left = deadline.left()
     stats["solves"] += 1
     ans = solver.solve_bound(problem, timeout=left, senses=(sense,))
     d = replay_side(problem, sense, ans.sides[sense], solver.exact)

@@ -113,3 +113,81 @@ def replay_train(problem: TrainProblem, weights) -> TrainReplay:
     float_ok = int(np.sum(gf > 0 if m == 0 else gf >= mf))
     bad = sorted((i for i, g in enumerate(good) if not g), key=lambda i: gaps[i])
     return TrainReplay(net, sum(good), float_ok, len(gaps), bad, min(gaps) if gaps else None)
+
+
+def run_train(prog: Program, q: Train, backend: str, timeout, options: dict):
+    """Train on the route `route.plan` gives, then replay the network on every training point
+    before reporting it; a float (MILP) `unsat` is handed to an exact solver to confirm."""
+    from nnir.backends import registry
+    from nnir.deadline import Deadline
+    from nnir.options import parse
+    from nnir.queries import route as routing
+    from nnir.queries import status as st
+    from nnir.queries.options import TrainOptions
+    from nnir.queries.result import Result
+
+    deadline = Deadline.of(timeout)
+    o = parse(TrainOptions, options)
+    problem = prepare_train(prog, q)
+    notes = [f"{len(problem.y)} points, {problem.n_classes} classes, margin {problem.margin}"]
+    plan = routing.plan("train", backend, confirm=o.confirm, problem=problem, span=q.span)
+    name = plan.first
+    if backend == "auto":
+        notes.append(f"auto picked '{name}': {plan.why}")
+    solver = registry.get_backend(name, **options)
+    ans = solver.solve_train(problem, timeout=deadline.left())
+    if ans.status == "unsat" and plan.confirm:
+        # HiGHS's infeasibility rests on tolerances: let an exact solver prove it, if it can
+        # (in a child stopped at the deadline); unconfirmed, `run_query` reports it `unknown`.
+        ans2 = _guarded_call(registry.get_backend(plan.confirm, **options).solve_train, problem,
+                             deadline.left())
+        if ans2.status in ("sat", "unsat"):
+            notes.append(f"{name} said unsat; '{plan.confirm}' answered {ans2.status} exactly")
+            name, ans, solver = (plan.confirm, ans2,
+                                 registry.get_backend(plan.confirm, **options))
+        else:
+            notes.append(f"exact confirmation by '{plan.confirm}' gave {ans2.status}; "
+                         f"the {name} verdict stands")
+    res = Result(q.name, "train", st.train(ans.status), name, message=ans.message, notes=notes,
+                 span=q.span)
+    res.info = {k: v for k, v in ans.info.items() if isinstance(v, (int, float, str, bool))}
+    if ans.status == "sat":
+        rep = replay_train(problem, ans.weights)
+        res.replay = {"exact": rep.ok, "float64": rep.float_ok == rep.n, "points": rep.n,
+                      "exact_correct": rep.exact_ok, "float64_correct": rep.float_ok,
+                      "min_margin": float(rep.min_margin)}
+        if q.test is not None:
+            acc, n_test = test_accuracy(rep.net, prog, q.test)
+            res.replay.update(test_accuracy=acc, test_points=n_test)
+        if rep.ok:
+            res.trained = rep.net
+            res.certified = (f"all {rep.n} training points classified with margin "
+                             f"{problem.margin} in exact rational arithmetic")
+            if rep.float_ok < rep.n:
+                res.notes.append(f"float64 evaluation misclassifies {rep.n - rep.float_ok} "
+                                 "points (exact arithmetic classifies all)")
+        else:
+            res.status = "unknown"
+            res.message = (f"{name} returned weights that fail {rep.n - rep.exact_ok} of "
+                           f"{rep.n} training points in exact replay")
+    elif ans.status == "unsat":
+        res.certified = (f"exact ({name})" if solver.exact else
+                         "MILP under floating-point tolerances, not an exact proof")
+        res.exact = solver.exact
+    return res
+
+
+def _guarded_call(solve, problem, timeout):
+    """`solve(problem, timeout=timeout)` (an `Answer`) in a child stopped a second past the
+    limit, where fork is available and a limit is set."""
+    from nnir import proc
+    from nnir.backends.base import Answer
+
+    if timeout is None or not proc.available():
+        return solve(problem, timeout=timeout)
+    reply = proc.call(solve, problem, timeout=timeout + 1.0)
+    if isinstance(reply, Answer):
+        return reply
+    if reply is proc.TIMEOUT:
+        return Answer("timeout", message="stopped at the time limit")
+    return Answer("error", message=getattr(reply, "message", f"process ended ({reply})"))
