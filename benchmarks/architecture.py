@@ -102,12 +102,19 @@ def analyse(root: str) -> dict:
                 target = resolve(mod, node, is_pkg)
                 targets = [target]
                 if target.startswith("nnir"):
+                    subs = []
                     for a in node.names:
                         if a.name.startswith("_") and not a.name.startswith("__"):
                             private.append(f"{mod} <- {target}.{a.name}")
                         sub = f"{target}.{a.name}"
                         if sub in mods:
-                            targets.append(sub)
+                            subs.append(sub)
+                    # `from pkg import module`: an edge to the module, not to the package's
+                    # __init__ (which Python runs first anyway, as for any submodule)
+                    if subs and len(subs) == len(node.names):
+                        targets = subs
+                    else:
+                        targets += subs
             for t in targets:
                 if t.split(".")[0] in SOLVERS and not in_backends:
                     solver_outside.append(f"{mod}: {t}")
