@@ -90,6 +90,18 @@ def wait_for(mark: str, p, seconds: float = 120.0) -> None:
         time.sleep(0.1)
 
 
+def far_property(tmp_path):
+    """A VNN-LIB property of the example MLP that no input reaches (Y_1 - Y_0 >= 100): a
+    solver has to prove it, so a hung one hangs."""
+    prop = tmp_path / "p.vnnlib"
+    prop.write_text("".join(f"(declare-const X_{i} Real)\n" for i in range(3))
+                    + "(declare-const Y_0 Real)\n(declare-const Y_1 Real)\n"
+                    + "".join(f"(assert (>= X_{i} -0.5))\n(assert (<= X_{i} 0.5))\n"
+                              for i in range(3))
+                    + "(assert (>= (- Y_1 Y_0) 100))\n")
+    return prop
+
+
 needs_linux = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc")
 needs_z3_bin = pytest.mark.skipif(
     not any(os.access(os.path.join(d, "z3"), os.X_OK) for d in ENV["PATH"].split(os.pathsep)),
@@ -195,12 +207,7 @@ def test_interrupt_keeps_finished_results(tmp_path, sig):
 @needs_linux
 def test_vnncomp_results_file_says_unknown_when_interrupted(tmp_path):
     cmd, mark = hung_solver(tmp_path)
-    prop = tmp_path / "p.vnnlib"
-    prop.write_text("".join(f"(declare-const X_{i} Real)\n" for i in range(3))
-                    + "(declare-const Y_0 Real)\n(declare-const Y_1 Real)\n"
-                    + "".join(f"(assert (>= X_{i} -0.5))\n(assert (<= X_{i} 0.5))\n"
-                              for i in range(3))
-                    + "(assert (>= (- Y_1 Y_0) 100))\n")
+    prop = far_property(tmp_path)
     res = tmp_path / "results.txt"
     res.write_text("sat\n")  # stale, from an earlier run
     p = popen("verify", EXAMPLES / "data/mlp_3x8x8x2.onnx", prop, "--backend", "external",
@@ -218,12 +225,7 @@ def test_vnncomp_results_file_says_unknown_when_interrupted(tmp_path):
 @needs_linux
 def test_vnncomp_verify_keeps_its_limit(tmp_path):
     cmd, mark = hung_solver(tmp_path)
-    prop = tmp_path / "p.vnnlib"
-    prop.write_text("".join(f"(declare-const X_{i} Real)\n" for i in range(3))
-                    + "(declare-const Y_0 Real)\n(declare-const Y_1 Real)\n"
-                    + "".join(f"(assert (>= X_{i} -0.5))\n(assert (<= X_{i} 0.5))\n"
-                              for i in range(3))
-                    + "(assert (>= (- Y_1 Y_0) 100))\n")
+    prop = far_property(tmp_path)
     t0 = time.monotonic()
     r = nnirc("verify", EXAMPLES / "data/mlp_3x8x8x2.onnx", prop, "--backend", "external",
               "--solver-cmd", cmd, "--timeout", "2", "-o", tmp_path / "res.txt")
@@ -258,12 +260,7 @@ def test_exit_statuses_as_documented(args, code):
 def test_killing_a_batch_stops_every_instance(tmp_path, sig):
     """`nnirc batch --jobs 2` with two hanging instances: killed, it leaves no solver behind."""
     cmd, mark = hung_solver(tmp_path)
-    prop = tmp_path / "p.vnnlib"
-    prop.write_text("".join(f"(declare-const X_{i} Real)\n" for i in range(3))
-                    + "(declare-const Y_0 Real)\n(declare-const Y_1 Real)\n"
-                    + "".join(f"(assert (>= X_{i} -0.5))\n(assert (<= X_{i} 0.5))\n"
-                              for i in range(3))
-                    + "(assert (>= (- Y_1 Y_0) 100))\n")
+    prop = far_property(tmp_path)
     onnx = EXAMPLES / "data/mlp_3x8x8x2.onnx"
     (tmp_path / "list.csv").write_text(f"{onnx},{prop},300\n{onnx},{prop},300\n")
     p = subprocess.Popen([sys.executable, "-m", "nnir", "batch", str(tmp_path / "list.csv"),
