@@ -15,8 +15,15 @@ import time
 from multiprocessing.connection import wait
 
 from nnir import options as option_types
+from nnir.backends import registry
 from nnir.backends.base import Answer, Backend
 from nnir.backends.options import PortfolioOptions
+from nnir.deadline import Deadline
+from nnir.errors import BackendError
+from nnir.proc import after_fork, silence_solvers
+from nnir.queries import route as routing
+from nnir.queries.replay import replay_verify
+from nnir.queries.run import count_unstable
 
 DEFAULT_MEMBERS = PortfolioOptions.members
 GRACE = 1.0  # seconds past the limit before a member's process is killed
@@ -25,11 +32,6 @@ GRACE = 1.0  # seconds past the limit before a member's process is killed
 def _auto(problem, timeout, options) -> Answer:
     """The route of `--backend auto` without input splitting (`route.plan`): HiGHS, then an
     exact re-decision of a small unsat or unknown."""
-    from nnir.backends import registry
-    from nnir.deadline import Deadline
-    from nnir.queries import route as routing
-    from nnir.queries.run import count_unstable
-
     deadline = Deadline.after(timeout)
     plan = routing.plan("verify", "auto", auto_split=False)
     ans = registry.get_backend(plan.first, **options).solve_verify(problem, timeout)
@@ -44,10 +46,6 @@ def _auto(problem, timeout, options) -> Answer:
 
 def _member(conn, name: str, problem, timeout, options) -> None:
     """In a member's process: solve, replay a witness exactly, send (status, inputs, msg, exact)."""
-    from nnir.backends import registry
-    from nnir.proc import after_fork, silence_solvers
-    from nnir.queries.replay import replay_verify
-
     after_fork()  # a killed nnirc takes its members with it; HiGHS gets a fresh thread pool
     silence_solvers()
     try:
@@ -85,13 +83,9 @@ class PortfolioBackend(Backend):
     modules = ("multiprocessing",)  # the members' own modules are checked when they start
 
     def members(self) -> list[str]:
-        from nnir.backends import registry
-
         names = [m.strip() for m in self.opts.members.split(",")]
         bad = [m for m in names if m != "auto" and (m not in registry.names() or m == self.name)]
         if bad or not names:
-            from nnir.errors import BackendError
-
             raise BackendError(f"portfolio: unknown members {', '.join(bad) or '(none)'}",
                                hint="members are verify backends or auto, e.g. split,auto,z3")
         return [m for m in names if m == "auto" or registry.backend_class(m).available()]
@@ -99,8 +93,6 @@ class PortfolioBackend(Backend):
     def solve_verify(self, problem, timeout: float | None = None) -> Answer:
         names = self.members()
         if mp.current_process().daemon:
-            from nnir.errors import BackendError
-
             raise BackendError("portfolio: a daemonic process (e.g. a pool worker) cannot start "
                                "the member processes", hint="run the portfolio from a "
                                "non-daemonic process, or pick one backend")

@@ -3,7 +3,12 @@ from __future__ import annotations
 
 import importlib
 
+import numpy as np
+
+from nnir.backends.split.props import supported
 from nnir.errors import BackendError
+from nnir.ir.nodes import Unknown
+from nnir.options import pick
 
 # name -> "module:Class", imported on first use so `nnirc check` never loads a solver.
 _BACKENDS = {
@@ -46,8 +51,6 @@ def get_backend(name: str, **options):
     checked the rest against the query kind and the other backends involved
     (`nnir.queries.route.check_options`).
     """
-    from nnir.options import pick
-
     cls = backend_class(name)
     if not cls.available():
         have = [n for n in _BACKENDS if backend_class(n).available()]
@@ -70,10 +73,6 @@ AUTO_NAIVE_MAX_WORK = 100
 
 def auto_train(problem) -> tuple[str, str]:
     """The backend `auto` trains with, and why: by depth, number of classes and size."""
-    import numpy as np
-
-    from nnir.ir.nodes import Unknown
-
     net = problem.net
     hidden = sum(1 for lay in net.layers if lay.act == "relu")
     chain = all(lay.src == (net.layers[i - 1].name if i else net.input.name)
@@ -115,7 +114,6 @@ def auto_split(problem) -> str | None:
     n = problem.net.input.size
     if "split" not in _BACKENDS or n > AUTO_SPLIT_MAX_INPUTS:
         return None
-    from nnir.backends.split.props import supported
 
     if supported(problem.net) is not None:
         return None

@@ -15,13 +15,18 @@ from dataclasses import replace
 
 import numpy as np
 
+from nnir.backends.milp.lower import to_milp as lower_milp
+from nnir.backends.smtlib.lower import to_smtlib as lower_smtlib
 from nnir.errors import NnirError
 from nnir.frontend import parse
+from nnir.frontend.build import Builder
+from nnir.frontend.parser import parse_tree
 from nnir.frontend.resolve import resolve
 from nnir.ir.const import Const
 from nnir.ir.nodes import Dense, Input, Network, Program
 from nnir.ir.verifier import verify_network, verify_program
 from nnir.queries.result import Result
+from nnir.queries.run import prepare, run_query
 
 
 def network(name: str, layers, lo, hi, input_name: str = "x",
@@ -89,9 +94,6 @@ def parse_fragment(text: str) -> Program:
     Raises:
         DslError: a syntax mistake in `text`.
     """
-    from nnir.frontend.build import Builder
-    from nnir.frontend.parser import parse_tree
-
     return Builder(text, "<api>", ".").program(parse_tree(text, "<api>"))
 
 
@@ -125,8 +127,6 @@ def solve(prog: Program, query=None, backend: str = "auto", timeout: float | Non
     Raises:
         NnirError: `query` is None and `prog` has several queries, or no query has that name.
     """
-    from nnir.queries.run import run_query
-
     return run_query(prog, _pick(prog, query), backend, timeout, **options)
 
 
@@ -142,10 +142,7 @@ def to_smtlib(prog: Program, query=None, relu: str = "ite") -> str:
     Raises:
         NnirError: no query of that name, or `query` is None and `prog` has several.
     """
-    from nnir.backends.smtlib.lower import to_smtlib as lower
-    from nnir.queries.run import prepare
-
-    return lower(prepare(prog, _pick(prog, query)), relu=relu).text
+    return lower_smtlib(prepare(prog, _pick(prog, query)), relu=relu).text
 
 
 def to_milp(prog: Program, query=None):
@@ -160,10 +157,7 @@ def to_milp(prog: Program, query=None):
     Raises:
         NnirError: no query of that name, or `query` is None and `prog` has several.
     """
-    from nnir.backends.milp.lower import to_milp as lower
-    from nnir.queries.run import prepare
-
-    return lower(prepare(prog, _pick(prog, query)))
+    return lower_milp(prepare(prog, _pick(prog, query)))
 
 
 __all__ = ["network", "parse", "program", "solve", "to_milp", "to_smtlib"]

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from nnir import limits
+
 
 @dataclass(frozen=True)
 class Span:
@@ -89,11 +91,15 @@ def _excerpt(span: Span | None, source: str | None) -> str:
     if span is None:
         return ""
     if source is None:
-        from nnir.io import read_text
-
+        # read here, not through nnir.io (which sits above errors and raises them): the same
+        # bound on the read; a file that cannot be read or decoded just has no excerpt
         try:
-            source = read_text(span.file)
-        except NnirError:
+            with open(span.file, "rb") as fh:
+                data = fh.read(limits.MAX_FILE_BYTES + 1)
+            if len(data) > limits.MAX_FILE_BYTES:
+                return ""
+            source = data.decode("utf-8-sig")
+        except (OSError, ValueError):  # ValueError: undecodable bytes, a NUL in the path
             return ""
     text_lines = source.splitlines()
     if not 1 <= span.line <= len(text_lines):

@@ -6,7 +6,10 @@ import os
 import tempfile
 from contextlib import contextmanager
 
+import numpy as np
+
 from nnir import limits
+from nnir.errors import InputFileError, Span
 
 
 @contextmanager
@@ -42,8 +45,6 @@ def read_bytes(path: str, what: str = "file", shown: str | None = None) -> bytes
 
     The read is bounded, so an endless file (/dev/zero, a pipe) stops at the limit.
     """
-    from nnir.errors import InputFileError
-
     name = f"{what} '{shown or path}'"
 
     try:
@@ -78,8 +79,6 @@ def read_text(path: str, what: str = "file", shown: str | None = None) -> str:
 
 def decode_text(data: bytes, path: str, what: str = "file") -> str:
     """`data` as UTF-8 text (see `read_text`), errors pointing at `path`'s line and column."""
-    from nnir.errors import InputFileError, Span
-
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -112,8 +111,6 @@ def read_arrays(path: str, what: str = "file", shown: str | None = None):
     """
     import io
     import zipfile
-
-    from nnir.errors import InputFileError
 
     data = read_bytes(path, what, shown)
     name = f"{what} '{shown or path}'"
@@ -149,8 +146,6 @@ def read_arrays(path: str, what: str = "file", shown: str | None = None):
 
 def _npy(fh, size: int):
     """One `.npy` array from `fh` (`size` bytes), its header checked before reading."""
-    import numpy as np
-
     version = np.lib.format.read_magic(fh)
     if version == (1, 0):
         shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)

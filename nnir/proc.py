@@ -30,6 +30,8 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
+from nnir.errors import DslError, InputFileError, IrError, NnirError
+
 _LIVE: dict[int, Worker] = {}  # pid -> worker still running, killed at exit
 _PR_SET_PDEATHSIG = 1
 
@@ -227,8 +229,6 @@ class Worker:
 
 
 def failure_of(exc: BaseException) -> Failure:
-    from nnir.errors import DslError, InputFileError, IrError, NnirError
-
     trace = traceback.format_exc()
     if isinstance(exc, NnirError):
         code = getattr(exc, "exit_code", None) or (

@@ -120,16 +120,6 @@ def test_unknown_method_is_an_error():
     assert res.status == "error" and "unknown bound method" in res.message
 
 
-def test_lp_method_not_available(monkeypatch):
-    from nnir.frontend import parse as loads
-
-    monkeypatch.setitem(sys.modules, "nnir.passes.lp", None)  # import fails as if absent
-    prog = loads(TWO_LAYER + "bound n.g[0] as b method lp\n")
-    res = run_query(prog, prog.queries[0], "auto")
-    assert res.status == "error" and "method lp not available yet" in res.message
-
-
-@pytest.mark.skipif(not EXACT, reason="needs an exact backend")
 def test_empty_domain_is_empty():
     from nnir.frontend import parse as loads
 

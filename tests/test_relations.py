@@ -14,8 +14,8 @@ from nnir.passes.compress import compress_network
 from nnir.passes.interval import IntervalBounds
 from nnir.passes.relations import infer
 from nnir.passes.shard import BUGS, STYLES, shard_network
-from nnir.queries.equiv import on_domain, replay_difference
-from nnir.queries.equiv_solve import _smt
+from nnir.queries.equiv import on_domain
+from nnir.queries.equiv_solve import _smt, replay_difference
 from nnir.queries.result import Result
 
 

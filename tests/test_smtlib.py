@@ -23,15 +23,11 @@ from hypothesis import strategies as st
 
 import nnir.frontend
 from nnir.backends import registry
-from nnir.backends.smtlib import (
-    Cvc5Backend,
-    ExternalBackend,
-    PysmtBackend,
-    Z3Backend,
-    smt_number,
-    to_smtlib,
-)
-from nnir.backends.smtlib.external_backend import parse_sexprs, sexpr_value
+from nnir.backends.smtlib.cvc5_backend import Cvc5Backend
+from nnir.backends.smtlib.external_backend import ExternalBackend, parse_sexprs, sexpr_value
+from nnir.backends.smtlib.lower import smt_number, to_smtlib
+from nnir.backends.smtlib.pysmt_backend import PysmtBackend
+from nnir.backends.smtlib.z3_backend import Z3Backend
 from nnir.errors import UnsupportedQuery, UsageError
 from nnir.ir.const import Const
 from nnir.ir.evaluate import evaluate, holds

@@ -173,7 +173,7 @@ def test_unsupported_networks_are_declined():
     sharded = shard_network(net, 2, ("megatron",), name="tiny")
     problem = VerifyProblem(sharded, (), nnf(nnir.parse(TINY + "verify tiny: y[0] > 0.5")
                                              .queries[0].prop))
-    from nnir.backends.split import SplitBackend
+    from nnir.backends.split.split_backend import SplitBackend
 
     ans = SplitBackend().solve_verify(problem)
     assert ans.status == "unknown" and "unsupported" in ans.message

@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from nnir import proc
 from nnir.backends.milp.model import MilpModel
+from nnir.errors import BackendError
+from nnir.passes.interval import inner_box
+from nnir.proc import quiet_fds
 
 DEFAULT_TOLERANCES = {
     "primal_feasibility_tolerance": 1e-9,
@@ -85,8 +89,6 @@ def new_highs():
     """
     import highspy
 
-    from nnir.proc import quiet_fds
-
     with quiet_fds():
         h = highspy.Highs()
     h.setOptionValue("output_flag", False)
@@ -127,8 +129,6 @@ def build_highs(model: MilpModel, options: dict | None = None):
     lp.col_names_, lp.row_names_ = col_names, row_names
     status = h.passModel(lp)
     if status == highspy.HighsStatus.kError:
-        from nnir.errors import BackendError
-
         raise BackendError(f"HiGHS rejected the MILP model ({model.summary()})")
     return h
 
@@ -268,8 +268,6 @@ def run_killable(model: MilpModel, options: dict, timeout: float | None, read):
     Raises:
         BackendError: the child failed.
     """
-    from nnir import proc
-
     opts = dict(options)
     if timeout is not None:
         opts["time_limit"] = float(max(timeout, 0.01))
@@ -287,8 +285,6 @@ def run_killable(model: MilpModel, options: dict, timeout: float | None, read):
     if reply is proc.TIMEOUT or isinstance(reply, proc.Gone):
         return None
     if isinstance(reply, proc.Failure):
-        from nnir.errors import BackendError
-
         raise BackendError(f"HiGHS failed: {reply.message.splitlines()[0]}")
     return reply
 
@@ -306,8 +302,6 @@ def clip_to_box(net, x: np.ndarray, box=None) -> list[float]:
     Returns:
         The clipped point as Python floats.
     """
-    from nnir.passes.interval import inner_box
-
     a, b = box if box is not None else inner_box(net)
     nearest = np.array([float(v) for v in net.input.lo.exact])  # where no float lies inside
     return np.where(a > b, nearest, np.clip(np.asarray(x, dtype=np.float64), a, b)).tolist()

@@ -25,6 +25,7 @@ import time
 import numpy as np
 
 from nnir.backends.base import Answer, Backend
+from nnir.backends.milp.bound import solve_bound_milp
 from nnir.backends.milp.highs import (
     HIGHS_TOLERANCE_OPTIONS,
     build_highs,
@@ -36,6 +37,8 @@ from nnir.backends.milp.highs import (
 )
 from nnir.backends.milp.lower import to_milp
 from nnir.backends.options import HighsOptions
+from nnir.backends.train_exact import solve_train_exact
+from nnir.ir.evaluate import evaluate, holds
 
 
 def float_check(problem, x, slack: float = 1e-9) -> bool:
@@ -43,8 +46,6 @@ def float_check(problem, x, slack: float = 1e-9) -> bool:
 
     (Equalities: within `slack`. A point that passes is very likely to pass exact replay.)
     """
-    from nnir.ir.evaluate import evaluate, holds
-
     vals = evaluate(problem.net, x)
     return all(holds(a, vals, -slack) for a in problem.input_constraints) and \
         holds(problem.prop, vals, -slack)
@@ -151,8 +152,6 @@ class HighsBackend(Backend):
         """Max/min of a pre-activation (`BoundProblem`): arg-optima to replay and dual bounds
         widened by option `bound_margin` (float tolerances; `start` is ignored). See
         `backends/milp/bound.py`."""
-        from nnir.backends.milp.bound import solve_bound_milp
-
         return solve_bound_milp(problem, self.options, timeout, senses)
 
     def solve_train(self, problem, timeout: float | None = None) -> Answer:
@@ -162,8 +161,6 @@ class HighsBackend(Backend):
         Its unsat rests on HiGHS's float tolerances and a finite weight box; its float weights
         are taken as exact rationals and replayed. See `backends/train_exact/`.
         """
-        from nnir.backends.train_exact import solve_train_exact
-
         return solve_train_exact(problem, self.name, timeout, self.options)
 
 

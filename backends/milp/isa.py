@@ -41,6 +41,7 @@ from nnir.backends.milp.highs import (
     status_text,
 )
 from nnir.backends.milp.lower import legal_name, to_milp
+from nnir.ir.evaluate import evaluate_batch
 from nnir.ir.nodes import BoolConst, Network
 from nnir.passes.interval import inner_box
 from nnir.queries.problem import VerifyProblem
@@ -127,8 +128,6 @@ class IsaMilp:
 
     def _new_by_float(self, x: np.ndarray) -> set:
         """The free states input x shows by float sign (a filter only: replay decides)."""
-        from nnir.ir.evaluate import evaluate_batch
-
         vals = evaluate_batch(self.net, x[None, :])
         return {(layer, i, c) for layer, i, c in self.free
                 if ((vals[layer + ".pre"][0, i] > 0) if c == 0
@@ -143,8 +142,6 @@ class IsaMilp:
     def _warm(self, x: np.ndarray) -> None:
         """Start the next solve from input x: every column from a float forward pass, each free
         binary 1 only where its row holds with room to spare (so the point stays feasible)."""
-        from nnir.ir.evaluate import evaluate_batch
-
         vals = evaluate_batch(self.net, x[None, :])
         sol = np.zeros(len(self.model.vars))
         sol[self.model.input_vars] = x

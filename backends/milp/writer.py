@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import tempfile
 
+from nnir.backends.milp.highs import build_highs
 from nnir.backends.milp.model import MilpModel
 from nnir.errors import BackendError
 
@@ -25,8 +26,6 @@ def write_model(model: MilpModel, path: str, format: str = "mps") -> None:
     Raises:
         BackendError: unknown format, or HiGHS failed to write.
     """
-    from nnir.backends.milp.highs import build_highs
-
     if format not in FORMATS:
         raise BackendError(f"unknown MILP file format '{format}'", hint="use mps or lp")
     folder = os.path.dirname(os.path.abspath(path))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from fractions import Fraction
 
-from nnir.backends.smtlib.check import error_text
+from nnir.backends.smtlib.check import error_text, killable
 from nnir.backends.smtlib.lower import script_for, timeout_ms
 from nnir.queries.bound import DEFAULT_TOL, SENSES, BoundAnswer, BoundProblem, Side, close_enough
 
@@ -39,8 +39,6 @@ def z3_bound(problem: BoundProblem, options: dict, timeout: float | None = None,
     """Exact optimum with `z3.Optimize` over QF_LRA (the optimum is a rational, or a supremum
     that strict input constraints keep from being attained). With a time limit it runs in a
     killable child (`check.killable`): `Optimize` overran a 5 s limit by 3 s on MNIST 2x50."""
-    from nnir.backends.smtlib.check import killable
-
     def stopped(how):
         return BoundAnswer({s: Side("timeout", message=f"z3 {how} after {timeout:g} s")
                             for s in senses}, {"solver": "z3"})
@@ -149,8 +147,6 @@ def cvc5_bound(problem: BoundProblem, options: dict, timeout: float | None = Non
     With a time limit it runs in a killable child (`check.killable`): cvc5 does not keep its
     `tlimit-per` in every phase (a 3 s bound on MNIST 2x50 ran 15 s).
     """
-    from nnir.backends.smtlib.check import killable
-
     def stopped(how):
         return BoundAnswer({s: Side("timeout", message=f"cvc5 {how} after {timeout:g} s")
                             for s in senses}, {"solver": "cvc5"})

@@ -19,9 +19,10 @@ import time
 from fractions import Fraction
 from typing import NamedTuple
 
-from nnir.backends.base import Answer, Backend
-from nnir.backends.options import SmtOptions
-from nnir.backends.smtlib.lower import check_options, script_for, timeout_ms
+from nnir import proc
+from nnir.backends.base import Answer
+from nnir.backends.smtlib.lower import script_for, timeout_ms
+from nnir.errors import BackendError
 
 _SKIPPED = ("check-sat", "get-value")
 GRACE = 0.5  # seconds a killable child may run past its limit to report what it found
@@ -34,45 +35,6 @@ class Check(NamedTuple):
     values: dict[str, Fraction] | None
     message: str
     info: dict
-
-
-class ApiSmtBackend(Backend):
-    """z3 or cvc5 in process (`name`): verify through `check_script`, train exactly.
-
-    Options: relu ("ite"|"or"), hints (bool); for training see `backends/train_exact/`.
-    """
-
-    kinds = frozenset({"verify", "train", "bound", "stable", "equiv"})
-    logics = frozenset({"QF_LRA", "QF_NRA"})
-    exact = True
-    Options = SmtOptions
-
-    def __init__(self, **options):
-        check_options(self.name, options)
-        super().__init__(**options)
-
-    def solve_verify(self, problem, timeout: float | None = None) -> Answer:
-        return verify_with(self.name, problem, self.options, timeout)
-
-    def solve_bound(self, problem, timeout: float | None = None, senses=("max", "min"),
-                    start: dict | None = None):
-        """Exact min/max of a pre-activation (`BoundProblem`): z3 `Optimize`, cvc5 bisection to
-        option `tol`; `start` maps a sense to a replayed (value of s * pre, input) to confirm.
-        See `backends/smtlib/bound.py`."""
-        from nnir.backends.smtlib.bound import cvc5_bound, z3_bound
-
-        fn = z3_bound if self.name == "z3" else cvc5_bound
-        return fn(problem, self.options, timeout, senses, start)
-
-    def solve_train(self, problem, timeout: float | None = None) -> Answer:
-        """Find weights fitting every point of `problem` (option `encoding`: auto, signed
-        QF_LRA, naive QF_NRA, or layerwise for deeper nets; see `backends/train_exact/`).
-
-        The weights returned are replayed exactly on every point.
-        """
-        from nnir.backends.train_exact import solve_train_exact
-
-        return solve_train_exact(problem, self.name, timeout, self.options)
 
 
 def check_script(solver: str, text: str, logic: str, names: list[str],
@@ -122,8 +84,6 @@ def killable(fn, *args, timeout: float | None, stopped):
     Raises:
         BackendError: the child raised (with its message).
     """
-    from nnir import proc
-
     if timeout is None or not proc.available():
         return fn(*args)
     reply = proc.call(fn, *args, timeout=max(0.0, timeout) + GRACE)
@@ -132,8 +92,6 @@ def killable(fn, *args, timeout: float | None, stopped):
     if isinstance(reply, proc.Gone):
         return stopped(f"ended unexpectedly (exit status {reply.code})")
     if isinstance(reply, proc.Failure):
-        from nnir.errors import BackendError
-
         raise BackendError(reply.message.splitlines()[0] if reply.message else "failed")
     return reply
 

@@ -6,7 +6,7 @@ Commands are replayed through `cvc5.InputParser` (see `check.py`), except `check
 """
 from __future__ import annotations
 
-from nnir.backends.smtlib.check import ApiSmtBackend
+from nnir.backends.smtlib.api_backend import ApiSmtBackend
 
 
 class Cvc5Backend(ApiSmtBackend):

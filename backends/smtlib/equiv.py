@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+from nnir.backends.smtlib.check import check_script
 from nnir.backends.smtlib.lower import (
     SmtScript,
     declare_reals,
@@ -58,8 +59,6 @@ def solve_equiv_smt(solver: str, a: Network, b: Network, mapping, tol: Fraction,
     """Check `equiv_script` with z3 or cvc5 (writing it counts against `timeout`); returns a
     `Check` (inputs exact)."""
     import time
-
-    from nnir.backends.smtlib.check import check_script
 
     end = None if timeout is None else time.monotonic() + timeout
     opts = options or {}

@@ -12,6 +12,7 @@ from fractions import Fraction
 
 from nnir.backends.base import Answer, Backend
 from nnir.backends.options import PysmtOptions
+from nnir.backends.smtlib.check import killable
 from nnir.backends.smtlib.lower import check_options, script_for, timeout_ms
 
 # How to pass a time limit in milliseconds to the solvers PySMT wraps (its options are per solver).
@@ -38,8 +39,6 @@ class PysmtBackend(Backend):
         """Parse and solve in a killable child when there is a limit (`check.killable`): PySMT's
         parser is pure Python, so only the solve itself would otherwise keep the limit (a 3 s
         limit on ACAS Xu ran 6.7 s)."""
-        from nnir.backends.smtlib.check import killable
-
         deadline = None if timeout is None else time.monotonic() + timeout
         name = f"PySMT ({self.opts.solver})"
         return killable(self._solve, problem, timeout, deadline, timeout=timeout,

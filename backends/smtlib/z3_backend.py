@@ -5,7 +5,7 @@ exactly the text `nnirc emit` would write; `check-sat`/`get-value` in it are don
 """
 from __future__ import annotations
 
-from nnir.backends.smtlib.check import ApiSmtBackend
+from nnir.backends.smtlib.api_backend import ApiSmtBackend
 
 
 class Z3Backend(ApiSmtBackend):

@@ -1,4 +1,5 @@
-"""Input splitting: branch and bound on the input box with sound bounds (the `split` backend)."""
-from nnir.backends.split.split_backend import SplitBackend
+"""Input splitting: branch and bound on the input box with sound bounds (the `split` backend).
 
-__all__ = ["SplitBackend"]
+This package imports none of its modules: the registry reads `props.supported` without loading
+the backend (whose hand-over to exact solvers imports the query layer).
+"""

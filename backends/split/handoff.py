@@ -17,6 +17,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from nnir.backends import registry
 from nnir.backends.base import Answer
 from nnir.backends.smtlib.check import killable
 from nnir.errors import NnirError
@@ -25,6 +26,7 @@ from nnir.passes.interval import merge
 from nnir.passes.manager import default_pipeline
 from nnir.queries.problem import VerifyProblem
 from nnir.queries.replay import replay_verify
+from nnir.queries.run import count_unstable
 
 # Above this many unstable ReLUs on the sub-box HiGHS looks for a witness before the SMT solver.
 HIGHS_FIRST_ABOVE = 8
@@ -51,17 +53,12 @@ def sub_problem(problem: VerifyProblem, lo: np.ndarray, hi: np.ndarray, zlo: dic
 
 
 def _exact_solve(name: str, sub: VerifyProblem, timeout):
-    from nnir.backends import registry
-
     return registry.get_backend(name).solve_verify(sub, timeout=timeout)
 
 
 def decide(problem: VerifyProblem, sub: VerifyProblem, deadline: float | None,
            budget: float | None, exact_name: str | None) -> Decision:
     """Decide `sub` exactly within `budget` seconds (and the overall `deadline`)."""
-    from nnir.backends import registry
-    from nnir.queries.run import count_unstable
-
     def left():
         t = [v for v in (budget and start + budget, deadline) if v]
         return None if not t else max(0.01, min(t) - time.monotonic())

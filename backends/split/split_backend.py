@@ -9,11 +9,12 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, fields
 
+from nnir.backends import registry
 from nnir.backends.base import Answer, Backend
 from nnir.backends.split.engine import Options, Search
 from nnir.backends.split.props import supported
 from nnir.deadline import Deadline
-from nnir.options import opt
+from nnir.options import opt, parse
 
 
 @dataclass
@@ -27,8 +28,6 @@ class SplitOptions(Options):
 def parse_options(options) -> Options:
     """The engine's `Options` from the backend's (a `SplitOptions` or a dict of its keys)."""
     if isinstance(options, dict):
-        from nnir.options import parse
-
         options = parse(SplitOptions, options)
     return Options(**{f.name: getattr(options, f.name) for f in fields(Options)})
 
@@ -48,8 +47,6 @@ class SplitBackend(Backend):
     Options = SplitOptions
 
     def solve_verify(self, problem, timeout: float | None = None) -> Answer:
-        from nnir.backends import registry
-
         why = supported(problem.net)
         if why is not None:
             return Answer("unknown", None, f"split: unsupported network ({why}); use another "

@@ -47,6 +47,8 @@ from nnir.backends.train.common import (
     sequential,
     unknown_mask,
 )
+from nnir.backends.train.sgd import OPTIONS as SGD
+from nnir.backends.train.sgd import Adam
 from nnir.errors import BackendError, UnsupportedQuery
 
 OPTIONS = defaults(AdmmOptions)
@@ -323,9 +325,6 @@ def _serve(conn):
 
 def _warm_start(problem, params, epochs, lr, o, seed, deadline):
     """`epochs` epochs of minibatch Adam (the sgd trainer's) on the margin hinge, in place."""
-    from nnir.backends.train.sgd import OPTIONS as SGD
-    from nnir.backends.train.sgd import Adam
-
     adam = Adam(problem.net, params, {**SGD, "lr": lr})
     X, y = np.asarray(problem.X, dtype=np.float64), np.asarray(problem.y)
     rng = np.random.default_rng(seed + 7919)

@@ -27,6 +27,7 @@ from fractions import Fraction
 import numpy as np
 
 from nnir.backends.train.common import init_params, sequential
+from nnir.backends.train.sgd import OPTIONS, SgdBackend
 from nnir.backends.train_exact.cegis import Run, box_violations
 from nnir.backends.train_exact.normalise import SignedForm, signed_form
 from nnir.backends.train_exact.routes import signed_route
@@ -78,7 +79,6 @@ def warm_starts(run: Run):
         yield "known early layers", [(lay.weight.exact.tolist(), lay.bias.exact.tolist())
                                      for lay in early], None
         return
-    from nnir.backends.train.sgd import OPTIONS, SgdBackend
 
     seed0, warm = int(o.get("seed", 0)), o.get("warm", "sgd")
     if warm not in ("sgd", "random"):

@@ -17,6 +17,17 @@ from fractions import Fraction
 
 import numpy as np
 
+from nnir.backends.milp.highs import (
+    HIGHS_TOLERANCE_OPTIONS,
+    build_highs,
+    milp_tolerances,
+    outcome,
+    reset_scheduler,
+    status_text,
+)
+from nnir.backends.milp.train_lower import signed_milp
+from nnir.backends.smtlib.check import check_script
+from nnir.backends.smtlib.train_lower import naive_names, naive_script, signed_script
 from nnir.backends.train_exact.cegis import Run
 from nnir.backends.train_exact.normalise import SignedForm, denormalise
 from nnir.ir.const import Const
@@ -40,7 +51,6 @@ def signed_solve(run: Run, spec: SignedForm, signs, active, warm=None):
         if status != "sat":
             return status, None, msg, info
         return "sat", denormalise(p.net, spec, signs, *sol), "", info
-    from nnir.backends.smtlib.train_lower import signed_script
 
     script = signed_script(spec, signs, p.X_exact[active], sigma, p.margin, symmetry)
     status, values, msg, info = smt_check(run.backend, script, run.left())
@@ -56,8 +66,6 @@ def signed_solve(run: Run, spec: SignedForm, signs, active, warm=None):
 
 def naive_solve(run: Run, active):
     """The naive QF_NRA encoding (z3/cvc5) on the points `active`: weights of every layer."""
-    from nnir.backends.smtlib.train_lower import naive_names, naive_script
-
     p = run.problem
     script = naive_script(p.net, p.X_exact[active], p.y[active], p.margin)
     status, values, msg, info = smt_check(run.backend, script, run.left())
@@ -76,24 +84,12 @@ def naive_solve(run: Run, active):
 
 def smt_check(backend: str, script, timeout):
     """(status, values of `script.weight_names` or None, message, info) from z3 or cvc5."""
-    from nnir.backends.smtlib.check import check_script
-
     return check_script(backend, script.text, script.logic, script.weight_names, timeout,
                         title="train", approximate=True, seconds=".3g")
 
 
 def _highs_signed(run: Run, spec: SignedForm, signs, X, sigma, symmetry, warm=None):
     """HiGHS on the big-M MILP: (status, (w, b, c) normalised and exact, message, info)."""
-    from nnir.backends.milp.highs import (
-        HIGHS_TOLERANCE_OPTIONS,
-        build_highs,
-        milp_tolerances,
-        outcome,
-        reset_scheduler,
-        status_text,
-    )
-    from nnir.backends.milp.train_lower import signed_milp
-
     tols = milp_tolerances(run.opts)
     B = float(run.opts.get("milp_box", DEFAULT_MILP_BOX))
 

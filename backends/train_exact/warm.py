@@ -25,6 +25,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from nnir.backends.train.sgd import SgdBackend
 from nnir.backends.train_exact.cegis import Run, box_violations
 from nnir.backends.train_exact.normalise import SignedForm, denormalise
 from nnir.queries.train import replay_train
@@ -55,8 +56,6 @@ def _clip(a, lo, hi):
 
 def sgd_warm(run: Run, spec: SignedForm) -> Warm | None:
     """Run sgd briefly on the problem; its network in normalised form (None if it had no time)."""
-    from nnir.backends.train.sgd import SgdBackend
-
     p, o = run.problem, run.opts
     left = run.left()
     budget = float(o.get("warm_time", 10.0 if left is None else min(10.0, left / 4)))

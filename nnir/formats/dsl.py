@@ -19,6 +19,9 @@ from fractions import Fraction
 from lark import Token, Tree
 
 from nnir.errors import DslError, InputFileError
+from nnir.formats.nnet import read_nnet
+from nnir.formats.onnx_io import box_of, load_network, with_box
+from nnir.formats.vnnlib import read_vnnlib
 from nnir.ir.const import Const
 from nnir.ir.nodes import Atom, BoolConst, Network, Ref, Verify
 
@@ -48,16 +51,12 @@ def import_net(b, t: Tree) -> Network:
     full = b.resolve(rel)
     try:
         if fmt == "onnx":
-            from nnir.formats.onnx_io import box_of, load_network, with_box
-
             net, recorded = load_network(full, str(name_tok))
             if recorded:
                 net = with_box(net, *box_of(full, net.input.size, recorded=recorded))
             elif len(t.children) == 3:
                 b.unboxed = getattr(b, "unboxed", set()) | {str(name_tok)}
         else:
-            from nnir.formats.nnet import read_nnet
-
             net = read_nnet(full, str(name_tok))
     except InputFileError as exc:
         if "not found" in exc.message and exc.span is None:
@@ -94,8 +93,6 @@ def vnnlib_query(b, t: Tree) -> VnnlibQuery:
 
 def expand(b, nets: list, queries: list) -> tuple[list, list]:
     """Replace each `VnnlibQuery` by verify queries; give unboxed ONNX networks their box."""
-    from nnir.formats.vnnlib import read_vnnlib
-
     by_name = {n.name: n for n in nets}
     unboxed = getattr(b, "unboxed", set())
     hulls: dict[str, tuple[list, list]] = {}

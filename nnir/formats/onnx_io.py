@@ -14,7 +14,6 @@ import math
 import os
 import stat
 from collections import Counter
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,12 +21,11 @@ from nnir.errors import InputFileError, IrError, NnirError
 from nnir.formats import names
 from nnir.formats.affine import MAX_WEIGHTS, Affine, TooLarge, as_const
 from nnir.formats.onnx_ops import RULES, SUPPORTED
+from nnir.formats.onnx_write import BOX_KEY, NAME_KEY, OnnxExport, build_model
 from nnir.ir.const import Const, parse_number
 from nnir.ir.nodes import Dense, Input, Network
 from nnir.ir.verifier import verify_network
 
-BOX_KEY = "nnir.input_box"  # metadata: the input box as JSON [[lo, hi], ...] of exact numbers
-NAME_KEY = "nnir.network"
 MAX_ONNX_BYTES = 2 * 2**30
 """Largest ONNX file read (protobuf's own limit); longer files and endless streams stop."""
 
@@ -361,16 +359,6 @@ class _Reader:
         return tuple(shape)
 
 
-@dataclass
-class OnnxExport:
-    """What `write_onnx` wrote: the float type used and whether every weight is exact."""
-
-    path: str
-    dtype: str
-    exact: bool
-    notes: list[str] = field(default_factory=list)
-
-
 def write_onnx(net: Network, path: str, dtype: str = "auto") -> OnnxExport:
     """Write a network of dense layers as ONNX (opset 13, Gemm + Relu), atomically.
 
@@ -383,8 +371,6 @@ def write_onnx(net: Network, path: str, dtype: str = "auto") -> OnnxExport:
         an `OnnxExport`; `exact` is False when some weight is no float64 value (e.g. 1/3) and
         was rounded to the nearest one.
     """
-    from nnir.formats.onnx_write import build_model
-
     return build_model(net, path, dtype)
 
 

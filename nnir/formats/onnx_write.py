@@ -7,17 +7,33 @@ The input box and the network's name travel in the model's metadata.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
 
 from nnir.errors import NnirError
+from nnir.io import atomic_path
 from nnir.ir.const import format_number
 from nnir.ir.kinds import supports, unsupported
 from nnir.ir.nodes import Network
 
 OPSET = 13  # Gemm/Relu/Identity as in every runtime of the last years
 IR_VERSION = 7
+
+# the metadata an exported model carries, read back by `onnx_io` (the writer defines it)
+BOX_KEY = "nnir.input_box"  # metadata: the input box as JSON [[lo, hi], ...] of exact numbers
+NAME_KEY = "nnir.network"
+
+
+@dataclass
+class OnnxExport:
+    """What `write_onnx` wrote: the float type used and whether every weight is exact."""
+
+    path: str
+    dtype: str
+    exact: bool
+    notes: list[str] = field(default_factory=list)
 
 
 def _fits(values: np.ndarray, dtype) -> bool:
@@ -63,9 +79,6 @@ def build_model(net: Network, path: str, dtype: str = "auto"):
     """Build, check and atomically save the model; see `onnx_io.write_onnx`."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper  # noqa: F401 (loads onnx.numpy_helper)
-
-    from nnir.formats.onnx_io import BOX_KEY, NAME_KEY, OnnxExport
-    from nnir.io import atomic_path
 
     for lay in net.layers:  # every node is checked before anything is built
         if not supports(RULES, lay.kind):

@@ -11,9 +11,14 @@ import os
 import time
 
 from nnir.errors import InputFileError
+from nnir.formats.nnet import read_nnet
+from nnir.formats.onnx_io import read_onnx
+from nnir.formats.ort_replay import replay_in_onnxruntime
+from nnir.formats.vnnlib import read_vnnlib
 from nnir.ir.nodes import Network, Program, Verify
 from nnir.queries.problem import VerifyProblem
 from nnir.queries.result import Result
+from nnir.queries.run import run_query
 
 NETWORK_SUFFIXES = (".onnx", ".nnet")
 
@@ -25,12 +30,8 @@ def read_network(path: str) -> Network:
     the same normalised inputs as the ONNX version of the network.
     """
     if path.endswith(".onnx"):
-        from nnir.formats.onnx_io import read_onnx
-
         return read_onnx(path)
     if path.endswith(".nnet"):
-        from nnir.formats.nnet import read_nnet
-
         return read_nnet(path, normalize=False)
     raise InputFileError(f"'{path}': unknown network format",
                          hint="nnirc verify reads .onnx or .nnet networks (or a .nnir file)")
@@ -59,8 +60,6 @@ def solve_problems(problems: list[VerifyProblem], name: str, backend: str = "aut
         region's result as soon as there is one, unsat when every region is, else timeout
         or unknown.
     """
-    from nnir.queries.run import run_query
-
     start = time.monotonic()
     deadline = None if timeout is None else start + timeout
     results: list[Result] = []
@@ -127,8 +126,6 @@ def results_text(res: Result) -> str:
 def verify_files(net_path: str, prop_path: str, backend: str = "auto",
                  timeout: float | None = None, **options) -> Result:
     """`nnirc verify NET PROP`: read both files, answer, replay a witness in onnxruntime too."""
-    from nnir.formats.vnnlib import read_vnnlib
-
     start = time.monotonic()
     net = read_network(net_path)
     problems = read_vnnlib(prop_path, net)
@@ -137,8 +134,6 @@ def verify_files(net_path: str, prop_path: str, backend: str = "auto",
     res = solve_problems(problems, name, backend, left, **options)
     res.seconds = time.monotonic() - start
     if res.status == "sat" and res.witness and net_path.endswith(".onnx"):
-        from nnir.formats.ort_replay import replay_in_onnxruntime
-
         region = problems[res.info.get("input_region", 1) - 1]
         res.add_notes(replay_in_onnxruntime(net_path, region, res.witness))
     return res

@@ -14,8 +14,9 @@ from fractions import Fraction
 
 from nnir.errors import InputFileError, NnirError
 from nnir.formats.onnx_io import with_box
+from nnir.formats.vnnlib2 import read_vnnlib2
 from nnir.formats.vnnlib_parse import check_text, parse_vnnlib
-from nnir.io import read_text
+from nnir.io import read_text, write_text
 from nnir.ir.formula import nnf
 from nnir.ir.nodes import And, Atom, BoolConst, Formula, Network, Or
 from nnir.queries.problem import VerifyProblem
@@ -38,8 +39,6 @@ def read_vnnlib(path: str, net: Network, name: str | None = None) -> list[Verify
     """
     text = read_text(path, "VNN-LIB file")
     if "(declare-network" in text:
-        from nnir.formats.vnnlib2 import read_vnnlib2
-
         check_text(text, path)  # nesting, `or` width and numbers within nnir.limits
 
         formula = read_vnnlib2(text, path, net)
@@ -191,8 +190,6 @@ def write_vnnlib(problem: VerifyProblem, path: str) -> None:
     Raises:
         OSError: the file cannot be written.
     """
-    from nnir.io import write_text
-
     write_text(path, vnnlib_text(problem))
 
 

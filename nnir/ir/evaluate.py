@@ -9,6 +9,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from nnir.ir.const import to_fraction
 from nnir.ir.nodes import And, Atom, BoolConst, Formula, Network, Not, Or
 
 
@@ -101,8 +102,6 @@ BATCH_RULES = {"dense": _dense_batch, "slice": _slice_batch, "concat": _concat_b
 
 
 def _as_fractions(x) -> np.ndarray:
-    from nnir.ir.const import to_fraction
-
     out = np.empty(len(x), dtype=object)
     out[:] = [to_fraction(v) for v in x]
     return out

@@ -269,7 +269,9 @@ def default_lp_solver():
     Raises:
         ImportError: highspy is not installed.
     """
-    from nnir.backends.milp.highs import DualLp  # imported on use: the pass needs no solver
+    # lazy: passes sit below backends; the LP pass takes its solver as an argument and only
+    # its default reaches up to the HiGHS helper (which itself imports highspy on use)
+    from nnir.backends.milp.highs import DualLp
 
     return DualLp
 

@@ -11,6 +11,9 @@ from typing import Protocol
 
 from nnir.ir.nodes import Network
 from nnir.ir.verifier import verify_network
+from nnir.passes.interval import IntervalBounds
+from nnir.passes.lp import LpBounds
+from nnir.passes.symbolic import SymbolicBounds
 
 
 class Pass(Protocol):
@@ -52,10 +55,6 @@ class PassManager:
 
 def registered_passes() -> dict[str, Pass]:
     """Every pass by name (the names `--after` accepts)."""
-    from nnir.passes.interval import IntervalBounds
-    from nnir.passes.lp import LpBounds
-    from nnir.passes.symbolic import SymbolicBounds
-
     return {p.name: p for p in (IntervalBounds(), SymbolicBounds(), LpBounds())}
 
 

@@ -15,17 +15,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
+from nnir.backends import registry
 from nnir.deadline import Deadline
-from nnir.errors import NnirError, UnsupportedQuery
+from nnir.errors import UnsupportedQuery
 from nnir.ir.const import format_number, to_fraction
 from nnir.ir.evaluate import evaluate, holds
 from nnir.ir.nodes import BoolConst, Bound, Network, Program
 from nnir.options import parse
+from nnir.passes.interval import IntervalBounds, round_down, round_up
+from nnir.passes.lp import LpBounds
+from nnir.passes.manager import PassManager, default_pipeline
+from nnir.passes.symbolic import SymbolicBounds
 from nnir.queries import route as routing
 from nnir.queries import status as st
 from nnir.queries.options import BoundOptions
 from nnir.queries.problem import VerifyProblem
 from nnir.queries.result import Result
+from nnir.queries.run import count_unstable
 
 METHODS = ("ibp", "symbolic", "lp", "exact")
 SENSES = {"max": 1, "min": -1}  # we maximise s * pre
@@ -135,24 +141,15 @@ def run_bound(prog: Program, q: Bound, backend: str, timeout, options: dict) -> 
 
 
 def _passes(method: str) -> list:
-    from nnir.passes.interval import IntervalBounds
-    from nnir.passes.symbolic import SymbolicBounds
-
     if method == "ibp":
         return [IntervalBounds()]
     if method == "symbolic":
         return [IntervalBounds(), SymbolicBounds()]
-    try:
-        from nnir.passes.lp import LpBounds
-    except ImportError:
-        raise NnirError("method lp not available yet") from None
     return [IntervalBounds(), SymbolicBounds(), LpBounds()]
 
 
 def _by_pass(q: Bound, net: Network, method: str) -> Result:
     """The facts of the bound passes: sound, not necessarily attained."""
-    from nnir.passes.manager import PassManager
-
     facts = PassManager(_passes(method)).run(net).facts
     lo, hi = float(facts.lo[q.layer][q.index]), float(facts.hi[q.layer][q.index])
     res = Result(q.name, "bound", st.bound("sat"), method, span=q.span)
@@ -165,10 +162,6 @@ def _by_pass(q: Bound, net: Network, method: str) -> Result:
 
 def _exact(q: Bound, net: Network, backend: str, deadline: Deadline, options: dict,
            o: BoundOptions) -> Result:
-    from nnir.backends import registry
-    from nnir.passes.manager import default_pipeline
-    from nnir.queries.run import count_unstable
-
     problem = BoundProblem.from_query(q, default_pipeline().run(net))
     unstable = count_unstable(problem.net)
     notes = [f"{unstable} unstable ReLUs up to layer '{q.layer}' after the bound passes"]
@@ -279,12 +272,8 @@ def _result(q: Bound, problem: BoundProblem, sides: dict[str, Side], used: dict,
 
 
 def _down(q: Fraction) -> float:
-    from nnir.passes.interval import round_down
-
     return round_down(q)
 
 
 def _up(q: Fraction) -> float:
-    from nnir.passes.interval import round_up
-
     return round_up(q)

@@ -18,9 +18,11 @@ from fractions import Fraction
 
 import numpy as np
 
+from nnir.backends.milp.equiv import difference_ranges
+from nnir.data import load_dataset
 from nnir.deadline import Deadline
 from nnir.errors import NnirError
-from nnir.ir.evaluate import evaluate
+from nnir.ir.evaluate import evaluate, holds
 from nnir.ir.intexact import IntegerReplay
 from nnir.ir.nodes import Compress, Network, Program
 from nnir.options import names, parse
@@ -29,6 +31,8 @@ from nnir.passes.manager import default_pipeline
 from nnir.queries import status as st
 from nnir.queries.options import CompressOptions, StableOptions
 from nnir.queries.result import Result
+from nnir.queries.stable import analyse
+from nnir.queries.stable_state import in_domain
 
 N_SAMPLES = CompressOptions.samples
 MAX_CORNERS = 64
@@ -43,8 +47,6 @@ def stable_sets(net: Network, data=None, timeout: float | None = None,
     """Proven stable sets of `net` by the stable analysis (bound passes, the data, ISA; see
     `nnir.queries.stable`), what they rest on, and its notes. A neuron it leaves undecided
     (time limit) counts as unstable, which only makes the compression smaller in effect."""
-    from nnir.queries.stable import analyse
-
     opts = {"method": "isa", **(options or {})}
     st, name, _, notes = analyse(net, data, "auto", timeout, opts)
     hows = sorted({st.how[k][int(i)] for k, s in st.stable.items() for i in np.flatnonzero(s)})
@@ -56,8 +58,6 @@ def stable_sets(net: Network, data=None, timeout: float | None = None,
 def domain_samples(net: Network, n: int = N_SAMPLES, seed: int = SEED) -> list[list[Fraction]]:
     """`n` seeded random rational points of the input box, plus its corners (at most
     `MAX_CORNERS`), the ones meeting the input constraints."""
-    from nnir.ir.evaluate import holds
-
     inp = net.input
     lo, hi = list(inp.lo.exact), list(inp.hi.exact)
     rng = np.random.default_rng(seed)
@@ -97,8 +97,6 @@ def exact_check(f: Network, g: Network, points, deadline: float | None = None) -
 
 def data_points(net: Network, data, n: int) -> list[list[Fraction]]:
     """Up to `n` points of the dataset that lie in the domain (checked exactly), in order."""
-    from nnir.queries.stable import in_domain
-
     out = []
     for i in range(len(data.X)):
         x = data.exact_row(i)
@@ -127,8 +125,6 @@ def milp_max_difference(f: Network, g: Network, timeout: float | None = None) ->
         ...], "bound_abs": max |f_k - g_k| <= this by the dual bounds (None when a solve has
         none), "solves": n}; the numbers rest on HiGHS's float tolerances.
     """
-    from nnir.backends.milp.equiv import difference_ranges
-
     start = time.monotonic()
     pipe = default_pipeline()
     f = pipe.run(f)
@@ -152,8 +148,6 @@ def run_compress(prog: Program, q: Compress, backend: str, timeout, options: dic
     o = parse(CompressOptions, options)
     data = None
     if q.data:
-        from nnir.data import load_dataset
-
         data = load_dataset(prog.dataset(q.data), prog.base_dir)
     # The stable analysis gets at most STABLE_SHARE of the limit: the exact check must follow
     # (neurons it leaves undecided count as unstable, which only compresses less).

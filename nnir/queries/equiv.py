@@ -19,18 +19,17 @@ from fractions import Fraction
 
 from nnir.deadline import Deadline
 from nnir.errors import UnsupportedQuery
-from nnir.ir.const import format_number, to_fraction
-from nnir.ir.evaluate import evaluate, holds
 from nnir.ir.nodes import Atom, Equiv, Network, Program, Ref
 from nnir.options import parse
 from nnir.passes.interval import IntervalBounds
+from nnir.passes.manager import default_pipeline
 from nnir.passes.relations import infer
+from nnir.queries.equiv_solve import solve
 from nnir.queries.options import EquivOptions
-from nnir.queries.result import Result, witness_dict
+from nnir.queries.result import Result
 from nnir.queries.status import EquivStatus
 
 METHODS = ("auto", "relations", "solver")
-MILP_EPS = 1e-6  # a MILP maximum this far above tol is not read as "equivalent"
 SYMBOLIC_MAX_NEURONS = 4096  # beyond, symbolic bounds cost more than they save: IBP only
 
 
@@ -44,30 +43,7 @@ def on_domain(b: Network, a: Network) -> Network:
     return replace(b, input=inp, facts=None)
 
 
-def replay_difference(a: Network, b: Network, mapping, x, tol: Fraction) -> dict:
-    """Both networks at input `x` (clipped into the box), exactly and in float64.
-
-    Returns:
-        {"inputs": exact inputs, "ok": a counterexample in exact arithmetic, "float64": also in
-        float64, "diffs": exact f_A[k] - f_B[map k], "worst": k of the largest |diff|, "vals_a",
-        "vals_b"}; `ok` is False when x is outside the domain.
-    """
-    lo, hi = a.input.lo.exact, a.input.hi.exact
-    xq = [min(max(to_fraction(v), p), q) for v, p, q in zip(x, lo, hi)]
-    va, vb = evaluate(a, xq, exact=True), evaluate(b, xq, exact=True)
-    inside = all(holds(c, {a.input.name: xq}) for c in a.input.constraints)
-    diffs = [va[a.output][k] - vb[b.output][j] for k, j in enumerate(mapping)]
-    worst = max(range(len(diffs)), key=lambda k: abs(diffs[k]))
-    xf = [float(v) for v in xq]
-    fa, fb = evaluate(a, xf)[a.output], evaluate(b, xf)[b.output]
-    fdiff = max(abs(float(fa[k]) - float(fb[j])) for k, j in enumerate(mapping))
-    return {"inputs": xq, "ok": inside and abs(diffs[worst]) > tol, "float64": fdiff > tol,
-            "diffs": diffs, "worst": worst, "vals_a": va, "vals_b": vb}
-
-
 def _passes(net: Network) -> Network:
-    from nnir.passes.manager import default_pipeline
-
     if sum(lay.size for lay in net.layers) > SYMBOLIC_MAX_NEURONS:
         return IntervalBounds().run(net, None)
     return default_pipeline().run(net)
@@ -106,26 +82,5 @@ def run_equiv(prog: Program, q: Equiv, backend: str, timeout, options: dict) -> 
         if method == "relations":
             res.backend, res.message = "relations", "no verdict: relation inference got stuck"
             return res
-    from nnir.queries.equiv_solve import solve
 
     return solve(res, a2, b2, mapping, tol, backend, deadline, options)
-
-
-def counterexample(res: Result, a: Network, b: Network, mapping, rep: dict, how: str) -> Result:
-    """Fill `res` with a replayed counterexample."""
-    k = rep["worst"]
-    res.status = EquivStatus.DIFFERS
-    res.info.update(verdict="not equivalent", max_difference=float(abs(rep["diffs"][k])),
-                    differences=[format_number(d) for d in rep["diffs"]])
-    res.witness = witness_dict(a, rep["inputs"], rep["vals_a"])
-    res.replay = {"exact": True, "float64": rep["float64"], "reason": "", "slack": 0.0}
-    res.certified = f"counterexample from {how}, replayed in exact rational arithmetic in both"
-    ya, yb = rep["vals_a"][a.output][k], rep["vals_b"][b.output][mapping[k]]
-    exact = format_number(ya - yb)
-    res.message = (f"not equivalent: {a.name}.{a.output}[{k}] = {float(ya):.9g} but "
-                   f"{b.name}.{b.output}[{mapping[k]}] = {float(yb):.9g} "
-                   f"(difference {float(ya - yb):.6g}"
-                   + (f", exactly {exact})" if len(exact) <= 24 else ")"))
-    if not rep["float64"]:
-        res.notes.append("the difference is within float64 rounding there (exact replay only)")
-    return res

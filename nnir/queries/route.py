@@ -13,8 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from nnir import options as opts
+from nnir.backends import registry
 from nnir.backends.registry import AUTO_SMT_MAX_UNSTABLE as SMT_MAX_UNSTABLE
 from nnir.errors import BackendError, UnsupportedQuery
+from nnir.queries.options import for_kind
 
 # Confirmation by an exact SMT solver only while at most SMT_MAX_UNSTABLE ReLUs are unstable, for
 # these kinds (stable's close calls and train's unsat are always handed over).
@@ -52,8 +55,6 @@ class Route:
 
 def exact_for(kind: str) -> list[str]:
     """Installed exact SMT backends that serve `kind`, in the order `auto` prefers them."""
-    from nnir.backends import registry
-
     names = [n for n in registry.exact_backends() if kind in registry.backend_class(n).kinds]
     if kind in OPTIMISING:
         names.sort(key=lambda n: not registry.backend_class(n).optimizes)
@@ -62,8 +63,6 @@ def exact_for(kind: str) -> list[str]:
 
 def milp_for(kind: str) -> str | None:
     """The installed MILP backend that serves `kind`, or None."""
-    from nnir.backends import registry
-
     return next((n for n in registry.names() if "MILP" in registry.backend_class(n).logics
                  and kind in registry.backend_class(n).kinds
                  and registry.backend_class(n).available()), None)
@@ -71,21 +70,15 @@ def milp_for(kind: str) -> str | None:
 
 def claims_exact(name: str) -> bool:
     """May an answer of backend `name` claim exactness (else it rests on float tolerances)?"""
-    from nnir.backends import registry
-
     return bool(registry.backend_class(name).exact)
 
 
 def served_by(kind: str) -> list[str]:
-    from nnir.backends import registry
-
     return registry.names_for(kind)
 
 
 def require(kind: str, backend: str, span=None) -> None:
     """Raise `UnsupportedQuery` unless `backend` declares query kind `kind`."""
-    from nnir.backends import registry
-
     if kind not in registry.backend_class(backend).kinds:
         ok = served_by(kind)
         listed = ", ".join(ok[:-1]) + (" or " if len(ok) > 1 else "") + ok[-1] if ok else "none"
@@ -108,8 +101,6 @@ def plan(kind: str, backend: str = "auto", *, confirm: bool = True, problem=None
         UnsupportedQuery: `backend` does not serve `kind`.
         BackendError: an unknown backend, or (auto) none installed serves `kind`.
     """
-    from nnir.backends import registry
-
     exact = exact_for(kind)
     pre = why = None
     if backend == "auto":
@@ -138,8 +129,6 @@ def plan(kind: str, backend: str = "auto", *, confirm: bool = True, problem=None
 def involved(kind: str, backend: str, options: dict | None = None) -> list[str]:
     """The backends a query of `kind` on `backend` may run (the requested one, auto's
     candidates, confirming solvers, portfolio members): whose options a run may carry."""
-    from nnir.backends import registry
-
     options = options or {}
     if backend == "auto":
         names = [n for n in served_by(kind)]
@@ -160,9 +149,6 @@ def involved(kind: str, backend: str, options: dict | None = None) -> list[str]:
 def option_classes(kind: str, backend: str, options: dict | None = None) -> list[type]:
     """The options classes a query of `kind` on `backend` reads: its kind's, then those of the
     backends involved (compress also runs a stable analysis)."""
-    from nnir.backends import registry
-    from nnir.queries.options import for_kind
-
     kinds = [kind] + (["stable"] if kind == "compress" else [])
     classes = [for_kind(k) for k in kinds]
     for k in kinds:
@@ -174,8 +160,6 @@ def option_classes(kind: str, backend: str, options: dict | None = None) -> list
 def check_options(kind: str, backend: str, options: dict | None) -> None:
     """Raise `UsageError` unless every option is one the query kind or an involved backend
     declares, with a value of its type (the error names the valid ones)."""
-    from nnir import options as opts
-
     opts.check(options, option_classes(kind, backend, options),
                f"{kind} queries on backend '{backend}'")
 
@@ -186,8 +170,6 @@ KINDS = ("verify", "train", "bound", "stable", "compress", "equiv")
 def options_for(kind: str, backend: str, options: dict | None) -> dict:
     """The part of a run-wide option bag (e.g. `nnirc`'s flags, one for every query of a file)
     that a query of `kind` on `backend` reads."""
-    from nnir import options as opts
-
     classes = option_classes(kind, backend, options)
     return {k: v for k, v in (options or {}).items() if any(opts.owns(c, k) for c in classes)}
 
@@ -195,7 +177,5 @@ def options_for(kind: str, backend: str, options: dict | None) -> dict:
 def check_run_options(backend: str, options: dict | None) -> None:
     """Raise `UsageError` unless each option is read by some query kind on `backend` (for a
     bag meant for every query of a run, such as `nnirc`'s flags)."""
-    from nnir import options as opts
-
     classes = [c for k in KINDS for c in option_classes(k, backend, options)]
     opts.check(options, classes, f"backend '{backend}'")

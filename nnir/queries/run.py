@@ -9,11 +9,13 @@ import numpy as np
 
 from nnir.deadline import Deadline
 from nnir.errors import BackendError, NnirError, UnsupportedQuery
+from nnir.ir.const import Const
 from nnir.ir.nodes import Program, Verify
 from nnir.passes.manager import PassContext, default_pipeline
 from nnir.queries import status as st
 from nnir.queries.problem import VerifyProblem
 from nnir.queries.result import Result
+from nnir.queries.route import check_options
 
 
 def prepare(prog: Program, q: Verify, ctx: PassContext | None = None) -> VerifyProblem:
@@ -29,8 +31,6 @@ def prepare(prog: Program, q: Verify, ctx: PassContext | None = None) -> VerifyP
 def box_from_where(net, where):
     """`net` with its box cut by the one-variable bounds in `where` (the same feasible set)."""
     from dataclasses import replace
-
-    from nnir.ir.const import Const
 
     lo, hi = list(net.input.lo.exact), list(net.input.hi.exact)
     for a in where:
@@ -76,8 +76,6 @@ def run_query(prog: Program, q, backend: str = "auto", timeout: float | None = N
         UsageError: an option that neither the query kind nor a backend the run involves
             declares, or one of the wrong type (the message names the valid options).
     """
-    from nnir.queries.route import check_options
-
     start = time.perf_counter()
     deadline = Deadline.after(timeout)
     if q.kind in RUNNERS:

@@ -9,12 +9,19 @@ from dataclasses import replace
 
 import numpy as np
 
+from nnir.backends import registry
+from nnir.backends.milp.isa import THETA, IsaMilp
+from nnir.backends.milp.isa_each import prove_each
+from nnir.backends.options import HighsOptions
 from nnir.deadline import Deadline
 from nnir.ir.nodes import Network
 from nnir.options import names, parse
+from nnir.passes.interval import merge
+from nnir.passes.manager import default_pipeline
 from nnir.queries import route as routing
+from nnir.queries.bound import BoundProblem, replay_side
 from nnir.queries.options import StableOptions
-from nnir.queries.stable import CLOSE, StableState
+from nnir.queries.stable_state import CLOSE, StableState
 
 ISA_OWN = ("theta", "eps")  # the stable options the ISA MILP reads (besides HiGHS's own)
 
@@ -24,9 +31,6 @@ def isa(st: StableState, deadline: Deadline, options: dict, counts: dict) -> lis
     `joint_s` seconds (option; default 10, None: no limit), then prove what it leaves one
     state at a time, layer by layer (`backends/milp/isa_each.py`, which says why); close calls
     stay undecided for the per-neuron step, which confirms them exactly."""
-    from nnir.backends.milp.isa import THETA, IsaMilp
-    from nnir.backends.milp.isa_each import prove_each
-
     states = st.open_states()
     if not states:
         return []
@@ -39,7 +43,6 @@ def isa(st: StableState, deadline: Deadline, options: dict, counts: dict) -> lis
                 for i, c in zip(*np.nonzero(st.seen[k] & ~before[k]))}
 
     t = time.perf_counter()
-    from nnir.backends.options import HighsOptions
 
     o = parse(StableOptions, options)
     isa_opts = {k: v for k, v in options.items()
@@ -87,9 +90,6 @@ def _tightener(st: StableState):
     """After a layer's per-state proofs: the proven neurons' bounds clipped at 0 in the facts,
     then IBP and symbolic bounds re-run on them (later layers get tighter big-M constants);
     neurons they newly make stable are credited to those passes."""
-    from nnir.passes.interval import merge
-    from nnir.passes.manager import default_pipeline
-
     def tighten(net: Network, proven: list) -> Network:
         _credit(st, proven)
         lo = {k: v.copy() for k, v in net.facts.lo.items()}
@@ -111,8 +111,6 @@ def per_neuron(st: StableState, backend: str, deadline: Deadline, options: dict)
     """Decide every undecided neuron by exact max/min of its pre-activation (per neuron), on
     the backend `route.plan` picks for stable queries; its close calls go to the route's
     exact backend."""
-    from nnir.backends import registry
-
     notes = []
     o = parse(StableOptions, options)
     plan = routing.plan("stable", backend, confirm=o.confirm)
@@ -170,8 +168,6 @@ def per_neuron(st: StableState, backend: str, deadline: Deadline, options: dict)
 
 
 def _problem(net: Network, k: int, i: int):
-    from nnir.queries.bound import BoundProblem
-
     lay = net.layers[k]
     return BoundProblem(replace(net, layers=net.layers[:k + 1], output=lay.name,
                                 facts=net.facts), lay.name, i, f"stable_{lay.name}_{i}")
@@ -182,8 +178,6 @@ def _side(st: StableState, problem, solver, sense: str, deadline, stats: dict,
     """One solve: "stable" (s * pre <= 0 proven), "observed" (s * pre > 0 replayed: the state
     is marked, with every other state the arg-optimum shows unless `full`, the baseline that
     decides each neuron on its own), "close", or why undecided."""
-    from nnir.queries.bound import replay_side
-
     left = deadline.left()
     stats["solves"] += 1
     ans = solver.solve_bound(problem, timeout=left, senses=(sense,))

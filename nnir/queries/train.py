@@ -10,12 +10,21 @@ from fractions import Fraction
 
 import numpy as np
 
+from nnir import proc
+from nnir.backends import registry
+from nnir.backends.base import Answer
 from nnir.data import load_dataset
+from nnir.deadline import Deadline
 from nnir.errors import DslError
 from nnir.ir.const import Const
 from nnir.ir.evaluate import evaluate, evaluate_batch
 from nnir.ir.nodes import Network, Program, Train, Unknown
+from nnir.options import parse
+from nnir.queries import route as routing
+from nnir.queries import status as st
+from nnir.queries.options import TrainOptions
 from nnir.queries.problem import TrainProblem
+from nnir.queries.result import Result
 
 
 def prepare_train(prog: Program, q: Train) -> TrainProblem:
@@ -118,14 +127,6 @@ def replay_train(problem: TrainProblem, weights) -> TrainReplay:
 def run_train(prog: Program, q: Train, backend: str, timeout, options: dict):
     """Train on the route `route.plan` gives, then replay the network on every training point
     before reporting it; a float (MILP) `unsat` is handed to an exact solver to confirm."""
-    from nnir.backends import registry
-    from nnir.deadline import Deadline
-    from nnir.options import parse
-    from nnir.queries import route as routing
-    from nnir.queries import status as st
-    from nnir.queries.options import TrainOptions
-    from nnir.queries.result import Result
-
     deadline = Deadline.of(timeout)
     o = parse(TrainOptions, options)
     problem = prepare_train(prog, q)
@@ -180,9 +181,6 @@ def run_train(prog: Program, q: Train, backend: str, timeout, options: dict):
 def _guarded_call(solve, problem, timeout):
     """`solve(problem, timeout=timeout)` (an `Answer`) in a child stopped a second past the
     limit, where fork is available and a limit is set."""
-    from nnir import proc
-    from nnir.backends.base import Answer
-
     if timeout is None or not proc.available():
         return solve(problem, timeout=timeout)
     reply = proc.call(solve, problem, timeout=timeout + 1.0)

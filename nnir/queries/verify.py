@@ -2,14 +2,19 @@
 never report a MILP `unsat` as `unsat` unless an exact method confirmed it (`_settle_unsat`)."""
 from __future__ import annotations
 
+from nnir import proc
+from nnir.backends import registry
+from nnir.backends.split.props import supported
 from nnir.deadline import Deadline
 from nnir.errors import UnsupportedQuery
 from nnir.ir.nodes import Program, Verify
+from nnir.options import parse
 from nnir.queries import route as routing
 from nnir.queries.options import VerifyOptions
 from nnir.queries.problem import VerifyProblem
 from nnir.queries.replay import replay_verify
 from nnir.queries.result import Result, witness_dict
+from nnir.queries.run import count_unstable, prepare
 
 # Below this many seconds left, a further confirmation step is not started.
 STEP_MIN_S = 0.05
@@ -22,9 +27,6 @@ def run_verify(prog: Program, q: Verify, backend: str, timeout, options: dict) -
     confirmed it (`_settle_unsat`): HiGHS decides in floating point, and on a property that
     holds by less than its tolerances its "infeasible" is simply wrong.
     """
-    from nnir.options import parse
-    from nnir.queries.run import count_unstable, prepare
-
     deadline = Deadline.of(timeout)
     o = parse(VerifyOptions, options)
     problem = prepare(prog, q)
@@ -77,7 +79,6 @@ def _settle_unsat(problem: VerifyProblem, q: Verify, res: Result, deadline: Dead
         elif plan.confirm is not None:
             tried.append(f"no exact SMT confirmation ({unstable} unstable ReLUs > "
                          f"{plan.max_unstable})")
-        from nnir.backends.split.props import supported
 
         if plan.split_after and supported(problem.net) is None \
                 and not deadline.expired(STEP_MIN_S):
@@ -94,8 +95,6 @@ def _solve_guarded(problem: VerifyProblem, q: Verify, name: str, deadline: Deadl
                    options) -> Result:
     """`_solve_once` in a killable child process, stopped at the deadline (plus a second for
     the child to report), so a solver that ignores its own limit cannot overrun the query's."""
-    from nnir import proc
-
     if not deadline.bounded or not proc.available():
         return _solve_once(problem, q, name, deadline, options)
     reply = proc.call(_solve_once, problem, q, name, deadline, options,
@@ -115,8 +114,6 @@ def _solve_guarded(problem: VerifyProblem, q: Verify, name: str, deadline: Deadl
 def _solve_once(problem: VerifyProblem, q: Verify, name: str, deadline: Deadline,
                 options) -> Result:
     """One backend call, with the witness replayed and the verdict's basis stated."""
-    from nnir.backends import registry
-
     solver = registry.get_backend(name, **options)
     if "verify" not in solver.kinds:
         raise UnsupportedQuery(f"backend '{name}' does not answer verify queries", q.span)
