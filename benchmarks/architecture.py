@@ -42,7 +42,7 @@ def module_name(root: str, path: str) -> str:
 
 
 def files(root: str):
-    for top in ("nnir", "backends"):
+    for top in ("nnir", "backends", "grammar"):
         for dirpath, _, names in os.walk(os.path.join(root, top)):
             for n in sorted(names):
                 if n.endswith(".py"):
