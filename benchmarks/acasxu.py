@@ -3,7 +3,7 @@ per backend, against the published ground truth.
 
 Each instance runs in its own process (`nnir.formats.vnncomp.verify_files`, what `nnirc verify
 NET.onnx PROP.vnnlib` runs) with the instance's limit (116 s, times `--scale`), killed
-max(1.5 s, 4% of the limit) past it (`nnir.cli_session.kill_grace`), with whatever it
+max(1.5 s, 4% of the limit) past it (`nnir.cli_common.kill_grace`), with whatever it
 started. Backends:
 
     split       input splitting (`--backend split`; what `auto` now picks for few inputs)

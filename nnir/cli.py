@@ -12,7 +12,9 @@ import os
 import sys
 import traceback
 
-from nnir import __version__
+from nnir import __version__, proc
+from nnir.cli_commands import COMMANDS
+from nnir.cli_common import ChildError, document
 from nnir.errors import DslError, InputFileError, IrError, NnirError
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_QUERY = 0, 1, 2, 3
@@ -176,9 +178,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from nnir import proc
-    from nnir.cli_session import ChildError
-
     proc.install_handlers()
     try:
         return COMMANDS[args.cmd](args)
@@ -209,11 +208,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _emit_error(args, text: str) -> None:
     if getattr(args, "json", False):
-        from nnir.cli_commands import document
-
         print(json.dumps(document(args.cmd, status="error", message=text)))
     else:
         print(text, file=sys.stderr)
 
-
-from nnir.cli_commands import COMMANDS  # noqa: E402 (after main: the commands import more)

@@ -2,62 +2,40 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
-from nnir.errors import DslError, UnsupportedQuery, UsageError
+import numpy as np
+
+from nnir.backends import registry
+from nnir.backends.milp.lower import to_milp
+from nnir.backends.milp.writer import write_model
+from nnir.backends.smtlib.lower import to_smtlib
+from nnir.cli_common import (
+    EXIT_OK,
+    EXIT_QUERY,
+    check_backend_name,
+    document,
+    emitted,
+    load_all,
+    options_of,
+    print_json,
+)
+from nnir.cli_session import run_queries
+from nnir.errors import UnsupportedQuery, UsageError
+from nnir.formats.batch import cmd_batch
+from nnir.formats.commands import cmd_verify_files, emit_file
 from nnir.frontend import load
-from nnir.io import read_text, write_text
-from nnir.ir.nodes import Program, Verify
+from nnir.io import atomic_path, write_text
+from nnir.ir.nodes import Verify
 from nnir.ir.printer import print_network, print_program
-
-EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_QUERY = 0, 1, 2, 3
-
-# Every `--json` document (and every `-o` results file) names its schema: `nnir/schema/
-# nnir-output-1.json` describes it; a change that breaks a reader gets a new number.
-SCHEMA = "nnir/1"
-
-
-def document(command: str, **fields) -> dict:
-    """The top of every JSON document `nnirc` prints: the schema, the command, then `fields`."""
-    return {"schema": SCHEMA, "command": command, **fields}
-
-
-def print_json(doc: dict) -> None:
-    print(json.dumps(doc, indent=2))
-
-
-def check_backend_name(name: str) -> None:
-    """An unknown `--backend` is a command-line error, found before anything is read."""
-    from nnir.backends import registry
-
-    if name != "auto" and name not in registry.names():
-        raise UsageError(f"unknown backend '{name}'",
-                         hint="known backends: " + ", ".join(["auto", *registry.names()]))
-
-
-def _load_all(path: str) -> Program:
-    """Parse and verify, then materialise every dataset so file problems surface now."""
-    from nnir.data import load_dataset
-
-    prog = load(path)
-    source = read_text(path)  # bounded, BOM dropped: the text the parser saw
-    dims = {}
-    for ds in prog.datasets:
-        dims[ds.name] = load_dataset(ds, prog.base_dir, source).dim
-    for q in prog.queries:
-        for data in (getattr(q, "data", None), getattr(q, "test", None)):
-            if data not in dims:
-                continue
-            net = prog.network(q.net)
-            if dims[data] != net.input.size:
-                raise DslError(f"dataset '{data}' has points of dimension {dims[data]}, but "
-                                f"network '{net.name}' takes {net.input.size} inputs",
-                                q.span, source=source)
-    return prog
+from nnir.passes.manager import PassContext, PassManager, registered_passes
+from nnir.queries.route import check_run_options
+from nnir.queries.run import prepare
 
 
 def cmd_check(args) -> int:
-    prog = _load_all(args.file)
+    prog = load_all(args.file)
     summary = {
         "file": args.file,
         "networks": [{
@@ -86,38 +64,9 @@ def cmd_check(args) -> int:
     return EXIT_OK
 
 
-def _options(args) -> dict:
-    opts = {}
-    if getattr(args, "solver_cmd", None):
-        opts["cmd"] = args.solver_cmd
-    if getattr(args, "pysmt_solver", None):
-        opts["solver"] = args.pysmt_solver
-    if getattr(args, "encoding", None):
-        opts["encoding"] = args.encoding
-    if getattr(args, "method", None):
-        opts["method"] = args.method
-    if getattr(args, "lp", False):
-        opts["lp"] = True
-    if getattr(args, "isa_joint", None) is not None:
-        opts["joint_s"] = args.isa_joint
-    return opts
-
-
-def _selected(prog: Program, names, kinds=None) -> list:
-    if names:
-        known = {q.name for q in prog.queries}
-        missing = [n for n in names if n not in known]
-        if missing:
-            raise UsageError(f"no query named '{missing[0]}' in {prog.path}",
-                            hint="queries: " + ", ".join(sorted(known)))
-        return [q for q in prog.queries if q.name in names]
-    return [q for q in prog.queries if kinds is None or q.kind in kinds]
-
-
 def cmd_run(args, kinds=None) -> int:
     """Answer the selected queries in a killable child (`nnir.cli_session`); print each result
     as it comes, and rewrite `-o` atomically after each, so an interrupt loses nothing finished."""
-    from nnir.cli_session import run_queries
 
     results = []
 
@@ -141,10 +90,9 @@ def cmd_run(args, kinds=None) -> int:
             write_text(args.output, json.dumps(payload(), indent=2) + "\n")
 
     check_backend_name(args.backend)
-    from nnir.queries.route import check_run_options
 
-    check_run_options(args.backend, _options(args))
-    ses = run_queries(args.file, args.query, kinds, args.backend, args.timeout, _options(args),
+    check_run_options(args.backend, options_of(args))
+    ses = run_queries(args.file, args.query, kinds, args.backend, args.timeout, options_of(args),
                       on_start, on_result)
     if ses.interrupted:
         if args.output:
@@ -159,7 +107,6 @@ def cmd_run(args, kinds=None) -> int:
 
 def cmd_verify(args) -> int:
     if args.prop or args.file.endswith((".onnx", ".nnet")):  # VNN-COMP: network + property
-        from nnir.formats.commands import cmd_verify_files
 
         return cmd_verify_files(args)
     return cmd_run(args, kinds=("verify",))
@@ -181,8 +128,6 @@ def cmd_train(args, kinds=("train",)) -> int:
 
 def _per_query(path: str, res, many: bool) -> str:
     """With several train queries, each network goes to its own file: NAME_QUERY.nnir."""
-    import os
-
     if not many:
         return path
     stem, ext = os.path.splitext(path)
@@ -191,12 +136,6 @@ def _per_query(path: str, res, many: bool) -> str:
 
 def _save_trained(res, path: str) -> None:
     """Write a trained network as .nnir (exact) and .npz (float64), both atomically."""
-    import os
-
-    import numpy as np
-
-    from nnir.io import atomic_path
-
     if res.trained is None:
         return
     verb = "trained" if res.kind == "train" else "made"
@@ -213,11 +152,9 @@ def _save_trained(res, path: str) -> None:
 
 
 def cmd_emit(args) -> int:
-    from nnir.queries.run import prepare
 
     prog = load(args.file)
     if args.format in ("onnx", "vnnlib"):  # a network or a query as another tool's file
-        from nnir.formats.commands import emit_file
 
         return emit_file(args, prog)
     verifies = [q for q in prog.queries if isinstance(q, Verify)]
@@ -237,32 +174,13 @@ def cmd_emit(args) -> int:
                                                    "none"))
     problem = prepare(prog, q)
     if args.format == "smtlib":
-        from nnir.backends.smtlib.lower import to_smtlib
 
         return emitted(args, to_smtlib(problem, relu=args.relu).text, query=q.name)
     if not args.output:
         raise UsageError(f"--format {args.format} needs an output file (-o FILE)")
-    from nnir.backends.milp.lower import to_milp
-    from nnir.backends.milp.writer import write_model
 
     write_model(to_milp(problem), args.output, args.format)
     return emitted(args, None, query=q.name)
-
-
-def emitted(args, text: str | None, **fields) -> int:
-    """Finish `emit`: `text` (None: already written to `-o`) to `-o` or stdout; with `--json`,
-    a JSON document saying what was written (holding `text` when there is no `-o`)."""
-    if text is not None and args.output:
-        write_text(args.output, text)
-    if args.json:
-        print_json(document("emit", file=args.file, format=args.format, **fields,
-                            output=args.output or None,
-                            text=None if args.output else text))
-    elif args.output:
-        print(f"wrote {args.output}", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
-    return EXIT_OK
 
 
 def cmd_dump_ir(args) -> int:
@@ -270,7 +188,6 @@ def cmd_dump_ir(args) -> int:
     if not args.after:
         text = print_program(prog)
     else:
-        from nnir.passes.manager import PassContext, PassManager, registered_passes
 
         passes = registered_passes()
         if args.after not in passes:
@@ -292,7 +209,6 @@ def cmd_dump_ir(args) -> int:
 
 
 def cmd_backends(args) -> int:
-    from nnir.backends import registry
 
     if args.json:
         rows = []
@@ -309,7 +225,6 @@ def cmd_backends(args) -> int:
 
 
 def _batch(args) -> int:
-    from nnir.formats.batch import cmd_batch
 
     return cmd_batch(args)
 
@@ -322,4 +237,4 @@ COMMANDS = {"check": cmd_check, "run": cmd_run, "verify": cmd_verify, "train": c
             "emit": cmd_emit, "batch": _batch,
             "dump-ir": cmd_dump_ir, "backends": cmd_backends}
 
-__all__ = ["COMMANDS", "SCHEMA", "document", "print_json"]
+__all__ = ["COMMANDS"]

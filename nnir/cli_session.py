@@ -20,13 +20,12 @@ import time
 from dataclasses import dataclass, field
 
 from nnir import proc
+from nnir.backends import registry
+from nnir.cli_common import ChildError, kill_grace, load_all, selected
+from nnir.deadline import Deadline
 from nnir.queries.result import Result
-
-
-def kill_grace(timeout: float) -> float:
-    """Seconds past the limit before the backstop kill: within the promised max(2 s, 5% of T)
-    with room to print."""
-    return max(1.5, 0.04 * timeout)
+from nnir.queries.route import options_for
+from nnir.queries.run import run_query
 
 
 @dataclass
@@ -48,16 +47,9 @@ class Session:
 
 def _child(send, path, select, kinds, backend, timeout, options, skip, t0) -> None:
     """In the child: load, check the backend, then answer each selected query not in `skip`."""
-    from nnir.cli_commands import _load_all, _selected
-    from nnir.deadline import Deadline
-    from nnir.queries.route import options_for
-    from nnir.queries.run import run_query
-
-    prog = _load_all(path)
-    queries = _selected(prog, select, kinds)
+    prog = load_all(path)
+    queries = selected(prog, select, kinds)
     if backend != "auto":  # fail fast on an unknown or missing backend
-        from nnir.backends import registry
-
         registry.get_backend(backend, **options)
     # the first query pays for reading: its time started at t0
     start = None if t0 is None else Deadline(None if timeout is None else t0 + timeout)
@@ -167,14 +159,6 @@ def _rebuild(f: proc.Failure) -> Exception:
                       "and please report it", 70, f.trace)
 
 
-class ChildError(Exception):
-    """An error the child reported: already rendered, with the exit status it means."""
-
-    def __init__(self, text: str, exit_code: int, trace: str = ""):
-        super().__init__(text)
-        self.text, self.exit_code, self.trace = text, exit_code, trace
-
-
 def _in_process(ses, path, select, kinds, backend, timeout, options, on_start, on_result):
     """The same without a child: no backstop for a solver that overruns."""
     sent = []
@@ -196,4 +180,4 @@ def _in_process(ses, path, select, kinds, backend, timeout, options, on_start, o
     return ses
 
 
-__all__ = ["ChildError", "Plan", "Session", "kill_grace", "run_queries"]
+__all__ = ["Plan", "Session", "run_queries"]

@@ -149,7 +149,7 @@ def test_stable_isa_joint_option(tmp_path):
     assert "--isa-joint" in nnirc("run", "--help").stdout
     assert "--isa-joint" in nnirc("stable", "--help").stdout
     from nnir.cli import build_parser
-    from nnir.cli_commands import _options
+    from nnir.cli_common import options_of as _options
 
     args = build_parser().parse_args(["run", str(f), "--isa-joint", "2.5"])
     assert _options(args)["joint_s"] == 2.5

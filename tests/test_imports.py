@@ -28,10 +28,6 @@ ALLOWED_OWN = {
     # default reaches up to the HiGHS helper
     ("nnir.passes.lp", "nnir.backends.milp.highs"),
 }
-# Modules whose function-level imports are not yet hoisted (issue 12): the command-line layer,
-# whose shared pieces still have to move out of cli_commands/cli_session.
-PENDING = {"nnir.cli", "nnir.cli_commands", "nnir.cli_session", "nnir.formats.commands",
-           "nnir.formats.batch"}
 
 
 def _modules() -> dict[str, pathlib.Path]:
@@ -160,8 +156,6 @@ def test_nothing_imported_by_name_from_the_root_facade():
 def test_function_level_imports_are_allowed():
     bad = []
     for mod in MODULES:
-        if mod in PENDING:
-            continue
         for target, _, lazy in _imports(mod):
             top = target.split(".")[0]
             if not lazy or top in sys.stdlib_module_names or top in OPTIONAL \

@@ -11,7 +11,7 @@ import pytest
 from helpers import EXAMPLES
 from schema_check import errors
 
-from nnir.cli_commands import SCHEMA
+from nnir.cli_common import SCHEMA
 from nnir.queries import status
 from nnir.schema import output_schema
 

@@ -18,9 +18,11 @@ import time
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 
-from nnir.cli_session import kill_grace
+from nnir.cli_common import check_backend_name, document, kill_grace, print_json
 from nnir.errors import InputFileError, NnirError, Span
+from nnir.formats.vnncomp import verify_files
 from nnir.io import write_text
+from nnir.proc import after_fork, silence_solvers
 
 # Seconds past its limit before an instance's process is killed; None: `kill_grace(limit)`,
 # max(1.5 s, 4% of the limit), within the time-limit promise of max(2 s, 5%).
@@ -113,8 +115,6 @@ def run_pool(jobs: list[tuple], n_procs: int, target, limit_of, on_done) -> None
 def _grouped(target, conn, *args) -> None:
     """In the worker: lead a process group of its own, die with the batch, keep solvers off our
     stdout and stderr, then run the job."""
-    from nnir.proc import after_fork, silence_solvers
-
     if hasattr(os, "setpgrp"):
         os.setpgrp()
     after_fork()
@@ -139,8 +139,6 @@ def _finish(job, reply, start, proc, conn, on_done) -> None:
 
 def _work(conn, row: Row, backend: str, limit: float) -> None:
     """In the worker process: answer one instance, send (status, backend, message)."""
-    from nnir.formats.vnncomp import verify_files
-
     try:
         res = verify_files(row.onnx, row.vnnlib, backend, limit)
         conn.send((str(res.status), res.backend or backend, res.message.splitlines()[0]
@@ -195,8 +193,6 @@ def _progress(rows: list[Row], row: Row, tty: bool) -> str:
 
 
 def cmd_batch(args) -> int:
-    from nnir.cli_commands import check_backend_name
-
     check_backend_name(args.backend)
     rows = read_instances(args.file)
     if not rows:
@@ -214,8 +210,6 @@ def cmd_batch(args) -> int:
         sys.stderr.write("\n")
     write_text(args.output, csv_text(rows))
     if args.json:
-        from nnir.cli_commands import document, print_json
-
         print_json(document("batch", file=args.file, output=args.output,
                             results=[dict(r.__dict__) for r in rows]))
     else:

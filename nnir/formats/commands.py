@@ -3,26 +3,40 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
+from nnir import proc
+from nnir.cli_common import (
+    ChildError,
+    check_backend_name,
+    document,
+    emitted,
+    kill_grace,
+    options_of,
+    print_json,
+)
 from nnir.errors import UnsupportedQuery, UsageError
+from nnir.formats.onnx_io import write_onnx
+from nnir.formats.vnncomp import results_text, verify_files
+from nnir.formats.vnnlib import vnnlib_text
 from nnir.io import write_text
 from nnir.ir.formula import nnf
 from nnir.ir.nodes import Program, Verify
+from nnir.queries.problem import VerifyProblem
+from nnir.queries.result import Result
+from nnir.queries.run import box_from_where
 
 EXIT_OK, EXIT_USAGE, EXIT_QUERY = 0, 2, 3
 
 
 def cmd_verify_files(args) -> int:
     """Answer a VNN-LIB property on an ONNX/NNet network; `-o` writes the VNN-COMP results."""
-    from nnir.formats.vnncomp import results_text
-
     if args.file.endswith(".nnir") or not args.prop:
         why = ("a .nnir file holds its own queries: write `verify NET from vnnlib \"PROP\"` in "
                "it" if args.file.endswith(".nnir") else "give the property file too")
         print(f"nnirc verify: {why}\nusage: nnirc verify NET.onnx PROP.vnnlib [--timeout S]",
               file=sys.stderr)
         return EXIT_USAGE
-    from nnir.cli_commands import check_backend_name
 
     check_backend_name(args.backend)
     if args.output:  # a run killed or interrupted before the end leaves `unknown`, never stale
@@ -32,8 +46,6 @@ def cmd_verify_files(args) -> int:
     res = _verify_files_guarded(args)
     text = results_text(res)
     if args.json:
-        from nnir.cli_commands import document, print_json
-
         print_json(document("verify", file=args.file, network=args.file, property=args.prop,
                             vnncomp=text, results=[res.to_dict()]))
     else:
@@ -46,20 +58,12 @@ def cmd_verify_files(args) -> int:
 def _verify_files_guarded(args):
     """`verify_files` in a killable child: reading, solving and replay all count against
     `--timeout`; past it plus `kill_grace` the child and its solvers are killed (`timeout`)."""
-    import time
-
-    from nnir import proc
-    from nnir.cli_commands import _options
-    from nnir.cli_session import ChildError, kill_grace
-    from nnir.formats.vnncomp import verify_files
-    from nnir.queries.result import Result
-
     call = (args.file, args.prop, args.backend, args.timeout)
     if not proc.available():
-        return verify_files(*call, **_options(args))
+        return verify_files(*call, **options_of(args))
     start = time.monotonic()
     limit = None if args.timeout is None else args.timeout + kill_grace(args.timeout)
-    reply = proc.call(verify_files, *call, timeout=limit, **_options(args))
+    reply = proc.call(verify_files, *call, timeout=limit, **options_of(args))
     name = f"{os.path.basename(args.file)} {os.path.basename(args.prop)}"
     if reply is proc.TIMEOUT:
         return Result(name, "verify", "timeout", None, time.monotonic() - start,
@@ -92,8 +96,6 @@ def _pick_query(prog: Program, name: str | None) -> Verify:
 def emit_file(args, prog: Program) -> int:
     """`emit --format onnx` writes a network (the query's, or the only one); `vnnlib` a query."""
     if args.format == "onnx":
-        from nnir.formats.onnx_io import write_onnx
-
         if len(prog.networks) == 1 and not args.query:
             net = prog.networks[0]
         else:
@@ -102,8 +104,6 @@ def emit_file(args, prog: Program) -> int:
             raise UsageError("--format onnx needs an output file (-o FILE.onnx)")
         rep = write_onnx(net, args.output)
         if args.json:
-            from nnir.cli_commands import document, print_json
-
             print_json(document("emit", file=args.file, format=args.format, network=net.name,
                                 output=args.output, text=None, notes=list(rep.notes)))
         else:
@@ -112,7 +112,6 @@ def emit_file(args, prog: Program) -> int:
             for note in rep.notes:
                 print(f"note: {note}", file=sys.stderr)
         return EXIT_OK
-    from nnir.cli_commands import emitted
 
     q = _pick_query(prog, args.query)
     if not isinstance(q, Verify):
@@ -123,10 +122,6 @@ def emit_file(args, prog: Program) -> int:
 
 def vnnlib_of(prog: Program, q: Verify) -> str:
     """The VNN-LIB text of a verify query: its one-variable bounds become the box."""
-    from nnir.formats.vnnlib import vnnlib_text
-    from nnir.queries.problem import VerifyProblem
-    from nnir.queries.run import box_from_where
-
     net = box_from_where(prog.network(q.net), q.where)
     rest = tuple(a for a in q.where if not _implied(a, net))
     return vnnlib_text(VerifyProblem(net, rest, nnf(q.prop), q.name))
