@@ -27,7 +27,6 @@ from nnir.formats.batch import cmd_batch
 from nnir.formats.commands import cmd_verify_files, emit_file
 from nnir.frontend import load
 from nnir.io import atomic_path, write_text
-from nnir.ir.nodes import Verify
 from nnir.ir.printer import print_network, print_program
 from nnir.passes.manager import PassContext, PassManager, registered_passes
 from nnir.queries.route import check_run_options
@@ -157,13 +156,13 @@ def cmd_emit(args) -> int:
     if args.format in ("onnx", "vnnlib"):  # a network or a query as another tool's file
 
         return emit_file(args, prog)
-    verifies = [q for q in prog.queries if isinstance(q, Verify)]
+    verifies = [q for q in prog.queries if q.kind == "verify"]
     if args.query:
         q = next((q for q in prog.queries if q.name == args.query), None)
         if q is None:
             raise UsageError(f"no query named '{args.query}'",
                             hint="queries: " + ", ".join(x.name for x in prog.queries))
-        if not isinstance(q, Verify):
+        if q.kind != "verify":
             raise UnsupportedQuery(f"emit handles verify queries; '{q.name}' is a {q.kind} "
                                    "query", q.span)
     elif len(verifies) == 1:

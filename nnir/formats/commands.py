@@ -80,7 +80,7 @@ def _verify_files_guarded(args):
 
 
 def _pick_query(prog: Program, name: str | None) -> Verify:
-    verifies = [q for q in prog.queries if isinstance(q, Verify)]
+    verifies = [q for q in prog.queries if q.kind == "verify"]
     if name:
         q = next((q for q in prog.queries if q.name == name), None)
         if q is None:
@@ -114,7 +114,7 @@ def emit_file(args, prog: Program) -> int:
         return EXIT_OK
 
     q = _pick_query(prog, args.query)
-    if not isinstance(q, Verify):
+    if q.kind != "verify":
         raise UnsupportedQuery(f"VNN-LIB states verify queries; '{q.name}' is a {q.kind} query",
                                q.span)
     return emitted(args, vnnlib_of(prog, q), query=q.name)

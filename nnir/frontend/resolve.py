@@ -6,7 +6,7 @@ from dataclasses import replace
 from nnir import limits
 from nnir.errors import DslError
 from nnir.ir.formula import atoms
-from nnir.ir.nodes import And, Atom, Dense, Network, Not, Or, Program, Ref, Unknown, Verify
+from nnir.ir.nodes import And, Atom, Dense, Network, Not, Or, Program, Ref, Unknown
 
 
 def resolve(prog: Program) -> Program:
@@ -16,7 +16,7 @@ def resolve(prog: Program) -> Program:
     queries = []
     for q in prog.queries:
         net = by_name.get(getattr(q, "net", None))
-        if isinstance(q, Verify) and net is not None:
+        if q.kind == "verify" and net is not None:
             q = replace(q, where=tuple(_expand(a, net) for a in q.where),
                         prop=_expand_formula(q.prop, net))
         queries.append(q)
@@ -46,7 +46,7 @@ def _count_sum_terms(prog: Program) -> None:
     uses = [(a, n) for n in prog.networks for a in n.input.constraints]
     for q in prog.queries:
         net = by_name.get(getattr(q, "net", None))
-        if isinstance(q, Verify) and net is not None:
+        if q.kind == "verify" and net is not None:
             uses += [(a, net) for a in (*q.where, *atoms(q.prop))]
     left = limits.MAX_SUM_TERMS
     for a, net in uses:
