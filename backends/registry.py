@@ -18,6 +18,7 @@ _BACKENDS = {
     "external": "nnir.backends.smtlib.external_backend:ExternalBackend",
     "highs": "nnir.backends.milp.highs_backend:HighsBackend",
     "split": "nnir.backends.split.split_backend:SplitBackend",
+    "bab": "nnir.backends.bab.bab_backend:BabBackend",
     "portfolio": "nnir.backends.portfolio:PortfolioBackend",
     "sgd": "nnir.backends.train.sgd:SgdBackend",
     "admm": "nnir.backends.train.admm:AdmmBackend",

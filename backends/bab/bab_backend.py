@@ -1,0 +1,57 @@
+"""The `bab` backend: verify queries by branch and bound over ReLU splits (see `engine.py`).
+
+It answers `sat` only with a witness replayed in exact rational arithmetic, and `unsat` only when
+every sub-problem was closed by a sound float64 bound or by an exact SMT solver, so its verdicts
+are exact. Networks must be dense relu/linear layers; anything else is declined as unsupported.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from nnir.backends import registry
+from nnir.backends.bab.engine import Options, Search
+from nnir.backends.base import Answer, Backend
+from nnir.backends.split.props import supported
+from nnir.backends.split.split_backend import one_blas_thread
+from nnir.deadline import Deadline
+from nnir.options import opt, parse
+
+
+@dataclass
+class BabOptions(Options):
+    """The engine's search settings (`engine.Options`), and the solver of LP leaves."""
+
+    exact_backend: str | None = opt(None, "solver of LP sub-problems (default z3, else cvc5)")
+
+
+def parse_options(options) -> Options:
+    """The engine's `Options` from the backend's (a `BabOptions` or a dict of its keys)."""
+    if isinstance(options, dict):
+        options = parse(BabOptions, options)
+    return Options(**{f.name: getattr(options, f.name) for f in fields(Options)})
+
+
+class BabBackend(Backend):
+    """Branch and bound over ReLU splits; exact answers (bounds sound in float64, witnesses
+    replayed exactly, LP leaves decided by z3/cvc5). Options: see `engine.Options`, and
+    `exact_backend`."""
+
+    name = "bab"
+    description = ("ReLU splitting: branch and bound over ReLU phases with sound back-"
+                   "substitution bounds, exact solver for LP leaves")
+    kinds = frozenset({"verify"})
+    logics = frozenset({"QF_LRA"})
+    exact = True
+    modules = ("numpy",)
+    Options = BabOptions
+
+    def solve_verify(self, problem, timeout: float | None = None) -> Answer:
+        why = supported(problem.net)
+        if why is not None:
+            return Answer("unknown", None, f"bab: unsupported network ({why}); use another "
+                          "backend", {"unsupported": 1})
+        opts = parse_options(self.opts)
+        have = registry.exact_backends()
+        exact = self.opts.exact_backend or ("z3" if "z3" in have else next(iter(have), None))
+        with one_blas_thread():
+            return Search(problem, opts, Deadline.after(timeout).at, exact).run()
