@@ -8,12 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from nnir.backends import registry
 from nnir.backends.bab.engine import Options, Search
 from nnir.backends.base import Answer, Backend
-from nnir.backends.split.props import supported
-from nnir.backends.split.split_backend import one_blas_thread
-from nnir.deadline import Deadline
+from nnir.backends.split.split_backend import run_search
 from nnir.options import opt, parse
 
 
@@ -46,12 +43,5 @@ class BabBackend(Backend):
     Options = BabOptions
 
     def solve_verify(self, problem, timeout: float | None = None) -> Answer:
-        why = supported(problem.net)
-        if why is not None:
-            return Answer("unknown", None, f"bab: unsupported network ({why}); use another "
-                          "backend", {"unsupported": 1})
-        opts = parse_options(self.opts)
-        have = registry.exact_backends()
-        exact = self.opts.exact_backend or ("z3" if "z3" in have else next(iter(have), None))
-        with one_blas_thread():
-            return Search(problem, opts, Deadline.after(timeout).at, exact).run()
+        return run_search(self.name, Search, problem, parse_options(self.opts),
+                          self.opts.exact_backend, timeout)

@@ -47,17 +47,25 @@ class SplitBackend(Backend):
     Options = SplitOptions
 
     def solve_verify(self, problem, timeout: float | None = None) -> Answer:
-        why = supported(problem.net)
-        if why is not None:
-            return Answer("unknown", None, f"split: unsupported network ({why}); use another "
-                          "backend", {"unsupported": 1})
-        opts = parse_options(self.opts)
-        # z3 first for hand-overs: it keeps its time limit, where cvc5 overran a 2 s limit by
-        # 8 s on an ACAS Xu sub-box (exact arithmetic on float weights is slow for both).
-        have = registry.exact_backends()
-        exact = self.opts.exact_backend or ("z3" if "z3" in have else next(iter(have), None))
-        with one_blas_thread():
-            return Search(problem, opts, Deadline.after(timeout).at, exact).run()
+        return run_search(self.name, Search, problem, parse_options(self.opts),
+                          self.opts.exact_backend, timeout)
+
+
+def run_search(name: str, search, problem, opts, exact_backend: str | None,
+               timeout: float | None) -> Answer:
+    """Run a branch-and-bound engine's `search(problem, opts, deadline, exact).run()` (split's,
+    or bab's over ReLU splits): decline a network it cannot read, pick the exact solver of its
+    hand-offs, keep BLAS to one thread."""
+    why = supported(problem.net)
+    if why is not None:
+        return Answer("unknown", None, f"{name}: unsupported network ({why}); use another "
+                      "backend", {"unsupported": 1})
+    # z3 first for hand-overs: it keeps its time limit, where cvc5 overran a 2 s limit by
+    # 8 s on an ACAS Xu sub-box (exact arithmetic on float weights is slow for both).
+    have = registry.exact_backends()
+    exact = exact_backend or ("z3" if "z3" in have else next(iter(have), None))
+    with one_blas_thread():
+        return search(problem, opts, Deadline.after(timeout).at, exact).run()
 
 
 def one_blas_thread():
