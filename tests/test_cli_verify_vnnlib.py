@@ -186,3 +186,100 @@ def test_pool_replies_kills_past_the_limit_and_reports_dead_workers(monkeypatch)
     assert got["exit"][0] == "worker exited (3)"
     assert got["sleep"][0] == "timeout" and 1.0 <= got["sleep"][1] < 10
     assert time.monotonic() - t < 10
+
+
+# ---------------------------------------------------------------- gzip-compressed files (.gz)
+def _gz(src, dst):
+    import gzip
+
+    dst.write_bytes(gzip.compress(src.read_bytes()))
+    return dst
+
+
+def test_gz_network_and_property_read_like_the_plain_files(tmp_path):
+    from nnir.formats.vnncomp import read_network
+
+    net_gz = _gz(MLP, tmp_path / "mlp_3x8x8x2.onnx.gz")
+    prop_gz = _gz(EXAMPLES / "data/mlp_two_boxes.vnnlib", tmp_path / "two_boxes.vnnlib.gz")
+    plain, packed = read_onnx(str(MLP)), read_network(str(net_gz))
+    assert packed.name == plain.name
+    assert all(np.array_equal(a.weight.exact, b.weight.exact) and
+               np.array_equal(a.bias.exact, b.bias.exact)
+               for a, b in zip(packed.layers, plain.layers, strict=True))
+    problems = read_vnnlib(str(prop_gz), packed)
+    assert [p.name for p in problems] == ["two_boxes_1", "two_boxes_2"]
+    unpacked = read_vnnlib(str(EXAMPLES / "data/mlp_two_boxes.vnnlib"), plain)
+    assert all(np.array_equal(p.net.input.lo.exact, q.net.input.lo.exact) and p.prop == q.prop
+               for p, q in zip(problems, unpacked, strict=True))
+
+
+def test_verify_reads_gz_files_and_replays_in_onnxruntime(tmp_path):
+    net_gz = _gz(MLP, tmp_path / "mlp.onnx.gz")
+    prop_gz = _gz(_class1_property(tmp_path), tmp_path / "wins.vnnlib.gz")
+    r = nnirc("verify", net_gz, prop_gz, "-o", tmp_path / "res.txt", "--timeout", "60")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "res.txt").read_text().startswith("sat\n((X_0 ")
+    try:
+        import onnxruntime  # noqa: F401
+        assert f"onnxruntime (float64) on {net_gz}: the property holds" in r.stdout
+    except ImportError:
+        assert "onnxruntime not installed" in r.stdout
+
+
+def test_nnir_file_imports_gz_files(tmp_path):
+    _gz(MLP, tmp_path / "m.onnx.gz")
+    _gz(EXAMPLES / "data/mlp_two_boxes.vnnlib", tmp_path / "p.vnnlib.gz")
+    (tmp_path / "q.nnir").write_text('net m = onnx "m.onnx.gz"\n'
+                                     'verify m as p from vnnlib "p.vnnlib.gz"\n')
+    r = nnirc("run", tmp_path / "q.nnir", "--timeout", "60")
+    assert r.returncode == 0, r.stderr
+    assert "p_1: unsat" in r.stdout and "p_2: unsat" in r.stdout
+
+
+def test_gz_suffix_is_dropped_from_names(tmp_path):
+    gz = tmp_path / "x.onnx.gz"
+    (tmp_path / "x.onnx").write_bytes(MLP.read_bytes()[:0])  # an unrelated plain file
+    _gz(EXAMPLES / "data/mlp_two_boxes.vnnlib", tmp_path / "prop_7.vnnlib.gz")
+    problems = read_vnnlib(str(tmp_path / "prop_7.vnnlib.gz"), read_onnx(str(MLP)))
+    assert problems[0].name == "prop_7_1"
+    from nnir.formats.batch import instance_stem
+
+    assert instance_stem(str(gz)) == "x" and instance_stem("a/prop_7.vnnlib") == "prop_7"
+
+
+def test_batch_finds_the_gz_file_of_a_listed_name(tmp_path):
+    """VNN-COMP lists name `x.onnx`; its benchmark folders hold `x.onnx.gz`."""
+    _gz(MLP, tmp_path / "mlp.onnx.gz")
+    _gz(EXAMPLES / "data/mlp_two_boxes.vnnlib", tmp_path / "two.vnnlib.gz")
+    (tmp_path / "instances.csv").write_text("mlp.onnx,two.vnnlib,60\n"
+                                            "mlp.onnx.gz,two.vnnlib.gz,60\n")
+    r = nnirc("batch", tmp_path / "instances.csv", "-o", tmp_path / "out.csv")
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = list(csv.DictReader(open(tmp_path / "out.csv")))
+    assert [(row["instance"], row["verdict"]) for row in rows] == [("mlp-two", "unsat")] * 2
+    assert all(row["onnx"].endswith("mlp.onnx.gz") for row in rows)
+
+
+def test_damaged_gz_files_are_input_errors(tmp_path, monkeypatch):
+    import gzip
+
+    from nnir.errors import InputFileError
+    from nnir.formats import onnx_io
+
+    prop = EXAMPLES / "data/mlp_two_boxes.vnnlib"
+    (tmp_path / "junk.onnx.gz").write_bytes(b"not gzip at all")
+    (tmp_path / "cut.onnx.gz").write_bytes(gzip.compress(MLP.read_bytes())[:400])
+    (tmp_path / "cut.vnnlib.gz").write_bytes(gzip.compress(prop.read_bytes())[:60])
+    for net, p, name in [("junk.onnx.gz", prop, "junk.onnx.gz"), ("cut.onnx.gz", prop,
+                         "cut.onnx.gz"), (MLP, tmp_path / "cut.vnnlib.gz", "cut.vnnlib.gz")]:
+        r = nnirc("verify", tmp_path / net, p)
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert re.search(rf"error: (ONNX|VNN-LIB) file '.*{name}' is not a readable gzip file",
+                         r.stderr), r.stderr
+        assert "Traceback" not in r.stderr
+    bomb = tmp_path / "bomb.onnx.gz"  # 5 KB that unpack to 5 MB, more than the limit allows
+    bomb.write_bytes(gzip.compress(bytes(5 * 2**20)))
+    assert bomb.stat().st_size < 100_000
+    monkeypatch.setattr(onnx_io, "MAX_ONNX_BYTES", 100_000)
+    with pytest.raises(InputFileError, match="unpacks to more than"):
+        onnx_io.read_onnx(str(bomb))

@@ -8,7 +8,9 @@ with the property's box. Query a network read without a box only after giving it
 """
 from __future__ import annotations
 
+import gzip
 import inspect
+import io
 import json
 import math
 import os
@@ -34,7 +36,7 @@ def read_onnx(path: str, name: str | None = None, lo=None, hi=None) -> Network:
     """Read an ONNX model of the feed-forward subset as a network of dense layers.
 
     Args:
-        path: the `.onnx` file.
+        path: the `.onnx` file, or `.onnx.gz` (gzip-compressed, as VNN-COMP ships networks).
         name: the network's name (default: from the model's metadata, else the file name).
         lo, hi: the input box, scalars or one value per input (default: see the module doc).
     Returns:
@@ -50,7 +52,7 @@ def load_network(path: str, name: str | None = None) -> tuple[Network, str | Non
     """The network of an ONNX file (placeholder box) and the box `write_onnx` recorded, if any."""
     import onnx
 
-    data = _read_bytes(path)
+    data = model_bytes(path)
     try:
         model = onnx.load_model_from_string(data)  # never loads external data files
     except Exception as exc:  # protobuf's DecodeError and friends: a damaged or foreign file
@@ -62,15 +64,16 @@ def load_network(path: str, name: str | None = None) -> tuple[Network, str | Non
     meta = {p.key: p.value for p in model.metadata_props}
     try:
         net = _Reader(path, model.graph).network(
-            name or meta.get(NAME_KEY) or names.from_path(path))
+            name or meta.get(NAME_KEY) or names.from_path(unzipped_name(path)))
     except IrError as exc:  # the graph folds into an invalid network (say, clashing names)
         raise InputFileError(f"{path}: the graph does not make a valid network: "
                              f"{exc.message}") from None
     return net, meta.get(BOX_KEY)
 
 
-def _read_bytes(path: str) -> bytes:
-    """The bytes of an ONNX file, read within `MAX_ONNX_BYTES`; folders and devices refused."""
+def model_bytes(path: str) -> bytes:
+    """The bytes of an ONNX file (unpacked when gzip-compressed), read within `MAX_ONNX_BYTES`;
+    folders and devices refused."""
     try:
         with open(path, "rb") as fh:
             st = os.fstat(fh.fileno())
@@ -87,9 +90,54 @@ def _read_bytes(path: str) -> bytes:
         raise InputFileError(f"cannot read ONNX file '{path}': {exc}") from None
     if len(data) > MAX_ONNX_BYTES:
         raise InputFileError(_too_big(path))
+    data = gunzip(data, path, "ONNX file", MAX_ONNX_BYTES)
     if not data:
         raise InputFileError(f"ONNX file '{path}' is empty")
     return data
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def is_gzip(path: str, data: bytes) -> bool:
+    """True for a gzip stream: the file name ends in `.gz` or the data starts with gzip's magic
+    bytes (no ONNX protobuf and no VNN-LIB text can start with them)."""
+    return path.endswith(".gz") or data.startswith(GZIP_MAGIC)
+
+
+def gunzip(data: bytes, path: str, what: str, limit: int) -> bytes:
+    """`data` unpacked when it is gzip-compressed (see `is_gzip`), else `data` itself.
+
+    Unpacking stops after `limit` bytes, so a gzip bomb is an error, not a full memory.
+
+    Raises:
+        InputFileError: a damaged or truncated gzip stream, or more than `limit` bytes inside.
+    """
+    if not is_gzip(path, data):
+        return data
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as fh:
+            out = fh.read(limit + 1)
+    except (OSError, EOFError, ValueError) as exc:  # BadGzipFile, zlib.error, truncated
+        why = str(exc) or type(exc).__name__
+        if isinstance(exc, EOFError):
+            why = "the compressed stream ends early (a truncated download?)"
+        raise InputFileError(f"{what} '{path}' is not a readable gzip file: {why}",
+                             hint="check the file with `gzip -t`; nnir reads .gz files "
+                             "directly, or give the unpacked file") from None
+    if len(out) > limit:
+        raise InputFileError(f"{what} '{path}' unpacks to more than {_size(limit)}, the most "
+                             "nnir reads")
+    return out
+
+
+def unzipped_name(path: str) -> str:
+    """`path` without a trailing `.gz` (`net.onnx.gz` -> `net.onnx`)."""
+    return path[:-3] if path.endswith(".gz") else path
+
+
+def _size(n: int) -> str:
+    return f"{n >> 30} GiB" if n >= 2**30 else f"{n >> 20} MiB"
 
 
 def _too_big(path: str) -> str:

@@ -8,11 +8,12 @@ every region is, else `timeout`/`unknown`. `results_text` gives the VNN-COMP res
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 
 from nnir.errors import InputFileError
 from nnir.formats.nnet import read_nnet
-from nnir.formats.onnx_io import read_onnx
+from nnir.formats.onnx_io import model_bytes, read_onnx
 from nnir.formats.ort_replay import replay_in_onnxruntime
 from nnir.formats.vnnlib import read_vnnlib
 from nnir.ir.nodes import Network, Program, Verify
@@ -20,21 +21,23 @@ from nnir.queries.problem import VerifyProblem
 from nnir.queries.result import Result
 from nnir.queries.run import run_query
 
-NETWORK_SUFFIXES = (".onnx", ".nnet")
+NETWORK_SUFFIXES = (".onnx", ".onnx.gz", ".nnet")
 
 
 def read_network(path: str) -> Network:
-    """An `.onnx` or `.nnet` network in the units VNN-LIB properties use.
+    """An `.onnx` (or gzip-compressed `.onnx.gz`) or `.nnet` network in the units VNN-LIB
+    properties use.
 
     A `.nnet` file is read without folding its normalisation in (`normalize=False`), so it takes
     the same normalised inputs as the ONNX version of the network.
     """
-    if path.endswith(".onnx"):
+    if path.endswith((".onnx", ".onnx.gz")):
         return read_onnx(path)
     if path.endswith(".nnet"):
         return read_nnet(path, normalize=False)
     raise InputFileError(f"'{path}': unknown network format",
-                         hint="nnirc verify reads .onnx or .nnet networks (or a .nnir file)")
+                         hint="nnirc verify reads .onnx, .onnx.gz or .nnet networks (or a "
+                         ".nnir file)")
 
 
 def query_of(problem: VerifyProblem) -> tuple[Program, Verify]:
@@ -133,10 +136,26 @@ def verify_files(net_path: str, prop_path: str, backend: str = "auto",
     left = None if timeout is None else max(0.01, timeout - (time.monotonic() - start))
     res = solve_problems(problems, name, backend, left, **options)
     res.seconds = time.monotonic() - start
-    if res.status == "sat" and res.witness and net_path.endswith(".onnx"):
+    if res.status == "sat" and res.witness and net_path.endswith((".onnx", ".onnx.gz")):
         region = problems[res.info.get("input_region", 1) - 1]
-        res.add_notes(replay_in_onnxruntime(net_path, region, res.witness))
+        res.add_notes(_replay(net_path, region, res.witness))
     return res
+
+
+def _replay(net_path: str, region: VerifyProblem, witness: dict) -> str:
+    """`replay_in_onnxruntime` on the network file, a `.gz` one unpacked to a temporary file
+    first (onnxruntime reads plain files only)."""
+    if not net_path.endswith(".gz"):
+        return replay_in_onnxruntime(net_path, region, witness)
+    try:
+        data = model_bytes(net_path)
+    except InputFileError as exc:  # read once already, so hardly possible; a note, not a failure
+        return f"onnxruntime replay skipped: {exc.message}"
+    with tempfile.TemporaryDirectory(prefix="nnir-ort-") as tmp:
+        plain = os.path.join(tmp, os.path.basename(net_path)[:-3])
+        with open(plain, "wb") as fh:
+            fh.write(data)
+        return replay_in_onnxruntime(plain, region, witness).replace(plain, net_path)
 
 
 __all__ = ["NETWORK_SUFFIXES", "combine", "query_of", "read_network", "results_text",

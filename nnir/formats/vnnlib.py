@@ -12,11 +12,12 @@ from __future__ import annotations
 import os
 from fractions import Fraction
 
+from nnir import limits
 from nnir.errors import InputFileError, NnirError
-from nnir.formats.onnx_io import with_box
+from nnir.formats.onnx_io import gunzip, unzipped_name, with_box
 from nnir.formats.vnnlib2 import read_vnnlib2
 from nnir.formats.vnnlib_parse import check_text, parse_vnnlib
-from nnir.io import read_text, write_text
+from nnir.io import decode_text, read_bytes, write_text
 from nnir.ir.formula import nnf
 from nnir.ir.nodes import And, Atom, BoolConst, Formula, Network, Or
 from nnir.queries.problem import VerifyProblem
@@ -28,7 +29,7 @@ def read_vnnlib(path: str, net: Network, name: str | None = None) -> list[Verify
     """Read a VNN-LIB property for `net` as one verify problem per input region.
 
     Args:
-        path: the `.vnnlib` file.
+        path: the `.vnnlib` file, or `.vnnlib.gz` (gzip-compressed, as VNN-COMP ships them).
         net: the network it speaks of; `X_i` is its input i and `Y_j` its output j. Its input
             box is replaced by each region's box (every X_i must be bounded on both sides).
         name: the problems' name (default: the file's stem; `_1`, `_2`, ... for several).
@@ -37,14 +38,15 @@ def read_vnnlib(path: str, net: Network, name: str | None = None) -> list[Verify
     Raises:
         InputFileError: syntax errors and bad names with file:line:col, missing bounds.
     """
-    text = read_text(path, "VNN-LIB file")
+    data = gunzip(read_bytes(path, "VNN-LIB file"), path, "VNN-LIB file", limits.MAX_FILE_BYTES)
+    text = decode_text(data, path, "VNN-LIB file")
     if "(declare-network" in text:
         check_text(text, path)  # nesting, `or` width and numbers within nnir.limits
 
         formula = read_vnnlib2(text, path, net)
     else:
         formula = parse_vnnlib(text, path, net)
-    stem = name or os.path.splitext(os.path.basename(path))[0]
+    stem = name or os.path.splitext(os.path.basename(unzipped_name(path)))[0]
     regions = split_regions(nnf(formula), net.input.name, path)
     problems = []
     for k, (atoms, outs) in enumerate(regions, 1):
