@@ -1,11 +1,12 @@
 """`nnirc batch`: a VNN-COMP instance list run in a pool of worker processes.
 
-Each row of the list is `onnx,vnnlib,timeout` (paths relative to the list). Every instance runs
-in its own process, so a solver that overstays its limit is killed (the verdict is `timeout`)
-without disturbing the others. Progress goes to stderr; the results CSV (instance, verdict,
-seconds, backend, onnx, vnnlib, timeout: the `verdict` column is the status, named as VNN-COMP
-tools name it) is rewritten atomically after every instance, so an interrupted run keeps what
-it finished. `--json` prints the same rows as `results`, with `status` for the verdict.
+Each row of the list is `onnx,vnnlib,timeout` (paths relative to the list; a file listed as
+`x.onnx` that is only there as `x.onnx.gz` is read compressed, and so is `.vnnlib.gz`). Every
+instance runs in its own process, so a solver that overstays its limit is killed (the verdict is
+`timeout`) without disturbing the others. Progress goes to stderr; the results CSV (instance,
+verdict, seconds, backend, onnx, vnnlib, timeout: the `verdict` column is the status, named as
+VNN-COMP tools name it) is rewritten atomically after every instance, so an interrupted run keeps
+what it finished. `--json` prints the same rows as `results`, with `status` for the verdict.
 """
 from __future__ import annotations
 
@@ -27,8 +28,9 @@ from nnir.proc import after_fork, silence_solvers
 # Seconds past its limit before an instance's process is killed; None: `kill_grace(limit)`,
 # max(1.5 s, 4% of the limit), within the time-limit promise of max(2 s, 5%).
 GRACE: float | None = None
-COLUMNS = ("instance", "verdict", "seconds", "backend", "onnx", "vnnlib", "timeout")
-# (the CSV's `verdict` column holds `Row.status`)
+COLUMNS = ("instance", "verdict", "seconds", "backend", "onnx", "vnnlib", "timeout", "exact")
+# (the CSV's `verdict` column holds `Row.status`; `exact` is yes/no for sat and unsat: whether
+# the verdict rests on no floating-point tolerance)
 
 
 @dataclass
@@ -41,6 +43,7 @@ class Row:
     seconds: float = 0.0
     backend: str = ""
     message: str = ""
+    exact: bool | None = None  # for sat/unsat: rests on no tolerance (not in the JSON rows)
 
 
 def read_instances(path: str) -> list[Row]:
@@ -64,9 +67,26 @@ def read_instances(path: str) -> list[Row]:
             raise InputFileError("expected onnx,vnnlib,timeout", Span(path, k, 1),
                                  "one instance per line, paths relative to the list",
                                  text) from None
-        name = "-".join(os.path.splitext(os.path.basename(p))[0] for p in (net, prop))
-        rows.append(Row(name, os.path.join(base, net), os.path.join(base, prop), limit))
+        name = "-".join(instance_stem(p) for p in (net, prop))
+        rows.append(Row(name, packed(os.path.join(base, net)), packed(os.path.join(base, prop)),
+                        limit))
     return rows
+
+
+def instance_stem(path: str) -> str:
+    """The file name without its folder and suffixes: `onnx/net.onnx.gz` -> `net`."""
+    base = os.path.basename(path)
+    if base.endswith(".gz"):
+        base = base[:-3]
+    return os.path.splitext(base)[0]
+
+
+def packed(path: str) -> str:
+    """`path`, or `path.gz` when only the compressed file is there (VNN-COMP lists name the
+    unpacked files, its benchmark folders ship them gzipped; both are read directly)."""
+    if not os.path.exists(path) and os.path.isfile(path + ".gz"):
+        return path + ".gz"
+    return path
 
 
 def run_pool(jobs: list[tuple], n_procs: int, target, limit_of, on_done) -> None:
@@ -138,15 +158,15 @@ def _finish(job, reply, start, proc, conn, on_done) -> None:
 
 
 def _work(conn, row: Row, backend: str, limit: float) -> None:
-    """In the worker process: answer one instance, send (status, backend, message)."""
+    """In the worker process: answer one instance, send (status, backend, message, exact)."""
     try:
         res = verify_files(row.onnx, row.vnnlib, backend, limit)
         conn.send((str(res.status), res.backend or backend, res.message.splitlines()[0]
-                   if res.message else ""))
+                   if res.message else "", bool(res.exact)))
     except NnirError as exc:
-        conn.send(("error", backend, exc.render().splitlines()[0]))
+        conn.send(("error", backend, exc.render().splitlines()[0], None))
     except Exception as exc:  # a bug: reported in the row, the batch goes on
-        conn.send(("error", backend, f"internal error: {type(exc).__name__}: {exc}"))
+        conn.send(("error", backend, f"internal error: {type(exc).__name__}: {exc}", None))
     finally:
         conn.close()
 
@@ -157,10 +177,12 @@ def run_batch(rows: list[Row], jobs: int = 1, scale: float = 1.0, backend: str =
     def done(job, reply, seconds) -> None:
         row = job[0]
         if reply == "timeout":
-            reply = ("timeout", backend, "killed past its limit")
+            reply = ("timeout", backend, "killed past its limit", None)
         elif isinstance(reply, str):
-            reply = ("error", backend, reply)
-        row.status, row.backend, row.message = reply
+            reply = ("error", backend, reply, None)
+        row.status, row.backend, row.message, row.exact = reply
+        if row.status not in ("sat", "unsat"):
+            row.exact = None
         row.seconds = seconds
         if on_done:
             on_done(row)
@@ -176,7 +198,7 @@ def csv_text(rows: list[Row]) -> str:
     for r in rows:
         if r.status:
             w.writerow([r.instance, r.status, f"{r.seconds:.3f}", r.backend, r.onnx, r.vnnlib,
-                        f"{r.timeout:g}"])
+                        f"{r.timeout:g}", {True: "yes", False: "no"}.get(r.exact, "")])
     return out.getvalue()
 
 
@@ -190,6 +212,12 @@ def _progress(rows: list[Row], row: Row, tty: bool) -> str:
             f"{counts['unsat']}  timeout {counts['timeout']}  other {other}  | {row.instance}: "
             f"{row.status} {row.seconds:.1f}s")
     return ("\r\033[K" + line) if tty else line + "\n"
+
+
+def _json_row(r: Row) -> dict:
+    row = dict(r.__dict__)
+    del row["exact"]  # not in the nnir/1 schema's batch rows (yet)
+    return row
 
 
 def cmd_batch(args) -> int:
@@ -211,7 +239,7 @@ def cmd_batch(args) -> int:
     write_text(args.output, csv_text(rows))
     if args.json:
         print_json(document("batch", file=args.file, output=args.output,
-                            results=[dict(r.__dict__) for r in rows]))
+                            results=[_json_row(r) for r in rows]))
     else:
         counts = {v: sum(r.status == v for r in rows) for v in
                   ("sat", "unsat", "timeout", "unknown", "error")}
