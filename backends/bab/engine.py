@@ -17,6 +17,7 @@ empty by one, or decided unsat by an exact solver; `sat` only with a witness rep
 """
 from __future__ import annotations
 
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nnir.backends.bab.bounds import ReluIndex, bound_subproblems, branch_scores
+from nnir.backends.bab.crown import Crown, crown_branch_scores
 from nnir.backends.bab.lp_leaf import lp_row_bounds
 from nnir.backends.base import Answer
 from nnir.backends.split import attack
@@ -51,6 +53,11 @@ class Options:
     sub_steps: int = 2  # gradient steps from each open sub-problem's relaxation optimum
     max_failed_replays: int = 200
     seed: int = 0
+    crown: bool = True  # alpha/beta-CROWN bounds (`crown.py`); False: forward (`bounds.py`)
+    crown_iters: int = 20  # Adam steps of alpha/beta per batch of sub-problems
+    root_iters: int = 20  # ... per layer, tightening the root's intermediate bounds
+    root_final_iters: int = 50  # ... on the rows at the root (their alphas start every child)
+    progress: bool = False  # one line on stderr about every second (see `Search.on_progress`)
 
 
 class _Frontier:
@@ -65,6 +72,10 @@ class _Frontier:
             self.chunks.append((fixed, score))
             self.size += len(fixed)
 
+    def top(self) -> float:
+        """The highest score open (the worst parent bound), -inf when none."""
+        return max((float(c[1].max()) for c in self.chunks if len(c[1])), default=-np.inf)
+
     def pop(self, k: int):
         fixed = np.concatenate([c[0] for c in self.chunks])
         score = np.concatenate([c[1] for c in self.chunks])
@@ -78,8 +89,27 @@ class _Frontier:
         return fixed[take]
 
 
+@dataclass
+class _Batch:
+    """A batch's bounds: row bounds U (B, R), which are empty, the (B, m) pre-activation bounds
+    per layer, free unstable ReLUs per sub-problem, and `scores(keep, row)` -> (branching scores
+    (K, N), input coefficients (K, d) of each kept sub-problem's critical row)."""
+
+    U: np.ndarray
+    empty: np.ndarray
+    zlo: dict
+    zhi: dict
+    n_free: np.ndarray
+    scores: object
+
+
 class Search:
-    """One ReLU-split branch-and-bound run on a `VerifyProblem`."""
+    """One ReLU-split branch-and-bound run on a `VerifyProblem`.
+
+    `on_progress`, when set (a callable taking a dict: open, closed, bounded, depth, best,
+    elapsed), is called about once a second while the search runs; `Options.progress` without
+    it writes the same as one line to stderr.
+    """
 
     def __init__(self, problem: VerifyProblem, opts: Options, deadline: float | None,
                  exact_name: str | None):
@@ -95,8 +125,17 @@ class Search:
         self.lo0, self.hi0 = input_box(self.net)
         d = len(self.lo0)
         width = max([d] + [len(lay.b) for lay in self.prep.layers])
-        per = 8.0 * (d + 1) * 2 * width * 4  # A, its product and copies, per sub-problem
+        if opts.crown:  # (B, R, d) corners and coefficients, (B, R, width) per layer, copies
+            R = max(1, len(self.comp.rows.const))
+            per = 8.0 * R * (3 * d + 8 * sum(len(lay.b) for lay in self.prep.layers))
+        else:
+            per = 8.0 * (d + 1) * 2 * width * 4  # A, its product and copies, per sub-problem
         self.batch = int(max(1, min(opts.batch, opts.memory_mb * 2 ** 20 // per)))
+        self.crown: Crown | None = None
+        self.root_alpha = None
+        self.on_progress = None
+        self.started = time.monotonic()
+        self.last_report = self.started
 
     def out_of_time(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
@@ -109,9 +148,14 @@ class Search:
         found = self.root_attack()
         if found is not None:
             return found
+        if self.opts.crown:
+            self.crown = Crown(self.prep, self.lo0, self.hi0, self.opts.root_iters,
+                               lambda: not self.out_of_time())
+            self.stats["root_unstable"] = sum(len(c) for c in self.crown.cols.values())
         front = _Frontier(self.idx.size)
         front.push(np.zeros((1, self.idx.size), dtype=np.int8), np.zeros(1))
         while front.size:
+            self.report(front)
             if self.out_of_time():
                 return self.answer("timeout", f"time limit reached with {front.size} "
                                    "sub-problems open")
@@ -125,6 +169,26 @@ class Search:
             return self.answer("unknown", f"{self.undecided} LP sub-problems could not be "
                                "decided")
         return self.answer("unsat", "every sub-problem closed")
+
+    def report(self, front, force: bool = False) -> None:
+        """Progress, about once a second: to `on_progress`, or a line on stderr."""
+        now = time.monotonic()
+        if not force and now - self.last_report < 1.0:
+            return
+        self.last_report = now
+        if self.on_progress is None and not self.opts.progress:
+            return
+        s = self.stats
+        closed = sum(v for k, v in s.items() if k.startswith("closed_"))
+        info = {"open": int(front.size), "closed": int(closed), "bounded": int(s["bounded"]),
+                "depth": int(s["max_depth"]), "best": front.top(),
+                "elapsed": now - self.started}
+        if self.on_progress is not None:
+            self.on_progress(info)
+        else:
+            print(f"bab: {info['open']} open, {info['closed']} closed, {info['bounded']} bounded,"
+                  f" depth {info['depth']}, worst open bound {info['best']:.4g}, "
+                  f"{info['elapsed']:.1f} s", file=sys.stderr, flush=True)
 
     def root_attack(self):
         o = self.opts
@@ -147,11 +211,50 @@ class Search:
             self.stats["failed_replays"] += 1
         return None
 
-    def step(self, fixed, front):
+    def bound_forward(self, fixed) -> _Batch:
+        """Forward symbolic intervals under the splits, CROWN 0/1 slopes (`bounds.py`)."""
         B = len(fixed)
         lo = np.broadcast_to(self.lo0, (B, len(self.lo0)))
         hi = np.broadcast_to(self.hi0, (B, len(self.hi0)))
         U, empty, fb = bound_subproblems(self.prep, self.idx, self.comp.rows, lo, hi, fixed)
+
+        def scores(keep, row):
+            sub_fb = type(fb)(lo[keep], hi[keep], fb.mx[keep],
+                              {n: v[keep] for n, v in fb.zlo.items()},
+                              {n: v[keep] for n, v in fb.zhi.items()},
+                              {n: v[keep] for n, v in fb.mag.items()},
+                              {n: tuple(x[keep] for x in v) for n, v in fb.relax.items()}, {})
+            return branch_scores(self.prep, self.idx, self.comp.rows, sub_fb, row, fixed[keep])
+        return _Batch(U, empty, fb.zlo, fb.zhi, fb.unstable(), scores)
+
+    def bound_crown(self, fixed) -> _Batch:
+        """alpha/beta-CROWN under the splits (`crown.py`), sound; alphas start from the root's
+        optimised ones, betas from 0."""
+        cr, rows = self.crown, self.comp.rows
+        B, R = len(fixed), len(rows.const)
+        sub = cr.sub(fixed, self.idx.offset)
+        root = self.root_alpha is None
+        if root:
+            alpha = cr.init_alpha(sub, R)
+        else:
+            alpha = {k: np.repeat(v, B, axis=0) for k, v in self.root_alpha.items()}
+        beta = {n: np.zeros((B, R, len(c))) for n, c in cr.cols.items() if len(c)}
+        iters = self.opts.root_final_iters if root else self.opts.crown_iters
+        (alpha, beta), _ = cr.optimise(rows, sub, alpha, beta, iters,
+                                       lambda U: closed_and_critical(self.comp, U)[0])
+        U, tr = cr.backward(rows, sub, alpha, beta, sound=True, trace=True)
+        if root:
+            self.root_alpha = alpha
+        empty = np.zeros(B, dtype=bool)
+
+        def scores(keep, row):
+            return crown_branch_scores(cr, self.idx, sub.take(keep), tr, keep, row)
+        return _Batch(U, empty, sub.zlo, sub.zhi, sub.free_unstable(), scores)
+
+    def step(self, fixed, front):
+        B = len(fixed)
+        bb = self.bound_crown(fixed) if self.crown is not None else self.bound_forward(fixed)
+        U, empty = bb.U, bb.empty
         closed, score, row = closed_and_critical(self.comp, U)
         self.stats["bounded"] += B
         self.stats["closed_empty"] += int(empty.sum())
@@ -161,22 +264,19 @@ class Search:
         if not len(keep):
             return None
         fixed, row, score = fixed[keep], row[keep], score[keep]
-        fbk = {n: (fb.zlo[n][keep], fb.zhi[n][keep]) for n in fb.zlo}
-        sub_fb = type(fb)(lo[keep], hi[keep], fb.mx[keep],
-                          {n: v[0] for n, v in fbk.items()}, {n: v[1] for n, v in fbk.items()},
-                          {n: v[keep] for n, v in fb.mag.items()},
-                          {n: tuple(x[keep] for x in v) for n, v in fb.relax.items()},
-                          {})
-        bs, lx = branch_scores(self.prep, self.idx, self.comp.rows, sub_fb, row, fixed)
+        zlo = {n: v[keep] for n, v in bb.zlo.items()}
+        zhi = {n: v[keep] for n, v in bb.zhi.items()}
+        bs, lx = bb.scores(keep, row)
         # the critical row's relaxation optimum, then a few gradient steps from it
-        lk, hk = lo[keep], hi[keep]
+        lk = np.broadcast_to(self.lo0, (len(keep), len(self.lo0)))
+        hk = np.broadcast_to(self.hi0, (len(keep), len(self.hi0)))
         X = np.where(lx > 0, hk, lk)
         best, bm = attack.ascend(self.net, self.comp, lk, hk, X, self.opts.sub_steps)
         found = self.try_points(best, bm, "gradient search from a sub-problem's relaxation "
                                 "optimum", limit=2)
         if found is not None:
             return found
-        n_free = sub_fb.unstable()
+        n_free = bb.n_free[keep]
         free = n_free > 0
         for i in np.nonzero(n_free <= self.opts.lp_unstable)[0]:
             # few unstable ReLUs left: a safe LP bound (triangle relaxation), then for an LP
@@ -184,8 +284,8 @@ class Search:
             if self.out_of_time():  # never drop a sub-problem: stop here
                 return self.answer("timeout", f"time limit reached with {front.size + len(keep)}"
                                    " sub-problems open")
-            zlo_i = {n: v[0][i] for n, v in fbk.items()}
-            zhi_i = {n: v[1][i] for n, v in fbk.items()}
+            zlo_i = {n: v[i] for n, v in zlo.items()}
+            zhi_i = {n: v[i] for n, v in zhi.items()}
             if self.opts.lp_leaves:
                 Ui = lp_row_bounds(self.net, self.comp, zlo_i, zhi_i, U[keep[i]])
                 if closed_and_critical(self.comp, Ui[None])[0][0]:
@@ -235,9 +335,10 @@ class Search:
                                                               "closed_by_relaxation",
                                                               "closed_by_safe_lp")}
         parts = []
+        kind = ("alpha/beta-CROWN bounds" if self.opts.crown else "forward-interval bounds")
         if s["bounded"]:
             parts = [f"{s['bounded']} sub-problems bounded, {s['closed_by_bounds']} closed by "
-                     f"sound float64 bounds, {s['closed_empty']} empty"]
+                     f"sound float64 {kind}, {s['closed_empty']} empty"]
         if s["closed_by_safe_lp"]:
             parts.append(f"{s['closed_by_safe_lp']} LP sub-problems closed by a safe LP dual "
                          "bound (exact rationals)")
@@ -247,8 +348,11 @@ class Search:
         msg = f"bab: {why}" + ("; " + ", ".join(parts) if parts else "")
         info = {k: int(v) for k, v in s.items()}
         if status == "unsat":
-            msg += "; no step rests on floating-point tolerances (no alpha/beta optimisation)"
-            how = ", ".join(["sound float64 bounds"] + [f"exact {k}" for k in exact]
+            msg += ("; no step rests on floating-point tolerances" + (
+                " (alpha/beta are optimised in plain float64; every bound that closes a "
+                "sub-problem is evaluated with rigorous rounding-error terms)"
+                if self.opts.crown else ""))
+            how = ", ".join([f"sound float64 {kind}"] + [f"exact {k}" for k in exact]
                             + (["safe LP dual bounds"] if s["closed_by_safe_lp"] else []))
             info["certified"] = f"exact (bab: every ReLU-split sub-problem closed by {how})"
             if s["closed_by_relaxation"]:

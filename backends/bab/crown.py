@@ -1,0 +1,392 @@
+"""alpha-CROWN and beta-CROWN bounds on ReLU-split sub-problems, batched, sound in float64.
+
+A sub-problem fixes some ReLUs active (+1, z >= 0) or inactive (-1, z <= 0). Its pre-activation
+bounds are the root's (sound on the whole box, so on every part of it) clamped by its splits, and
+the upper bound of each row (a linear function of node values, `split.backsub.Rows`) is found by
+back-substitution (CROWN, Zhang et al. 2018) with two sets of free parameters:
+
+- alpha in [0, 1]: the lower line alpha z of each unstable ReLU (relu(z) >= alpha z for every
+  z, so any alpha is valid), one per sub-problem, row and neuron (alpha-CROWN: Xu et al. 2021,
+  "Fast and Complete");
+- beta >= 0: a Lagrange multiplier per split neuron and row; on the sub-problem s z >= 0 for a
+  neuron split with sign s, so row <= row + beta s z there, and the term is carried into the
+  back-substitution with the rest (beta-CROWN: Wang et al. 2021).
+
+The bound is piecewise linear in alpha and beta: at the box corner x* that maximises the final
+linear function, d bound / d alpha_j = g_j zhat_j and d bound / d beta_j = s_j zhat_j, where g_j is
+the coefficient the back-substitution reached on h_j and zhat_j the pre-activation of the
+linearised network (each ReLU replaced by the line the bound used) at x* (Danskin). Both are
+minimised by projected Adam steps (`optimise`), in plain float64: the optimisation only picks
+parameters, and any alpha in [0, 1], beta >= 0 gives a valid bound.
+
+The bound that closes anything is then evaluated once more with `sound=True`: the same error
+terms as `split.backsub.upper_bounds` (a `fac` allowance times the magnitudes of every step's
+terms, an underflow allowance, outward `nextafter`), with the beta term's magnitude |beta| added
+next to |g * slope| so a cancellation between them cannot hide a rounding error. So an `unsat`
+never rests on a tolerance.
+
+Intermediate bounds. At the root the bounds of `forward_bounds` (intersected with the bound
+passes' facts, themselves CROWN bounds) are tightened layer by layer by alpha-CROWN on each
+neuron's +-z (`Crown.__init__`, `root_iters` Adam steps). Sub-problems reuse them, clamped: on
+mnist_fc 256x2 eps 0.03 (prop_6), recomputing the forward symbolic intervals under the splits
+cost 0.25 s per batch of 64 sub-problems (784 + 1 columns per neuron) against 0.04 s for the
+whole 20-step beta-CROWN optimisation, and closed fewer sub-problems per second, so sub-problems
+do not recompute them (measured numbers: see `benchmarks/bab_bounds.py` and the engine module).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from nnir.backends.split.backsub import Rows
+from nnir.backends.split.forward import TINY, Prepared, forward_bounds
+from nnir.passes.symbolic import relu_relaxation
+
+
+@dataclass
+class Sub:
+    """A batch of sub-problems: clamped bounds and the relaxations built on them.
+
+    `zlo`/`zhi`: layer -> (B, m) pre-activation bounds; `relax`: relu layer -> (a, d, alpha0)
+    (upper slope, intercept, CROWN's lower slope); `unst`: relu layer -> (B, m) bool;
+    `sign`: relu layer -> (B, k) split signs on the layer's root-unstable columns; `mag`:
+    node -> (B, size) sound bounds of |value|.
+    """
+
+    zlo: dict
+    zhi: dict
+    relax: dict
+    unst: dict
+    sign: dict
+    mag: dict
+
+    def take(self, i: np.ndarray) -> Sub:
+        def t(d):
+            return {k: v[i] for k, v in d.items()}
+        return Sub(t(self.zlo), t(self.zhi), {k: tuple(x[i] for x in v)
+                                              for k, v in self.relax.items()},
+                   t(self.unst), t(self.sign), t(self.mag))
+
+    def free_unstable(self) -> np.ndarray:
+        """Unstable ReLUs per sub-problem (split ones are stable under their clamps)."""
+        B = len(next(iter(self.mag.values())))
+        return sum((u.sum(1) for u in self.unst.values()), np.zeros(B, dtype=np.int64))
+
+
+def make_sub(prep: Prepared, zlo: dict, zhi: dict, mx: np.ndarray, cols: dict,
+             fixed_parts: dict) -> Sub:
+    """A `Sub` from (B, m) bounds (already clamped) and the split signs per relu layer."""
+    relax, unst, sign, mag = {}, {}, {}, {prep.net.input.name: mx}
+    for lay in prep.layers:
+        lo, hi = zlo[lay.name], zhi[lay.name]
+        B = len(lo)
+        if lay.act == "relu":
+            relax[lay.name] = relu_relaxation(lo, hi)
+            unst[lay.name] = (lo < 0) & (hi > 0)
+            f = fixed_parts.get(lay.name)
+            sign[lay.name] = (np.zeros((B, len(cols[lay.name]))) if f is None
+                              else f[:, cols[lay.name]].astype(np.float64))
+            mag[lay.name] = np.maximum(hi, 0.0)
+        else:
+            mag[lay.name] = np.maximum(np.abs(lo), np.abs(hi))
+    if mx.ndim == 1:
+        B = len(next(iter(zlo.values())))
+        mag[prep.net.input.name] = np.broadcast_to(mx, (B, len(mx)))
+    return Sub(zlo, zhi, relax, unst, sign, mag)
+
+
+@dataclass
+class Trace:
+    """What the gradient needs from a back-substitution: per relu layer the coefficient g on
+    its output, the slope and intercept used, and the maximising corner x* (B, R, d)."""
+
+    g: dict
+    slope: dict
+    icpt: dict
+    layers: list  # names of the layers the back-substitution went through, in forward order
+    xstar: np.ndarray
+    lx: np.ndarray  # (B, R, d) input coefficients of the final linear function
+
+
+class Crown:
+    """alpha/beta-CROWN bounds of `rows` for one network and input box.
+
+    Args:
+        prep: the prepared network (float data, root facts).
+        lo, hi: (d,) the input box (floats containing the exact box).
+        root_iters: Adam steps of alpha-CROWN per layer when tightening the root's
+            intermediate bounds (0: keep `forward_bounds`' and the facts').
+    """
+
+    def __init__(self, prep: Prepared, lo: np.ndarray, hi: np.ndarray, root_iters: int = 20,
+                 deadline_ok=lambda: True):
+        self.prep, self.lo, self.hi = prep, lo, hi
+        fb = forward_bounds(prep, lo[None], hi[None])
+        self.mx = fb.mx[0]
+        self.zlo = {k: v[0].copy() for k, v in fb.zlo.items()}
+        self.zhi = {k: v[0].copy() for k, v in fb.zhi.items()}
+        self.relu = [lay.name for lay in prep.layers if lay.act == "relu"]
+        self.cols = {}
+        self.tightened = 0
+        for lay in prep.layers:
+            if lay.act != "relu":
+                continue
+            if root_iters > 0 and lay.src != prep.net.input.name and deadline_ok():
+                self._tighten(lay, root_iters)
+            lo_, hi_ = self.zlo[lay.name], self.zhi[lay.name]
+            self.cols[lay.name] = np.nonzero((lo_ < 0) & (hi_ > 0))[0]
+
+    def _tighten(self, lay, iters: int) -> None:
+        """alpha-CROWN bounds of the layer's +-z (rows on its source), intersected."""
+        m = len(lay.b)
+        rows = Rows({lay.src: np.concatenate([lay.W, -lay.W])}, np.concatenate([lay.b, -lay.b]))
+        done = [n for n in self.relu if n in self.cols]
+        sub = self.sub(np.zeros((1, 0), dtype=np.int8), {}, only=done)
+        alpha = self.init_alpha(sub, 2 * m, done)
+        (alpha, _), _ = self.optimise(rows, sub, alpha, {}, iters)
+        U, _ = self.backward(rows, sub, alpha, {}, sound=True)
+        up, dn = U[0, :m], -U[0, m:]
+        self.zhi[lay.name] = np.minimum(self.zhi[lay.name], up)
+        self.zlo[lay.name] = np.maximum(self.zlo[lay.name], dn)
+        self.tightened += int(((up < 0) | (dn > 0)).sum())
+
+    # -- sub-problems --------------------------------------------------------------------------
+
+    def sub(self, fixed: np.ndarray, offsets: dict, only=None) -> Sub:
+        """The batch of sub-problems `fixed` ((B, N) signs; `offsets`: relu layer -> first
+        column in it): root bounds clamped by the splits."""
+        B = max(len(fixed), 1)
+        zlo, zhi, parts = {}, {}, {}
+        for lay in self.prep.layers:
+            name, m = lay.name, len(lay.b)
+            L = np.broadcast_to(self.zlo[name], (B, m))
+            H = np.broadcast_to(self.zhi[name], (B, m))
+            if name in offsets:
+                f = fixed[:, offsets[name]:offsets[name] + m]
+                parts[name] = f
+                L = np.where(f > 0, np.maximum(L, 0.0), L)
+                H = np.where(f < 0, np.minimum(H, 0.0), H)
+            zlo[name], zhi[name] = L, H
+        cols = {n: self.cols.get(n, np.zeros(0, dtype=np.int64)) for n in self.relu}
+        return make_sub(self.prep, zlo, zhi, self.mx, cols, parts)
+
+    def init_alpha(self, sub: Sub, R: int, names=None) -> dict:
+        """CROWN's lower slopes (1 where u >= -l) on the root-unstable columns, per row."""
+        out = {}
+        for n in names if names is not None else self.relu:
+            c = self.cols[n]
+            a0 = sub.relax[n][2][:, c]
+            out[n] = np.repeat(a0[:, None, :], R, axis=1)
+        return out
+
+    # -- the bound -----------------------------------------------------------------------------
+
+    def backward(self, rows: Rows, sub: Sub, alpha: dict, beta: dict, sound: bool = False,
+                 trace: bool = False):
+        """Upper bounds (B, R) of the rows on the sub-problems with the given parameters.
+
+        With `sound`, every rounding error is bounded and added (see the module doc; the
+        invariant and terms are `split.backsub.upper_bounds`'), and the result rounded up:
+        a sound bound. Without it, plain float64 (for the optimisation). With `trace`, also the
+        `Trace` the gradient and the branching need.
+        """
+        prep, fac = self.prep, self.prep.fac
+        B = len(next(iter(sub.mag.values())))
+        R = len(rows.const)
+        lam = {k: np.broadcast_to(v, (B,) + v.shape) for k, v in rows.coef.items()}
+        c = np.broadcast_to(rows.const, (B, R)).copy()
+        if sound:
+            start = np.zeros((B, R))
+            for k, v in rows.coef.items():
+                start += (np.abs(v) @ sub.mag[k].T).T
+            err = np.nextafter(fac * (start + np.abs(c)) + TINY * (R + 2), np.inf)
+        tr = Trace({}, {}, {}, [], None, None) if trace else None
+        with np.errstate(over="ignore", invalid="ignore"):
+            for lay in reversed(prep.layers):
+                g = lam.pop(lay.name, None)
+                if g is None:
+                    continue
+                m = len(lay.b)
+                if tr is not None:
+                    tr.layers.append(lay.name)
+                if lay.act == "relu":
+                    a, d, a0 = sub.relax[lay.name]
+                    pos = g > 0
+                    low = np.broadcast_to(a0[:, None, :], g.shape)
+                    if lay.name in alpha:
+                        cl = self.cols[lay.name]
+                        low = low.copy()
+                        low[:, :, cl] = np.where(sub.unst[lay.name][:, None, cl],
+                                                 alpha[lay.name], low[:, :, cl])
+                    slope = np.where(pos, a[:, None, :], low)
+                    gs = g * slope
+                    mu = gs
+                    if lay.name in beta:
+                        cl = self.cols[lay.name]
+                        bs = beta[lay.name] * sub.sign[lay.name][:, None, :]
+                        mu = gs.copy()
+                        mu[:, :, cl] += bs
+                    gpos = np.where(pos, g, 0.0)
+                    shift = np.einsum("brm,bm->br", gpos, d)
+                    c = c + shift
+                    if sound:
+                        zmag = np.maximum(np.abs(sub.zlo[lay.name]), np.abs(sub.zhi[lay.name]))
+                        amag = np.abs(gs)
+                        if lay.name in beta:
+                            amag[:, :, self.cols[lay.name]] += np.abs(bs)
+                        mterm = np.einsum("brm,bm->br", amag, zmag) + shift + np.abs(c)
+                        err = np.nextafter(err + fac * mterm + TINY * (2 * m + 4), np.inf)
+                    if tr is not None:
+                        tr.g[lay.name], tr.slope[lay.name] = g, slope
+                        tr.icpt[lay.name] = np.where(pos, d[:, None, :], 0.0)
+                else:
+                    mu = g
+                mu = np.ascontiguousarray(mu)
+                n = lay.W.shape[1]
+                nu = (mu.reshape(-1, m) @ lay.W).reshape(B, R, n)
+                new = lam[lay.src] + nu if lay.src in lam else nu
+                lam[lay.src] = new
+                c = c + (mu.reshape(-1, m) @ lay.b).reshape(B, R)
+                if sound:
+                    Ms = sub.mag[lay.src]
+                    amu = np.abs(mu)
+                    mterm = (np.einsum("brm,bm->br", amu, Ms @ lay.absWT) + amu @ lay.absb
+                             + np.einsum("brn,bn->br", np.abs(new), Ms) + np.abs(c))
+                    under = TINY * (m * (n + 4) + 2 + amu.sum(-1) * (Ms.sum(-1)[:, None] + 1.0))
+                    err = np.nextafter(err + fac * mterm + under, np.inf)
+            d_in = len(self.lo)
+            lx = lam.pop(prep.net.input.name, None)
+            if lx is None:
+                lx = np.zeros((B, R, d_in))
+            val = (np.maximum(lx, 0.0) @ self.hi + np.minimum(lx, 0.0) @ self.lo + c)
+            if sound:
+                mterm = np.abs(lx) @ self.mx + np.abs(c)
+                err = err + fac * mterm + TINY * (2 * d_in + 2)
+                val = np.nextafter(val + err, np.inf)
+        val = np.where(np.isfinite(val), val, np.inf)
+        if tr is not None:
+            tr.layers.reverse()
+            tr.lx = lx
+            tr.xstar = np.where(lx > 0, self.hi, self.lo)
+        return val, tr
+
+    def gradient(self, tr: Trace, sub: Sub, want_beta: bool):
+        """d bound / d alpha and d bound / d beta (dicts like the parameters) at the trace's
+        corner: the linearised network's pre-activations zhat, times g (alpha) or s (beta)."""
+        prep = self.prep
+        h = {prep.net.input.name: tr.xstar}
+        ga, gb = {}, {}
+        todo = set(tr.layers)
+        for lay in prep.layers:
+            if lay.name not in todo:
+                continue
+            src = h[lay.src]
+            B, R = src.shape[:2]
+            z = (src.reshape(B * R, -1) @ lay.W.T).reshape(B, R, -1) + lay.b
+            if lay.act == "relu":
+                cl = self.cols[lay.name]
+                g = tr.g[lay.name][:, :, cl]
+                zc = z[:, :, cl]
+                ga[lay.name] = np.where(sub.unst[lay.name][:, None, cl] & (g < 0), g * zc, 0.0)
+                if want_beta:
+                    gb[lay.name] = sub.sign[lay.name][:, None, :] * zc
+                h[lay.name] = tr.slope[lay.name] * z + tr.icpt[lay.name]
+            else:
+                h[lay.name] = z
+        return ga, gb
+
+    def optimise(self, rows: Rows, sub: Sub, alpha: dict, beta: dict, iters: int,
+                 closed=None, lr_alpha: float = 0.1, lr_beta: float = 0.05):
+        """Projected Adam on alpha in [0, 1] and beta >= 0, minimising every row's bound.
+
+        Args:
+            closed: optional callable (B', R) float bounds -> (B',) bool; a sub-problem whose
+                float bounds it calls closed stops early (its sound bound is checked later).
+        Returns:
+            ((alpha, beta) with the lowest float bound seen per sub-problem and row, and that
+            float bound (B, R)).
+        """
+        B = len(next(iter(sub.mag.values())))
+        R = len(rows.const)
+        alpha = {k: v.copy() for k, v in alpha.items()}
+        beta = {k: v.copy() for k, v in beta.items()}
+        best_a = {k: v.copy() for k, v in alpha.items()}
+        best_b = {k: v.copy() for k, v in beta.items()}
+        best = np.full((B, R), np.inf)
+        act = np.arange(B)
+        ma = {k: np.zeros_like(v) for k, v in alpha.items()}
+        va = {k: np.zeros_like(v) for k, v in alpha.items()}
+        mb = {k: np.zeros_like(v) for k, v in beta.items()}
+        vb = {k: np.zeros_like(v) for k, v in beta.items()}
+        s = sub
+        for t in range(iters + 1):
+            pa = {k: v[act] for k, v in alpha.items()}
+            pb = {k: v[act] for k, v in beta.items()}
+            U, tr = self.backward(rows, s, pa, pb, trace=t < iters)
+            better = U < best[act]
+            if better.any():
+                best[act] = np.where(better, U, best[act])
+                for k in alpha:
+                    best_a[k][act] = np.where(better[:, :, None], pa[k], best_a[k][act])
+                for k in beta:
+                    best_b[k][act] = np.where(better[:, :, None], pb[k], best_b[k][act])
+            if t == iters:
+                break
+            if closed is not None:
+                keep = ~closed(best[act])
+                if not keep.all():
+                    act = act[keep]
+                    if not len(act):
+                        break
+                    s = sub.take(act)
+                    continue  # recompute on the smaller set (the trace is of the old one)
+            ga, gb = self.gradient(tr, s, bool(beta))
+            for P, M, V, G, lr in ((alpha, ma, va, ga, lr_alpha), (beta, mb, vb, gb, lr_beta)):
+                for k in P:
+                    if k not in G:  # a layer the rows do not reach
+                        continue
+                    grad = np.nan_to_num(G[k])
+                    M[k][act] = 0.9 * M[k][act] + 0.1 * grad
+                    V[k][act] = 0.999 * V[k][act] + 0.001 * grad * grad
+                    mh = M[k][act] / (1 - 0.9 ** (t + 1))
+                    vh = V[k][act] / (1 - 0.999 ** (t + 1))
+                    step = P[k][act] - lr * mh / (np.sqrt(vh) + 1e-12)
+                    P[k][act] = np.clip(step, 0.0, 1.0) if P is alpha else np.maximum(step, 0.0)
+        return (best_a, best_b), best
+
+
+LOWER_WEIGHT = 0.25  # how much a lower line's gap counts against an upper line's intercept
+
+
+def crown_branch_scores(cr: Crown, idx, sub: Sub, tr: Trace, keep: np.ndarray, row: np.ndarray):
+    """A BaBSR-like score per ReLU (K, N; -inf for split and stable ones), and the input
+    coefficients (K, d) of the critical row's final linear function (the attack's start).
+
+    Float heuristics only (never used to close anything): with g the critical row's coefficient
+    on a free unstable neuron's output, splitting it removes g d (d the upper line's intercept)
+    from the bound where g > 0, and up to |g| times the lower line's gap where g < 0 (weighted
+    by `LOWER_WEIGHT`: that gap is often not where the optimum sits).
+
+    Args:
+        sub: the kept sub-problems (`Sub.take(keep)`); tr: the trace of the whole batch;
+        keep: (K,) their indices in it; row: (K,) each one's critical row.
+    """
+    K = len(keep)
+    score = np.full((K, idx.size), -np.inf)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for name in cr.relu:
+            o = idx.offset[name]
+            free = sub.unst[name]
+            zl, zu = sub.zlo[name], sub.zhi[name]
+            s = np.nan_to_num(zu - zl) * 1e-300  # a tie-breaker for neurons the row skips
+            if name in tr.g:
+                g = tr.g[name][keep, row]
+                low = tr.slope[name][keep, row]
+                d = sub.relax[name][1]
+                gap = np.maximum(-low * zl, (1.0 - low) * zu)
+                s = s + np.nan_to_num(np.where(g > 0, g * d, -g * gap * LOWER_WEIGHT),
+                                      posinf=1e300)
+            score[:, o:o + free.shape[1]] = np.where(free, s, -np.inf)
+    lx = tr.lx[keep, row]
+    return score, np.nan_to_num(lx)
