@@ -173,3 +173,53 @@ def test_acas_instance_in_the_competition_setup(tmp_path, env):
     assert sorted(w) == [f"X_{i}" for i in range(5)] + [f"Y_{j}" for j in range(5)]
     # property 4's unsafe outputs: Y_0 is the smallest (clear of conflict is minimal)
     assert all(w["Y_0"] <= w[f"Y_{j}"] + 1e-9 for j in range(1, 5))
+
+
+# ------------------------------------------------------------ benchmarks/vnncomp.py end to end
+def _bench_folder(tmp_path, sat_expected="sat"):
+    """A two-instance benchmark in the VNN-COMP 2022 layout, its files gzipped as shipped."""
+    folder = tmp_path / "tiny"
+    (folder / "onnx").mkdir(parents=True)
+    (folder / "vnnlib").mkdir()
+    (folder / "onnx/mlp.onnx.gz").write_bytes(gzip.compress(MLP.read_bytes()))
+    (folder / "vnnlib/two.vnnlib.gz").write_bytes(gzip.compress(TWO_BOXES.read_bytes()))
+    wins = _class1_property(tmp_path / "wins.vnnlib")
+    (folder / "vnnlib/wins.vnnlib.gz").write_bytes(gzip.compress(wins.read_bytes()))
+    (folder / "instances.csv").write_text("onnx/mlp.onnx,vnnlib/two.vnnlib,60\n"
+                                          "onnx/mlp.onnx,vnnlib/wins.vnnlib,60\n")
+    (folder / "expected.csv").write_text(
+        "onnx,vnnlib,timeout,expected,solved_by_sat,solved_by_unsat\n"
+        "onnx/mlp.onnx,vnnlib/two.vnnlib,60,unsat,,toolA toolB\n"
+        f"onnx/mlp.onnx,vnnlib/wins.vnnlib,60,{sat_expected},toolA,toolB\n")
+    return folder
+
+
+def _bench(folder, tmp_path, *args):
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks/vnncomp.py"), str(folder),
+                           "--results", str(tmp_path / "res"), "--tag", "t", *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_benchmark_script_tables_and_tools(tmp_path):
+    import csv
+
+    fake = tmp_path / "fake_marabou_python"  # "has maraboupy" and answers unsat everywhere
+    fake.write_text("#!/bin/sh\necho RESULT unsat\n")
+    fake.chmod(0o755)
+    r = _bench(_bench_folder(tmp_path), tmp_path, "--jobs", "2", "--marabou-python", fake)
+    assert r.returncode == 0, r.stdout + r.stderr
+    summary = list(csv.DictReader(open(tmp_path / "res/vnncomp_t_summary.csv")))[0]
+    assert {k: summary[k] for k in ("instances", "solved", "sat", "unsat", "wrong")} == {
+        "instances": "2", "solved": "2", "sat": "1", "unsat": "1", "wrong": "0"}
+    assert summary["marabou solved"] == "2" and summary["marabou wrong"] == "1"
+    assert re.search(r"\| tiny +\| 2 +\| 2 +\| 2 +\| 1 +\| 2 +\| 1 \(\+1 wrong\) +\|", r.stdout)
+    rows = list(csv.DictReader(open(tmp_path / "res/vnncomp_t.csv")))
+    assert [(x["instance"], x["verdict"], x["correct"]) for x in rows] == [
+        ("mlp-two", "unsat", "yes"), ("mlp-wins", "sat", "yes")]
+
+
+def test_benchmark_script_flags_a_wrong_answer(tmp_path):
+    folder = _bench_folder(tmp_path, sat_expected="unsat")  # a deliberately false expectation
+    r = _bench(folder, tmp_path, "--select", "1:1", "--no-marabou")
+    assert r.returncode == 1
+    assert "WRONG ANSWER" in r.stderr and "mlp-wins" in r.stderr and "nnirc verify" in r.stderr
