@@ -106,19 +106,25 @@ def exact_backends() -> list[str]:
 
 # `auto` verifies by input splitting first when the input has at most this many coordinates:
 # halving boxes costs work exponential in the dimension, and ACAS Xu's 5 inputs are where it
-# shines (every property-1 instance in seconds; see benchmarks/acasxu.py).
+# shines (every property-1 instance in seconds; see benchmarks/acasxu.py). Above it, ReLU
+# splitting (`bab`) goes first: its answers are exact, where the MILP's unsat rests on float
+# tolerances and its confirmation by SMT stops at a few dozen unstable ReLUs.
 AUTO_SPLIT_MAX_INPUTS = 8
 
 
-def auto_split(problem) -> str | None:
-    """Why `auto` should try the `split` backend on a verify problem first, or None."""
+def auto_engine(problem) -> tuple[str, str] | None:
+    """The sound branch-and-bound engine `auto` tries first on a verify problem, and why; None
+    when neither takes the network."""
     n = problem.net.input.size
-    if "split" not in _BACKENDS or n > AUTO_SPLIT_MAX_INPUTS:
-        return None
-
     if supported(problem.net) is not None:
         return None
-    return f"{n} input{'s' if n > 1 else ''}: branch and bound on the input box"
+    s = "s" if n > 1 else ""
+    if n <= AUTO_SPLIT_MAX_INPUTS and "split" in _BACKENDS:
+        return "split", f"{n} input{s}: branch and bound on the input box"
+    if "bab" in _BACKENDS:
+        return "bab", (f"{n} input{s}, dense ReLU layers: branch and bound over ReLU splits "
+                       "(exact answers)")
+    return None
 
 
 def capability_table(installed: bool = False) -> str:

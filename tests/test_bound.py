@@ -21,7 +21,7 @@ from nnir.passes.symbolic import SymbolicBounds
 from nnir.queries.run import run_query
 
 EXACT = [n for n in ("z3", "cvc5") if registry.backend_class(n).available()]
-ALL = (["highs"] if registry.backend_class("highs").available() else []) + EXACT
+ALL = (["highs"] if registry.backend_class("highs").available() else []) + EXACT + ["bab"]
 
 TWO_LAYER = """
 net n {

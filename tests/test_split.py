@@ -198,11 +198,15 @@ def test_auto_verifies_few_inputs_by_splitting_first():
     assert old.status == "unsat" and old.backend != "split"
 
 
-def test_auto_keeps_the_milp_plan_for_many_inputs():
+def test_auto_verifies_many_inputs_by_relu_splitting_first():
+    """Above AUTO_SPLIT_MAX_INPUTS inputs, auto goes to the ReLU-split engine (exact answers),
+    not input splitting; without `auto_split` it keeps the MILP plan."""
     rng = np.random.default_rng(1)
     net = nnir.network("wide", [(rng.normal(size=(3, 12)), rng.normal(size=3), "relu"),
                                 (rng.normal(size=(1, 3)), np.zeros(1), "linear")], lo=0, hi=1)
     prog = nnir.program(net, queries="verify wide as q: y[0] >= 1000")
     res = run_query(prog, prog.queries[0], "auto")
-    assert res.status == "unsat" and res.backend != "split"
-    assert not any("split" in n for n in res.notes)
+    assert res.status == "unsat" and res.backend == "bab"
+    assert any(n.startswith("auto picked 'bab'") for n in res.notes)
+    old = run_query(prog, prog.queries[0], "auto", auto_split=False)
+    assert old.status == "unsat" and old.backend not in ("split", "bab")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from nnir.backends.bab.bound import bab_bound
 from nnir.backends.bab.engine import Options, Search
 from nnir.backends.base import Answer, Backend
 from nnir.backends.split.split_backend import run_search
@@ -19,6 +20,7 @@ class BabOptions(Options):
     """The engine's search settings (`engine.Options`), and the solver of LP leaves."""
 
     exact_backend: str | None = opt(None, "solver of LP sub-problems (default z3, else cvc5)")
+    tol: float = opt(1e-6, "bound: the bisection's relative tolerance")
 
 
 def parse_options(options) -> Options:
@@ -36,7 +38,7 @@ class BabBackend(Backend):
     name = "bab"
     description = ("ReLU splitting: branch and bound over ReLU phases with sound back-"
                    "substitution bounds, exact solver for LP leaves")
-    kinds = frozenset({"verify"})
+    kinds = frozenset({"verify", "bound"})
     logics = frozenset({"QF_LRA"})
     exact = True
     modules = ("numpy",)
@@ -45,3 +47,9 @@ class BabBackend(Backend):
     def solve_verify(self, problem, timeout: float | None = None) -> Answer:
         return run_search(self.name, Search, problem, parse_options(self.opts),
                           self.opts.exact_backend, timeout)
+
+    def solve_bound(self, problem, timeout: float | None = None, senses=("max", "min"),
+                    start: dict | None = None):
+        """[attained, proven] min/max of a pre-activation by bisection on the engine's exact
+        decisions (`bound.py`); `start` maps a sense to a replayed (value of s * pre, input)."""
+        return bab_bound(problem, self.solve_verify, timeout, senses, start, self.opts.tol)

@@ -20,7 +20,7 @@ from nnir.deadline import Deadline
 from nnir.errors import UnsupportedQuery
 from nnir.ir.const import format_number, to_fraction
 from nnir.ir.evaluate import evaluate, holds
-from nnir.ir.nodes import BoolConst, Bound, Network, Program
+from nnir.ir.nodes import Atom, BoolConst, Bound, Network, Program, Ref
 from nnir.options import parse
 from nnir.passes.interval import IntervalBounds, round_down, round_up
 from nnir.passes.lp import LpBounds
@@ -68,6 +68,17 @@ class BoundProblem:
     def verify_problem(self) -> VerifyProblem:
         """The domain as a verify problem with property `true` (what both lowerings take)."""
         return VerifyProblem(self.net, (), BoolConst(True), self.name)
+
+    def exceeds(self, sense: str, t: Fraction) -> VerifyProblem:
+        """Is there an input of the domain with `s * pre > t`? As a verify problem on the
+        network with its last layer (the neuron's) made linear, so that the network's output is
+        the pre-activation (the bound facts stay sound for it)."""
+        net, s = self.net, SENSES[sense]
+        last = net.layers[-1]
+        net = replace(net, layers=net.layers[:-1] + (replace(last, act="linear"),),
+                      output=last.name)
+        atom = Atom(((Ref(last.name, self.index), Fraction(s)),), ">", Fraction(t))
+        return VerifyProblem(net, (), atom, f"{self.name}_{sense}")
 
     def facts_bound(self, sense: str) -> Fraction | None:
         """A sound upper bound on `s * pre` from the bound facts (None without facts)."""
@@ -191,6 +202,21 @@ def _exact(q: Bound, net: Network, backend: str, deadline: Deadline, options: di
                     notes.append(f"confirming the {s} with '{plan.confirm}' gave {d.status} "
                                  f"({d.message}); {name}'s interval stands")
             notes.append(f"{name}'s {' and '.join(todo)} confirmed by '{plan.confirm}'")
+        elif todo and plan.after:
+            # beyond SMT's reach: the ReLU-split engine's exact decisions, from HiGHS's values
+            start = {s: (sides[s].lo, sides[s].arg) for s in todo if sides[s].status == "sat"}
+            ex = registry.get_backend(plan.after, **options)
+            ans2 = ex.solve_bound(problem, timeout=deadline.left(), senses=tuple(todo),
+                                  start=start)
+            for s in todo:
+                d = replay_side(problem, s, ans2.sides[s], True)
+                if d.status == "sat":
+                    sides[s], used[s] = d, plan.after
+                else:
+                    notes.append(f"confirming the {s} with '{plan.after}' gave {d.status} "
+                                 f"({d.message}); {name}'s interval stands")
+            notes.append(f"{name}'s {' and '.join(todo)} re-decided by '{plan.after}' "
+                         f"({unstable} unstable ReLUs > {plan.max_unstable} for SMT)")
         elif todo:
             notes.append(f"{name}'s {' and '.join(todo)} not confirmed exactly ({unstable} "
                          f"unstable ReLUs > {plan.max_unstable}, or no exact "

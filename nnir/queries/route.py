@@ -7,7 +7,10 @@ The policy, as `--backend auto` has it (README, "Backends"): the MILP backend go
 from it is exact once its witness replays, and it is far faster than SMT on ReLU case splits);
 its `unsat` rests on float tolerances, so an exact backend re-decides it, for verify, bound and
 equiv while at most `SMT_MAX_UNSTABLE` ReLUs are unstable (beyond that SMT rarely finishes);
-verify then lets `split` try. Training picks by the network's shape (`registry.auto_train`).
+verify then lets the sound branch-and-bound engine try (`split` on at most
+`registry.AUTO_SPLIT_MAX_INPUTS` inputs, else `bab`). Under `auto`, verify tries that engine first
+(`Route.pre`), so most answers on dense ReLU networks are exact without the MILP. Training
+picks by the network's shape (`registry.auto_train`).
 """
 from __future__ import annotations
 
@@ -24,6 +27,9 @@ from nnir.queries.options import for_kind
 LIMITED = frozenset({"verify", "bound", "equiv"})
 # Kinds whose exact solves optimise: backends that optimise natively go first among the exact.
 OPTIMISING = frozenset({"bound"})
+# Beyond SMT's reach (more than SMT_MAX_UNSTABLE unstable ReLUs), the ReLU-split engine decides
+# what a float answer left open: bound's inexact sides, stable's verdicts that rest on HiGHS.
+ENGINE_AFTER = {"bound": "bab", "stable": "bab"}
 
 
 @dataclass(frozen=True)
@@ -34,8 +40,10 @@ class Route:
     (False: float tolerances; an unconfirmed "no solution" is then reported as not confirmed).
     confirm: the exact backend that re-decides a float answer (None: none installed, the first
     is exact, or confirmation is off). max_unstable: confirm only while the query has at most
-    this many unstable ReLUs (None: always). split_after: verify: `split` tries after `confirm`.
-    pre: verify under auto: a backend tried before `first` (`split`), and `why`.
+    this many unstable ReLUs (None: always). after: the sound engine that tries after, or
+    beyond the reach of, `confirm` (verify: `split` or `bab`; bound, stable: `bab`; None:
+    none). pre: verify under auto: a backend tried before
+    `first` (`split` or `bab`), and `why`.
     """
 
     kind: str
@@ -43,7 +51,7 @@ class Route:
     first_exact: bool
     confirm: str | None = None
     max_unstable: int | None = None
-    split_after: bool = False
+    after: str | None = None
     pre: str | None = None
     why: str = ""
 
@@ -94,9 +102,9 @@ def plan(kind: str, backend: str = "auto", *, confirm: bool = True, problem=None
         kind: verify, train, bound, stable, compress or equiv.
         backend: the requested backend; "auto" lets the policy pick.
         confirm: False: no exact confirmation of a float answer (option `confirm`).
-        problem: verify: the `VerifyProblem` (auto may try `split` first); train: the
+        problem: verify: the `VerifyProblem` (auto may try `split` or `bab` first); train: the
             `TrainProblem` (auto picks by its shape).
-        auto_split: verify under auto: may `split` go first (option `auto_split`)?
+        auto_split: verify under auto: may `split`/`bab` go first (option `auto_split`)?
     Raises:
         UnsupportedQuery: `backend` does not serve `kind`.
         BackendError: an unknown backend, or (auto) none installed serves `kind`.
@@ -112,18 +120,22 @@ def plan(kind: str, backend: str = "auto", *, confirm: bool = True, problem=None
                 raise BackendError(f"no installed backend answers '{kind}' queries",
                                    hint="install z3-solver, cvc5 or highspy")
             if kind == "verify" and auto_split and problem is not None:
-                why_split = registry.auto_split(problem)
-                if why_split:
-                    pre, why = "split", why_split
+                pre, why = registry.auto_engine(problem) or (None, None)
     else:
         require(kind, backend, span)
         first = backend
     first_exact = claims_exact(first)
     helper = None if first_exact or not confirm else next(iter(exact), None)
+    after = None
+    if kind == "verify" and not first_exact and confirm:
+        engine = registry.auto_engine(problem) if problem is not None else None
+        after = engine[0] if engine else None
+    elif kind in ENGINE_AFTER and not first_exact and confirm \
+            and ENGINE_AFTER[kind] in registry.names():
+        after = ENGINE_AFTER[kind]
     return Route(kind, first, first_exact, helper,
                  SMT_MAX_UNSTABLE if kind in LIMITED else None,
-                 split_after=kind == "verify" and not first_exact and confirm
-                 and "split" in registry.names(), pre=pre, why=why or "")
+                 after=after, pre=pre, why=why or "")
 
 
 def involved(kind: str, backend: str, options: dict | None = None) -> list[str]:
@@ -132,7 +144,7 @@ def involved(kind: str, backend: str, options: dict | None = None) -> list[str]:
     options = options or {}
     if backend == "auto":
         names = [n for n in served_by(kind)]
-        return names + (["split"] if kind == "verify" and "split" not in names else [])
+        return names
     names = [backend]
     cls = registry.backend_class(backend)
     if cls.forwards_options:  # portfolio: its members and their routes
@@ -141,7 +153,7 @@ def involved(kind: str, backend: str, options: dict | None = None) -> list[str]:
             names += involved(kind, m, {}) if m == "auto" else [m] if m in registry.names() \
                 else []
     if not cls.exact:
-        names += served_by(kind) if kind != "verify" else [*exact_for(kind), "split"]
+        names += served_by(kind) if kind != "verify" else [*exact_for(kind), "split", "bab"]
         names = [n for n in names if registry.backend_class(n).exact or n == backend]
     return list(dict.fromkeys(names))
 

@@ -48,7 +48,7 @@ from nnir.passes.manager import PassManager, default_pipeline
 from nnir.queries import stable_search
 from nnir.queries.options import StableOptions
 from nnir.queries.result import Result
-from nnir.queries.stable_solve import isa, per_neuron
+from nnir.queries.stable_solve import ON_TOLERANCES, certify, inexact_left, isa, per_neuron
 from nnir.queries.stable_state import StableState, in_domain
 from nnir.queries.status import stable as stable_status
 
@@ -131,6 +131,9 @@ def analyse(net: Network, data=None, backend: str = "auto", timeout: float | Non
         notes += isa(st, deadline, options, counts)
     name, more = per_neuron(st, backend, deadline, options)
     notes += more
+    notes += certify(st, backend, deadline, options)
+    if not inexact_left(st):
+        notes = [n for n in notes if not n.endswith(ON_TOLERANCES)]
     counts["solver_s"] = time.perf_counter() - t
     return st, name, counts, notes
 

@@ -2,9 +2,10 @@
 never report a MILP `unsat` as `unsat` unless an exact method confirmed it (`_settle_unsat`)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 from nnir import proc
 from nnir.backends import registry
-from nnir.backends.split.props import supported
 from nnir.deadline import Deadline
 from nnir.errors import UnsupportedQuery
 from nnir.ir.nodes import Program, Verify
@@ -34,11 +35,13 @@ def run_verify(prog: Program, q: Verify, backend: str, timeout, options: dict) -
     notes = [f"{unstable} unstable ReLUs after interval bounds"]
     plan = routing.plan("verify", backend, confirm=o.confirm, problem=problem,
                         auto_split=o.auto_split, span=q.span)
-    if plan.pre:  # few inputs: input splitting first; if it cannot decide, the plan below
+    if plan.pre:  # a sound branch-and-bound engine first; if it cannot decide, the plan below
         res = _solve_once(problem, q, plan.pre, deadline, options)
         if res.status not in ("unknown", "error"):
             return res.add_notes(*notes, f"auto picked '{plan.pre}': {plan.why}", first=True)
         notes.append(f"auto tried '{plan.pre}' first ({plan.why}): {res.status}")
+        if plan.after == plan.pre:  # it could not decide: not again after the MILP
+            plan = replace(plan, after=None)
     if backend == "auto" and plan.first_exact:
         return _solve_guarded(problem, q, plan.first, deadline, options).add_notes(
             *notes, f"auto picked '{plan.first}'", first=True)
@@ -61,7 +64,8 @@ def _settle_unsat(problem: VerifyProblem, q: Verify, res: Result, deadline: Dead
 
     Tried in turn, each within the time left: the route's exact SMT solver (while at most
     `route.SMT_MAX_UNSTABLE` ReLUs are unstable: beyond that it rarely finishes), then the
-    `split` engine (sound float64 bounds, exact hand-offs). Each runs in a killable child, so
+    route's sound branch-and-bound engine (`split` or `bab`: sound float64 bounds, exact
+    hand-offs). Each runs in a killable child, so
     one that ignores its limit cannot overrun the query's. A `sat` from either is replayed
     exactly like any witness, and exposes a MILP error. When neither settles it, the status is
     `unknown` (`timeout` when time ran out), never `unsat`: `info["unconfirmed"]` and the
@@ -69,7 +73,7 @@ def _settle_unsat(problem: VerifyProblem, q: Verify, res: Result, deadline: Dead
     """
     milp = res.backend
     tried = []
-    if plan.confirm is not None or plan.split_after:
+    if plan.confirm is not None or plan.after:
         if plan.confirms(unstable):
             res2 = _solve_guarded(problem, q, plan.confirm, deadline, options)
             if res2.status in ("sat", "unsat"):
@@ -80,13 +84,12 @@ def _settle_unsat(problem: VerifyProblem, q: Verify, res: Result, deadline: Dead
             tried.append(f"no exact SMT confirmation ({unstable} unstable ReLUs > "
                          f"{plan.max_unstable})")
 
-        if plan.split_after and supported(problem.net) is None \
-                and not deadline.expired(STEP_MIN_S):
-            res3 = _solve_guarded(problem, q, "split", deadline, options)
+        if plan.after and not deadline.expired(STEP_MIN_S):
+            res3 = _solve_guarded(problem, q, plan.after, deadline, options)
             if res3.status in ("sat", "unsat"):
-                return res3.add_notes(f"{milp} said unsat; 'split' answered {res3.status} "
-                                      "exactly")
-            tried.append(f"'split' gave {res3.status}")
+                return res3.add_notes(f"{milp} said unsat; '{plan.after}' answered "
+                                      f"{res3.status} exactly")
+            tried.append(f"'{plan.after}' gave {res3.status}")
     return res.unconfirmed_unsat(deadline.expired(STEP_MIN_S), "; ".join(tried) if tried else
                                  "confirmation is off")
 
