@@ -125,26 +125,30 @@ def select(insts: list[Instance], spec: str | None, limit: int | None) -> list[I
 
 
 def run_nnir(insts: list[Instance], tag: str, backend: str, scale: float, jobs: int,
-             work: Path = WORK) -> None:
-    """Run the instances through `nnirc batch`; fill in verdict, seconds, exact, message."""
+             work: Path = WORK, reuse: bool = False) -> None:
+    """Run the instances through `nnirc batch` (`reuse`: read the CSV of an earlier run with
+    the same tag instead); fill in verdict, seconds, exact."""
     listing = work / f"vnncomp_{tag}_instances.csv"
     out = work / f"vnncomp_{tag}_batch.csv"
     work.mkdir(parents=True, exist_ok=True)
     listing.write_text("".join(f"{x.onnx},{x.vnnlib},{x.timeout:g}\n" for x in insts))
     cmd = [sys.executable, "-m", "nnir", "batch", str(listing), "--backend", backend,
            "--jobs", str(jobs), "--timeout-scale", f"{scale:g}", "-o", str(out)]
-    print("$ " + " ".join(cmd), flush=True)
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)  # progress: our stderr
-    print(proc.stdout, end="", flush=True)
+    if reuse:
+        print(f"reusing {out} (--reuse): nnir not run", flush=True)
+    else:
+        print("$ " + " ".join(cmd), flush=True)
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)  # progress: our stderr
+        print(proc.stdout, end="", flush=True)
+        if proc.returncode not in (0, 3):  # 3: some rows are errors, shown in the table
+            print(f"note: nnirc batch exited with status {proc.returncode}", file=sys.stderr)
     if not out.is_file():
-        sys.exit(f"nnirc batch wrote no results (exit status {proc.returncode})")
+        sys.exit(f"no nnirc batch results in {out}")
     got = {r["instance"]: r for r in csv.DictReader(open(out))}
     for x in insts:
         r = got.get(x.name)
         if r:
             x.verdict, x.seconds, x.exact = r["verdict"], float(r["seconds"]), r.get("exact", "")
-    if proc.returncode not in (0, 3):  # 3: some rows are errors, shown in the table
-        print(f"note: nnirc batch exited with status {proc.returncode}", file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------- Marabou (optional)
@@ -227,9 +231,11 @@ def summary(bench: str, insts: list[Instance], backend: str, marabou: bool) -> d
            "wrong": sum(correct(x.verdict, x.expected) == "no" for x in insts),
            "unchecked": sum(correct(x.verdict, x.expected) == "?" for x in insts),
            "timeout/unknown": sum(x.verdict in ("timeout", "unknown") for x in insts),
-           "error": sum(x.verdict in ("error", "") for x in insts),
+           "error": sum(x.verdict == "error" for x in insts),
            "median s": f"{statistics.median(x.seconds for x in solved):.1f}" if solved else "-",
            "total s": f"{sum(x.seconds for x in insts):.0f}"}
+    if any(not x.verdict for x in insts):
+        row["not run"] = sum(not x.verdict for x in insts)
     if marabou:
         msolved = [x for x in insts if x.marabou in SOLVED]
         row["marabou solved"] = len(msolved)
@@ -275,6 +281,9 @@ def main(argv=None) -> int:
                     help="the Python that has maraboupy (default: this one)")
     ap.add_argument("--tag", help="results file names: vnncomp_TAG.csv (default: benchmarks "
                     "and backend)")
+    ap.add_argument("--reuse", action="store_true", help="take nnir's verdicts from the "
+                    "earlier run with the same --tag (benchmarks/cache/vnncomp_TAG_batch.csv), "
+                    "e.g. to add the Marabou column; instances it lacks count as not run")
     ap.add_argument("--results", type=Path, default=RESULTS,
                     help="folder for the CSVs (default benchmarks/results)")
     ap.add_argument("--list", action="store_true", help="list the benchmarks found and exit")
@@ -300,7 +309,7 @@ def main(argv=None) -> int:
     per_bench = {b: select(load(f), args.select, args.limit) for b, f in folders.items()}
     every = [x for insts in per_bench.values() for x in insts]
     run_nnir(every, tag, args.backend, args.scale, args.jobs,
-             WORK if args.results == RESULTS else args.results)
+             WORK if args.results == RESULTS else args.results, args.reuse)
     if use_marabou:
         print("Marabou on the same instances ...", file=sys.stderr, flush=True)
         run_marabou(every, args.scale, args.jobs, args.marabou_python)
