@@ -125,11 +125,11 @@ def select(insts: list[Instance], spec: str | None, limit: int | None) -> list[I
 
 
 def run_nnir(insts: list[Instance], tag: str, backend: str, scale: float, jobs: int,
-             work: Path = WORK, reuse: bool = False) -> None:
-    """Run the instances through `nnirc batch` (`reuse`: read the CSV of an earlier run with
-    the same tag instead); fill in verdict, seconds, exact."""
+             work: Path = WORK, reuse: Path | None = None) -> None:
+    """Run the instances through `nnirc batch` (`reuse`: read the results CSV of an earlier
+    run instead); fill in verdict, seconds, exact."""
     listing = work / f"vnncomp_{tag}_instances.csv"
-    out = work / f"vnncomp_{tag}_batch.csv"
+    out = reuse or work / f"vnncomp_{tag}_batch.csv"
     work.mkdir(parents=True, exist_ok=True)
     listing.write_text("".join(f"{x.onnx},{x.vnnlib},{x.timeout:g}\n" for x in insts))
     cmd = [sys.executable, "-m", "nnir", "batch", str(listing), "--backend", backend,
@@ -281,9 +281,10 @@ def main(argv=None) -> int:
                     help="the Python that has maraboupy (default: this one)")
     ap.add_argument("--tag", help="results file names: vnncomp_TAG.csv (default: benchmarks "
                     "and backend)")
-    ap.add_argument("--reuse", action="store_true", help="take nnir's verdicts from the "
-                    "earlier run with the same --tag (benchmarks/cache/vnncomp_TAG_batch.csv), "
-                    "e.g. to add the Marabou column; instances it lacks count as not run")
+    ap.add_argument("--reuse", type=Path, metavar="CSV", help="take nnir's verdicts from the "
+                    "results CSV of an earlier run (benchmarks/cache/vnncomp_TAG_batch.csv) "
+                    "instead of running it, e.g. to add the Marabou column; read after Marabou "
+                    "ran; instances it lacks count as not run")
     ap.add_argument("--results", type=Path, default=RESULTS,
                     help="folder for the CSVs (default benchmarks/results)")
     ap.add_argument("--list", action="store_true", help="list the benchmarks found and exit")
@@ -308,11 +309,14 @@ def main(argv=None) -> int:
 
     per_bench = {b: select(load(f), args.select, args.limit) for b, f in folders.items()}
     every = [x for insts in per_bench.values() for x in insts]
-    run_nnir(every, tag, args.backend, args.scale, args.jobs,
-             WORK if args.results == RESULTS else args.results, args.reuse)
+    work = WORK if args.results == RESULTS else args.results
+    if not args.reuse:
+        run_nnir(every, tag, args.backend, args.scale, args.jobs, work)
     if use_marabou:
         print("Marabou on the same instances ...", file=sys.stderr, flush=True)
         run_marabou(every, args.scale, args.jobs, args.marabou_python)
+    if args.reuse:
+        run_nnir(every, tag, args.backend, args.scale, args.jobs, work, args.reuse)
 
     nnir_name = f"nnir {args.backend}"
     rows = [summary(b, insts, args.backend, use_marabou) for b, insts in per_bench.items()]

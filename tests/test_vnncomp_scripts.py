@@ -216,7 +216,8 @@ def test_benchmark_script_tables_and_tools(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "res/vnncomp_t.csv")))
     assert [(x["instance"], x["verdict"], x["correct"]) for x in rows] == [
         ("mlp-two", "unsat", "yes"), ("mlp-wins", "sat", "yes")]
-    again = _bench(_bench_folder(tmp_path / "b"), tmp_path, "--reuse", "--no-marabou")
+    again = _bench(_bench_folder(tmp_path / "b"), tmp_path, "--no-marabou", "--reuse",
+                   tmp_path / "res/vnncomp_t_batch.csv")
     assert again.returncode == 0 and "reusing" in again.stdout, again.stdout + again.stderr
     keep = ("instance", "verdict", "seconds", "exact")  # Marabou left out this time
     assert [[x[k] for k in keep] for x in csv.DictReader(open(tmp_path / "res/vnncomp_t.csv"))
