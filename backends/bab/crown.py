@@ -144,7 +144,7 @@ class Crown:
         done = [n for n in self.relu if n in self.cols]
         sub = self.sub(np.zeros((1, 0), dtype=np.int8), {}, only=done)
         alpha = self.init_alpha(sub, 2 * m, done)
-        (alpha, _), _ = self.optimise(rows, sub, alpha, {}, iters)
+        (alpha, _), _ = self.optimise(rows, sub, alpha, {}, iters, done=lambda U: U < 0)
         U, _ = self.backward(rows, sub, alpha, {}, sound=True)
         up, dn = U[0, :m], -U[0, m:]
         self.zhi[lay.name] = np.minimum(self.zhi[lay.name], up)
@@ -193,13 +193,14 @@ class Crown:
         """
         prep, fac = self.prep, self.prep.fac
         B = len(next(iter(sub.mag.values())))
-        R = len(rows.const)
-        lam = {k: np.broadcast_to(v, (B,) + v.shape) for k, v in rows.coef.items()}
+        R = rows.const.shape[-1]  # rows: (R, size) for all, or (B, R, size) per sub-problem
+        lam = {k: v if v.ndim == 3 else np.broadcast_to(v, (B,) + v.shape)
+               for k, v in rows.coef.items()}
         c = np.broadcast_to(rows.const, (B, R)).copy()
         if sound:
             start = np.zeros((B, R))
-            for k, v in rows.coef.items():
-                start += (np.abs(v) @ sub.mag[k].T).T
+            for k, v in lam.items():
+                start += np.einsum("brs,bs->br", np.abs(v), sub.mag[k])
             err = np.nextafter(fac * (start + np.abs(c)) + TINY * (R + 2), np.inf)
         tr = Trace({}, {}, {}, [], None, None) if trace else None
         with np.errstate(over="ignore", invalid="ignore"):
@@ -297,63 +298,77 @@ class Crown:
         return ga, gb
 
     def optimise(self, rows: Rows, sub: Sub, alpha: dict, beta: dict, iters: int,
-                 closed=None, lr_alpha: float = 0.1, lr_beta: float = 0.05):
+                 done=None, stop=None, lr_alpha: float = 0.1, lr_beta: float = 0.05):
         """Projected Adam on alpha in [0, 1] and beta >= 0, minimising every row's bound.
 
+        Each (sub-problem, row) pair is its own problem (its own alphas and betas), so the
+        pairs are flattened into one batch of single rows and a pair leaves the batch as soon
+        as `done` says its row needs no more work.
+
         Args:
-            closed: optional callable (B', R) float bounds -> (B',) bool; a sub-problem whose
-                float bounds it calls closed stops early (its sound bound is checked later).
+            alpha, beta: (B, R, k) starting parameters per relu layer (k: its root-unstable
+                columns).
+            done: optional callable (B, R) best float bounds -> (B, R) bool: pairs to stop
+                (their row is already certainly false, or their sub-problem closed).
+            stop: optional callable -> bool, checked every step (the deadline): stop early.
         Returns:
             ((alpha, beta) with the lowest float bound seen per sub-problem and row, and that
             float bound (B, R)).
         """
         B = len(next(iter(sub.mag.values())))
         R = len(rows.const)
-        alpha = {k: v.copy() for k, v in alpha.items()}
-        beta = {k: v.copy() for k, v in beta.items()}
-        best_a = {k: v.copy() for k, v in alpha.items()}
-        best_b = {k: v.copy() for k, v in beta.items()}
         best = np.full((B, R), np.inf)
-        act = np.arange(B)
-        ma = {k: np.zeros_like(v) for k, v in alpha.items()}
-        va = {k: np.zeros_like(v) for k, v in alpha.items()}
-        mb = {k: np.zeros_like(v) for k, v in beta.items()}
-        vb = {k: np.zeros_like(v) for k, v in beta.items()}
-        s = sub
+        best_p = [{k: v.copy() for k, v in alpha.items()}, {k: v.copy() for k, v in beta.items()}]
+        bsel, rsel = np.divmod(np.arange(B * R), R)
+        P = [{k: v[bsel, rsel][:, None, :] for k, v in d.items()} for d in (alpha, beta)]
+        Mo = [{k: np.zeros_like(v) for k, v in d.items()} for d in P]
+        Vo = [{k: np.zeros_like(v) for k, v in d.items()} for d in P]
+        frows = Rows({k: np.asarray(v)[rsel][:, None, :] for k, v in rows.coef.items()},
+                     np.asarray(rows.const)[rsel][:, None])
+        s = sub.take(bsel)
+        lrs = (lr_alpha, lr_beta)
         for t in range(iters + 1):
-            pa = {k: v[act] for k, v in alpha.items()}
-            pb = {k: v[act] for k, v in beta.items()}
-            U, tr = self.backward(rows, s, pa, pb, trace=t < iters)
-            better = U < best[act]
+            last = t == iters or (stop is not None and stop())
+            U, tr = self.backward(frows, s, P[0], P[1], trace=not last)
+            u = U[:, 0]
+            better = u < best[bsel, rsel]
             if better.any():
-                best[act] = np.where(better, U, best[act])
-                for k in alpha:
-                    best_a[k][act] = np.where(better[:, :, None], pa[k], best_a[k][act])
-                for k in beta:
-                    best_b[k][act] = np.where(better[:, :, None], pb[k], best_b[k][act])
-            if t == iters:
+                bb, rb = bsel[better], rsel[better]
+                best[bb, rb] = u[better]
+                for q in range(2):
+                    for k, v in P[q].items():
+                        best_p[q][k][bb, rb] = v[better, 0]
+            if last:
                 break
-            if closed is not None:
-                keep = ~closed(best[act])
+            if done is not None:
+                keep = ~done(best)[bsel, rsel]
                 if not keep.all():
-                    act = act[keep]
-                    if not len(act):
+                    if not keep.any():
                         break
-                    s = sub.take(act)
+                    bsel, rsel = bsel[keep], rsel[keep]
+                    s = s.take(keep)
+                    frows = Rows({k: v[keep] for k, v in frows.coef.items()},
+                                 frows.const[keep])
+                    for d in P + Mo + Vo:
+                        for k in d:
+                            d[k] = d[k][keep]
                     continue  # recompute on the smaller set (the trace is of the old one)
-            ga, gb = self.gradient(tr, s, bool(beta))
-            for P, M, V, G, lr in ((alpha, ma, va, ga, lr_alpha), (beta, mb, vb, gb, lr_beta)):
-                for k in P:
-                    if k not in G:  # a layer the rows do not reach
+            grads = self.gradient(tr, s, bool(P[1]))
+            c1, c2 = 1 - 0.9 ** (t + 1), 1 - 0.999 ** (t + 1)
+            for q in range(2):
+                for k, v in P[q].items():
+                    if k not in grads[q]:  # a layer the rows do not reach
                         continue
-                    grad = np.nan_to_num(G[k])
-                    M[k][act] = 0.9 * M[k][act] + 0.1 * grad
-                    V[k][act] = 0.999 * V[k][act] + 0.001 * grad * grad
-                    mh = M[k][act] / (1 - 0.9 ** (t + 1))
-                    vh = V[k][act] / (1 - 0.999 ** (t + 1))
-                    step = P[k][act] - lr * mh / (np.sqrt(vh) + 1e-12)
-                    P[k][act] = np.clip(step, 0.0, 1.0) if P is alpha else np.maximum(step, 0.0)
-        return (best_a, best_b), best
+                    g = grads[q][k]
+                    g[~np.isfinite(g)] = 0.0
+                    M, V = Mo[q][k], Vo[q][k]
+                    M *= 0.9
+                    M += 0.1 * g
+                    V *= 0.999
+                    V += 0.001 * g * g
+                    v -= lrs[q] * (M / c1) / (np.sqrt(V / c2) + 1e-12)
+                    np.clip(v, 0.0, 1.0 if q == 0 else np.inf, out=v)
+        return (best_p[0], best_p[1]), best
 
 
 LOWER_WEIGHT = 0.25  # how much a lower line's gap counts against an upper line's intercept

@@ -46,7 +46,7 @@ class Options:
     memory_mb: float = 512.0  # rough cap on a batch's symbolic-interval arrays
     max_queue: int = 200_000  # open sub-problems kept; beyond this the answer is `unknown`
     lp_leaves: bool = True  # try a safe LP dual bound (HiGHS duals, exact rationals) ...
-    lp_unstable: int = 64  # ... on sub-problems with at most this many free unstable ReLUs
+    lp_unstable: int = 8  # ... on sub-problems with at most this many free unstable ReLUs
     handoff_timeout: float = 20.0  # seconds for the exact solver on an LP leaf
     attack_starts: int = 256  # random starts of the gradient search on the whole box
     attack_steps: int = 30
@@ -119,6 +119,8 @@ class Search:
         self.prep = prepare_network(problem.net)
         self.idx = ReluIndex.of(self.prep)
         self.comp = compile_problem(problem)
+        self.strict = np.array([self.comp.atoms[k].rel in ("<", ">") for k in
+                                self.comp.row_atom], dtype=bool)
         self.stats = Counter()
         self.rng = np.random.default_rng(opts.seed)
         self.undecided = 0
@@ -240,8 +242,8 @@ class Search:
             alpha = {k: np.repeat(v, B, axis=0) for k, v in self.root_alpha.items()}
         beta = {n: np.zeros((B, R, len(c))) for n, c in cr.cols.items() if len(c)}
         iters = self.opts.root_final_iters if root else self.opts.crown_iters
-        (alpha, beta), _ = cr.optimise(rows, sub, alpha, beta, iters,
-                                       lambda U: closed_and_critical(self.comp, U)[0])
+        (alpha, beta), _ = cr.optimise(rows, sub, alpha, beta, iters, self.row_done,
+                                       self.out_of_time)
         U, tr = cr.backward(rows, sub, alpha, beta, sound=True, trace=True)
         if root:
             self.root_alpha = alpha
@@ -250,6 +252,12 @@ class Search:
         def scores(keep, row):
             return crown_branch_scores(cr, self.idx, sub.take(keep), tr, keep, row)
         return _Batch(U, empty, sub.zlo, sub.zhi, sub.free_unstable(), scores)
+
+    def row_done(self, U: np.ndarray) -> np.ndarray:
+        """(B, R): rows whose float bound already makes them certainly false, and every row
+        of a sub-problem those close (no more optimisation needed there)."""
+        false_row = np.where(self.strict, U <= 0, U < 0)
+        return false_row | closed_and_critical(self.comp, U)[0][:, None]
 
     def step(self, fixed, front):
         B = len(fixed)
