@@ -1,10 +1,14 @@
 """`equiv A B [tol T] [map [i, ...]]`: do two networks compute the same function on A's domain?
 
-Order of work (option `method`: auto, relations, solver):
+Order of work (option `method`: auto, relations, solver, search):
 1. relation inference (`nnir/passes/relations.py`): exact algebra on the weights, linear time;
    when every output of B is related to A's, the answer is "equivalent" with no solver call;
    otherwise the first node of B where no relation holds is reported;
-2. the solver route, on both networks after the bound passes (B's computed over A's domain):
+2. 256 random domain points (a difference found is replayed exactly);
+3. with method auto and backend auto (or method search): input splitting
+   (`nnir/queries/equiv_search.py`) on networks with at most 8 inputs: sub-boxes closed by exact
+   algebra over their stable neurons, differences localised and replayed; exact both ways;
+4. the solver route, on both networks after the bound passes (B's computed over A's domain):
    SMT (z3/cvc5, exact QF_LRA: one formula asking for an output that differs by more than T) or
    MILP (HiGHS: max |f_A - f_B| per output, float tolerances, said so). `auto` runs HiGHS and
    has an exact solver re-decide an "equivalent" while the networks have at most
@@ -24,12 +28,12 @@ from nnir.options import parse
 from nnir.passes.interval import IntervalBounds
 from nnir.passes.manager import default_pipeline
 from nnir.passes.relations import infer
-from nnir.queries.equiv_solve import solve
+from nnir.queries.equiv_solve import SEARCH_SHARE, solve
 from nnir.queries.options import EquivOptions
 from nnir.queries.result import Result
 from nnir.queries.status import EquivStatus
 
-METHODS = ("auto", "relations", "solver")
+METHODS = ("auto", "relations", "solver", "search")
 SYMBOLIC_MAX_NEURONS = 4096  # beyond, symbolic bounds cost more than they save: IBP only
 
 
@@ -83,4 +87,6 @@ def run_equiv(prog: Program, q: Equiv, backend: str, timeout, options: dict) -> 
             res.backend, res.message = "relations", "no verdict: relation inference got stuck"
             return res
 
-    return solve(res, a2, b2, mapping, tol, backend, deadline, options)
+    search = 1.0 if method == "search" else (
+        SEARCH_SHARE if method == "auto" and backend == "auto" else None)
+    return solve(res, a2, b2, mapping, tol, backend, deadline, options, search=search)

@@ -1,5 +1,6 @@
-"""The solver route of `equiv`: SMT (exact) or MILP (float tolerances), every counterexample
-replayed exactly in both networks (see `nnir/queries/equiv.py`)."""
+"""The solver route of `equiv`: random sampling, input splitting (`equiv_search`, few inputs),
+SMT (exact) or MILP (float tolerances); every counterexample replayed exactly in both networks
+(`equiv_replay`, integer arithmetic; see `nnir/queries/equiv.py`)."""
 from __future__ import annotations
 
 import time
@@ -11,12 +12,15 @@ from nnir.backends import registry
 from nnir.backends.milp.equiv import max_differences
 from nnir.backends.smtlib.equiv import solve_equiv_smt
 from nnir.deadline import Deadline
-from nnir.ir.const import format_number, to_fraction
-from nnir.ir.evaluate import evaluate, evaluate_batch, holds
+from nnir.ir.const import format_number
+from nnir.ir.evaluate import evaluate_batch
 from nnir.ir.nodes import Network
 from nnir.options import parse
 from nnir.queries import route as routing
 from nnir.queries import status as st
+from nnir.queries.equiv_replay import replay_difference
+from nnir.queries.equiv_search import applies as search_applies
+from nnir.queries.equiv_search import search_equiv
 from nnir.queries.options import EquivOptions
 from nnir.queries.result import Result, witness_dict
 from nnir.queries.run import count_unstable
@@ -24,6 +28,10 @@ from nnir.queries.status import EquivStatus
 
 MILP_EPS = 1e-6  # a MILP maximum this far above tol is not read as "equivalent"
 SAMPLES = 256
+# input splitting may take this share of the time left (without a limit: SEARCH_S seconds);
+# an undecided search leaves the rest to the solver route
+SEARCH_SHARE = 0.75
+SEARCH_S = 300.0
 
 
 def _unstable(*nets: Network) -> int:
@@ -31,17 +39,29 @@ def _unstable(*nets: Network) -> int:
 
 
 def solve(res: Result, a: Network, b: Network, mapping, tol: Fraction, backend: str,
-          deadline: Deadline, options: dict) -> Result:
+          deadline: Deadline, options: dict, search: float | None = None) -> Result:
     """Decide on the route `route.plan` gives for equiv (auto: HiGHS, an exact solver
-    re-deciding what it leaves; z3, cvc5 or highs by name); `a`, `b` carry facts over A's
-    domain."""
+    re-deciding what it leaves; z3, cvc5 or highs by name), after random sampling and, when
+    `search` is a share of the time left (1.0: all of it), input splitting (`equiv_search`)
+    where it applies; `a`, `b` carry facts over A's domain."""
     o = parse(EquivOptions, options)
     unstable = _unstable(a, b)
     res.notes.append(f"{unstable} unstable ReLUs in the two networks after the bound passes")
     if o.sample:
-        found = _sample(res, a, b, mapping, tol)
+        found = _sample(res, a, b, mapping, tol, deadline)
         if found is not None:
             return found
+    if search:
+        why = search_applies(a, b)
+        if why is None:
+            found = _search(res, a, b, mapping, tol, deadline, search)
+            if found is not None:
+                return found
+        else:
+            res.notes.append(f"input splitting not tried: {why}")
+    if deadline.expired():
+        res.status, res.message = EquivStatus.TIMEOUT, "time limit reached"
+        return res
     plan = routing.plan("equiv", backend, confirm=o.confirm, span=res.span)
     registry.get_backend(plan.first)  # says what is missing when it is not installed
     if plan.first_exact:
@@ -55,7 +75,28 @@ def solve(res: Result, a: Network, b: Network, mapping, tol: Fraction, backend: 
     return res
 
 
-def _sample(res: Result, a, b, mapping, tol, n: int = SAMPLES, seed: int = 0):
+def _search(res: Result, a, b, mapping, tol, deadline: Deadline, share: float):
+    """Input splitting (`equiv_search`): a decided answer fills `res`; otherwise None (the
+    solver route goes on with the time left, a note says why)."""
+    own = deadline.share(share) if deadline.bounded else (None if share >= 1 else SEARCH_S)
+    out = search_equiv(a, b, mapping, tol, deadline.cap(own))
+    res.info["search"] = out.stats
+    if out.status == "differs":
+        res.backend = "splitting"
+        res.info["proven_by"] = "input splitting"
+        return counterexample(res, a, b, mapping, out.rep, out.how)
+    if out.status == "equivalent":
+        res.status, res.exact, res.backend = EquivStatus.EQUIVALENT, True, "splitting"
+        res.info.update(verdict="equivalent", proven_by="input splitting")
+        res.certified = f"equivalent: exact ({out.how})"
+        res.message = "equivalent"
+        return res
+    res.notes.append(f"input splitting: {out.status}: {out.how}")
+    return None
+
+
+def _sample(res: Result, a, b, mapping, tol, deadline: Deadline | None = None,
+            n: int = SAMPLES, seed: int = 0):
     """Cheap falsification first: both networks on random points of the box (float64); the
     worst point is replayed exactly and, when it differs by more than tol, reported."""
     lo, hi = a.input.lo.f64, a.input.hi.f64
@@ -67,8 +108,8 @@ def _sample(res: Result, a, b, mapping, tol, n: int = SAMPLES, seed: int = 0):
     for i in np.argsort(-gap)[:3]:
         if gap[i] <= float(tol):
             break
-        rep = replay_difference(a, b, mapping, X[i].tolist(), tol)
-        if rep["ok"]:
+        rep = replay_difference(a, b, mapping, X[i].tolist(), tol, deadline)
+        if rep is not None and rep["ok"]:
             res.backend = "sampling"
             res.info["proven_by"] = f"sampling ({len(X)} points)"
             return counterexample(res, a, b, mapping, rep, f"sampling {len(X)} domain points")
@@ -84,7 +125,10 @@ def _smt(res: Result, a, b, mapping, tol, solver: str, deadline, options) -> Res
     res.backend = solver
     res.info["proven_by"] = f"smt ({solver})"
     if found.status == "sat":
-        rep = replay_difference(a, b, mapping, [found.values[n] for n in names], tol)
+        rep = replay_difference(a, b, mapping, [found.values[n] for n in names], tol, deadline)
+        if rep is None:
+            res.status, res.message = EquivStatus.TIMEOUT, "time limit reached in the replay"
+            return res
         if rep["ok"]:
             return counterexample(res, a, b, mapping, rep, f"{solver} (QF_LRA)")
         res.status = EquivStatus.ERROR
@@ -115,8 +159,8 @@ def _milp(res: Result, a, b, mapping, tol, deadline, options) -> Result:
     for value, x, _ in got["points"]:
         if value <= float(tol):
             break
-        rep = replay_difference(a, b, mapping, x, tol)
-        if rep["ok"]:
+        rep = replay_difference(a, b, mapping, x, tol, deadline)
+        if rep is not None and rep["ok"]:
             return counterexample(res, a, b, mapping, rep, "HiGHS (MILP)")
     bound = got["bound"]
     if bound is not None and bound <= float(tol) + MILP_EPS:
@@ -135,27 +179,6 @@ def _milp(res: Result, a, b, mapping, tol, deadline, options) -> Result:
     return res
 
 
-def replay_difference(a: Network, b: Network, mapping, x, tol: Fraction) -> dict:
-    """Both networks at input `x` (clipped into the box), exactly and in float64.
-
-    Returns:
-        {"inputs": exact inputs, "ok": a counterexample in exact arithmetic, "float64": also in
-        float64, "diffs": exact f_A[k] - f_B[map k], "worst": k of the largest |diff|, "vals_a",
-        "vals_b"}; `ok` is False when x is outside the domain.
-    """
-    lo, hi = a.input.lo.exact, a.input.hi.exact
-    xq = [min(max(to_fraction(v), p), q) for v, p, q in zip(x, lo, hi)]
-    va, vb = evaluate(a, xq, exact=True), evaluate(b, xq, exact=True)
-    inside = all(holds(c, {a.input.name: xq}) for c in a.input.constraints)
-    diffs = [va[a.output][k] - vb[b.output][j] for k, j in enumerate(mapping)]
-    worst = max(range(len(diffs)), key=lambda k: abs(diffs[k]))
-    xf = [float(v) for v in xq]
-    fa, fb = evaluate(a, xf)[a.output], evaluate(b, xf)[b.output]
-    fdiff = max(abs(float(fa[k]) - float(fb[j])) for k, j in enumerate(mapping))
-    return {"inputs": xq, "ok": inside and abs(diffs[worst]) > tol, "float64": fdiff > tol,
-            "diffs": diffs, "worst": worst, "vals_a": va, "vals_b": vb}
-
-
 def counterexample(res: Result, a: Network, b: Network, mapping, rep: dict, how: str) -> Result:
     """Fill `res` with a replayed counterexample."""
     k = rep["worst"]
@@ -164,7 +187,8 @@ def counterexample(res: Result, a: Network, b: Network, mapping, rep: dict, how:
                     differences=[format_number(d) for d in rep["diffs"]])
     res.witness = witness_dict(a, rep["inputs"], rep["vals_a"])
     res.replay = {"exact": True, "float64": rep["float64"], "reason": "", "slack": 0.0}
-    res.certified = f"counterexample from {how}, replayed in exact rational arithmetic in both"
+    res.certified = (f"counterexample from {how}, replayed in exact arithmetic in both "
+                     "(integers over a common denominator)")
     ya, yb = rep["vals_a"][a.output][k], rep["vals_b"][b.output][mapping[k]]
     exact = format_number(ya - yb)
     res.message = (f"not equivalent: {a.name}.{a.output}[{k}] = {float(ya):.9g} but "

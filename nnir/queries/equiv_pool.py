@@ -1,0 +1,229 @@
+"""Two networks over one pool of shared neurons, exactly: the algebra behind `equiv_search`.
+
+Both networks are walked from the shared input; every value is an exact affine form over
+"symbols" (input coordinates and ReLU neurons). A ReLU neuron is identified by its pre-activation
+form scaled to a leading coefficient of +-1 (relu(c z) = c relu(z) for c > 0), so a neuron of B
+that computes the same thing as one of A, even split across shards and summed, *is* that neuron.
+The outputs' differences f_A[k] - f_B[map k] are forms over the pool; for a correct
+tensor-parallel pair they cancel to 0 at once.
+
+On a sub-box where some neurons are stably inactive, `equal_on` substitutes 0 for them and merges
+neurons whose pre-activation forms become identical; when every difference then cancels, the
+networks agree on the sub-box, exactly (the values of equal formal expressions over the same
+symbols are equal). `product_network` lays the pool out as one chain of dense layers (each
+neuron at its depth, earlier values passed through as relu(h) = h for h >= 0 and relu(x - lo) for
+inputs) whose last layer computes the differences, for the split engine's sound bounds.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import nnir
+from nnir.ir.nodes import Network
+
+MAX_WEIGHTS = 200_000  # exact forms beyond this many weights are too slow for a per-box search
+
+ZERO = Fraction(0)
+
+
+class TooLarge(Exception):
+    """The networks are too large for the pool (see `MAX_WEIGHTS`)."""
+
+
+@dataclass
+class Neuron:
+    """A ReLU neuron: relu(sum c * symbol + const), terms over earlier symbols."""
+
+    terms: tuple  # ((symbol, Fraction), ...) sorted by symbol
+    const: Fraction
+    level: int  # 1 + the deepest symbol it reads (inputs are level 0)
+    owners: set = field(default_factory=set)  # "A" and/or "B"
+
+
+@dataclass
+class Pool:
+    """Symbols 0..n_in-1 are the inputs, then neurons in creation (topological) order."""
+
+    n_in: int
+    lo: list  # exact input box
+    neurons: dict  # symbol -> Neuron
+    keys: dict  # normalised pre-activation -> symbol
+    diffs: list  # per output k: ({symbol: Fraction}, const) of f_A[k] - f_B[map k]
+
+    def level(self, s: int) -> int:
+        return 0 if s < self.n_in else self.neurons[s].level
+
+
+def _combine(forms, coefs, const) -> tuple[dict, Fraction]:
+    acc: dict = {}
+    c0 = Fraction(const)
+    for (t, c), w in zip(forms, coefs):
+        if not w:
+            continue
+        for s, v in t.items():
+            acc[s] = acc.get(s, ZERO) + w * v
+        c0 += w * c
+    return {s: v for s, v in acc.items() if v}, c0
+
+
+def _relu(pool: Pool, pre, owner: str):
+    """The form of relu(pre): a neuron of the pool (new or shared), or a constant."""
+    terms, c = pre
+    if not terms:
+        return {}, max(c, ZERO)
+    order = sorted(terms)
+    scale = abs(terms[order[0]])
+    key = (tuple((s, terms[s] / scale) for s in order), c / scale)
+    sym = pool.keys.get(key)
+    if sym is None:
+        sym = pool.n_in + len(pool.neurons)
+        pool.neurons[sym] = Neuron(key[0], key[1], 1 + max(pool.level(s) for s in order))
+        pool.keys[key] = sym
+    pool.neurons[sym].owners.add(owner)
+    return {sym: scale}, ZERO
+
+
+def _walk(pool: Pool, net: Network, owner: str) -> list:
+    vals = {net.input.name: [({i: Fraction(1)}, ZERO) for i in range(pool.n_in)]}
+    for lay in net.layers:
+        if lay.kind == "dense":
+            src = vals[lay.src]
+            W, b = lay.weight.exact, lay.bias.exact
+            pre = [_combine(src, W[r], b[r]) for r in range(lay.size)]
+        elif lay.kind == "slice":
+            pre = vals[lay.src][lay.start:lay.start + lay.size]
+        elif lay.kind == "concat":
+            pre = [f for s in lay.srcs for f in vals[s]]
+        else:  # add
+            parts = [vals[s] for s in lay.srcs]
+            pre = [_combine(col, [1] * len(col), 0) for col in zip(*parts)]
+        vals[lay.name] = [_relu(pool, p, owner) for p in pre] if lay.act == "relu" else pre
+    return vals[net.output]
+
+
+def build_pool(a: Network, b: Network, mapping) -> Pool:
+    """The pool of `a` and `b` (B reads A's input) and the output differences.
+
+    Raises:
+        TooLarge: more than `MAX_WEIGHTS` weights in the two networks.
+    """
+    weights = sum(lay.weight.shape[0] * lay.weight.shape[1] for n in (a, b)
+                  for lay in n.dense_layers)
+    if weights > MAX_WEIGHTS:
+        raise TooLarge(f"{weights} weights (the pool takes at most {MAX_WEIGHTS})")
+    pool = Pool(a.input.size, list(a.input.lo.exact), {}, {}, [])
+    ya, yb = _walk(pool, a, "A"), _walk(pool, b, "B")
+    pool.diffs = [_combine([ya[k], yb[j]], [1, -1], 0) for k, j in enumerate(mapping)]
+    return pool
+
+
+def equal_on(pool: Pool, inactive, tol: Fraction = ZERO) -> bool:
+    """Do all output differences cancel (|constant| <= tol, no symbol left) once the neurons in
+    `inactive` are 0 and neurons with identical reduced pre-activations are merged? Exact.
+
+    Invariant: value(s) = scale * value(r) for rep[s] = (r, scale), value(s) = 0 for rep[s] =
+    None, and a symbol without an entry stands for itself; a reduced form is the neuron's
+    pre-activation written over those representatives, so equal forms mean equal values."""
+    if all(not t and abs(c) <= tol for t, c in pool.diffs):
+        return True
+    rep: dict = {}
+    local: dict = {}  # reduced key -> (representative, its scale) met on this box
+
+    def resolve(t):
+        return rep.get(t, (t, 1))
+
+    for s, nrn in pool.neurons.items():
+        if s in inactive:
+            rep[s] = None
+            continue
+        changed, acc = False, {}
+        for t, c in nrn.terms:
+            r = resolve(t)
+            if r is None or r[0] != t or r[1] != 1:
+                changed = True
+            if r is not None:
+                acc[r[0]] = acc.get(r[0], ZERO) + c * r[1]
+        if not changed:
+            continue
+        acc = {k: v for k, v in acc.items() if v}
+        if not acc:
+            if nrn.const <= 0:
+                rep[s] = None  # relu of a non-positive constant
+            continue  # a positive constant: the symbol keeps its (constant) value
+        order = sorted(acc)
+        scale = abs(acc[order[0]])
+        key = (tuple((k, acc[k] / scale) for k in order), nrn.const / scale)
+        # value(s) = relu(scale * key) = scale * relu(key)
+        if key in local:
+            r, sc = local[key]
+            rep[s] = (r, scale / sc)
+        elif key in pool.keys and pool.keys[key] != s:
+            r = resolve(pool.keys[key])  # value(that neuron) = relu(key)
+            rep[s] = None if r is None else (r[0], r[1] * scale)
+        else:
+            local[key] = (s, scale)
+    for terms, c in pool.diffs:
+        acc = {}
+        for t, v in terms.items():
+            r = resolve(t)
+            if r is not None:
+                acc[r[0]] = acc.get(r[0], ZERO) + v * r[1]
+        if any(acc.values()) or abs(c) > tol:
+            return False
+    return True
+
+
+def product_network(pool: Pool, hi) -> tuple[Network, list]:
+    """The pool as one chain of dense layers whose output is the differences (see module doc).
+
+    Args:
+        pool: the pool.
+        hi: the exact input box's upper corner (for the network's domain).
+    Returns:
+        (network, neuron_at): neuron_at[l] lists the symbol of each row of chain layer l that
+        computes a pool neuron (None for a pass-through row).
+    """
+    n_in = pool.n_in
+    n_sym = n_in + len(pool.neurons)
+    depth = max([n.level for n in pool.neurons.values()], default=0)
+    need = [0] * n_sym  # the deepest chain layer reading each symbol
+    for nrn in pool.neurons.values():
+        for t, _ in nrn.terms:
+            need[t] = max(need[t], nrn.level)
+    for terms, _ in pool.diffs:
+        for t in terms:
+            need[t] = depth + 1
+    layers, neuron_at = [], []
+    where = {i: (i, None) for i in range(n_in)}  # symbol -> (column of the previous layer, shift)
+    for lev in range(1, depth + 1):
+        own = [s for s, nrn in pool.neurons.items() if nrn.level == lev]
+        passing = [s for s in range(n_sym) if pool.level(s) < lev and need[s] > lev]
+        rows = [(dict(pool.neurons[s].terms), pool.neurons[s].const) for s in own]
+        # relu(h) = h for a neuron (h >= 0), relu(x - lo) = x - lo for an input
+        rows += [({s: Fraction(1)}, -pool.lo[s] if s < n_in else ZERO) for s in passing]
+        layers.append((*_matrix(rows, where), "relu"))
+        neuron_at.append(own + [None] * len(passing))
+        where = {s: (r, None) for r, s in enumerate(own)}
+        where.update({s: (len(own) + r, pool.lo[s] if s < n_in else None)
+                      for r, s in enumerate(passing)})
+    layers.append((*_matrix([(dict(t), c) for t, c in pool.diffs], where), "linear"))
+    net = nnir.network("product", layers, lo=pool.lo, hi=list(hi),
+                       layer_names=[f"p{i + 1}" for i in range(depth)] + ["d"])
+    return net, neuron_at
+
+
+def _matrix(rows, where) -> tuple[list, list]:
+    """Weights over the previous layer's columns: a symbol passed through as x - lo adds its
+    coefficient times lo to the constant."""
+    ncol = 1 + max((c for c, _ in where.values()), default=-1)
+    W = [[ZERO] * ncol for _ in rows]
+    bvec = []
+    for r, (terms, c) in enumerate(rows):
+        for s, v in terms.items():
+            col, shift = where[s]
+            W[r][col] += v
+            if shift is not None:
+                c += v * shift
+        bvec.append(c)
+    return W, bvec
