@@ -134,7 +134,7 @@ def test_timeout_and_queue_cap_are_reported():
     problem = _problem(TINY + "verify tiny: y[0] > 0.5")
     ans = Search(problem, Options(**SMALL), time.monotonic() - 1.0, "z3").run()
     assert ans.status == "timeout" and "sub-problems open" in ans.message
-    ans = _bab(problem, max_queue=0, **SMALL)
+    ans = _bab(problem, max_queue=0, root_iters=0, **SMALL)  # (no root bound before the loop)
     assert ans.status == "unknown" and "max_queue" in ans.message
 
 

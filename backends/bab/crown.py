@@ -119,7 +119,7 @@ class Crown:
             intermediate bounds (0: keep `forward_bounds`' and the facts').
     """
 
-    def __init__(self, prep: Prepared, lo: np.ndarray, hi: np.ndarray, root_iters: int = 20,
+    def __init__(self, prep: Prepared, lo: np.ndarray, hi: np.ndarray, root_iters: int = 0,
                  deadline_ok=lambda: True):
         self.prep, self.lo, self.hi = prep, lo, hi
         fb = forward_bounds(prep, lo[None], hi[None])
@@ -129,31 +129,45 @@ class Crown:
         self.relu = [lay.name for lay in prep.layers if lay.act == "relu"]
         self.cols = {}
         self.tightened = 0
-        for lay in prep.layers:
-            if lay.act != "relu":
-                continue
-            if root_iters > 0 and lay.src != prep.net.input.name and deadline_ok():
-                self._tighten(lay, root_iters)
-            lo_, hi_ = self.zlo[lay.name], self.zhi[lay.name]
-            self.cols[lay.name] = np.nonzero((lo_ < 0) & (hi_ > 0))[0]
+        self._set_cols()
+        if root_iters > 0:
+            self.tighten(root_iters, deadline_ok)
+
+    def _set_cols(self) -> None:
+        for n in self.relu:
+            self.cols[n] = np.nonzero((self.zlo[n] < 0) & (self.zhi[n] > 0))[0]
+
+    def tighten(self, iters: int, deadline_ok=lambda: True) -> None:
+        """Tighten the root's intermediate bounds layer by layer by alpha-CROWN (`iters` Adam
+        steps per layer; the first layer's forward bounds are already exact up to rounding)."""
+        for lay in self.prep.layers:
+            if lay.act == "relu" and lay.src != self.prep.net.input.name and deadline_ok():
+                self._tighten(lay, iters)
+        self._set_cols()
 
     def _tighten(self, lay, iters: int) -> None:
-        """alpha-CROWN bounds of the layer's +-z (rows on its source), intersected."""
-        m = len(lay.b)
-        rows = Rows({lay.src: np.concatenate([lay.W, -lay.W])}, np.concatenate([lay.b, -lay.b]))
-        done = [n for n in self.relu if n in self.cols]
-        sub = self.sub(np.zeros((1, 0), dtype=np.int8), {}, only=done)
-        alpha = self.init_alpha(sub, 2 * m, done)
+        """alpha-CROWN bounds of the layer's unstable neurons' +-z (rows on its source),
+        intersected with the bounds known (stable neurons need no tighter bounds)."""
+        lo, hi = self.zlo[lay.name], self.zhi[lay.name]
+        u = np.nonzero((lo < 0) & (hi > 0))[0]
+        k = len(u)
+        if not k:
+            return
+        W, b = lay.W[u], lay.b[u]
+        rows = Rows({lay.src: np.concatenate([W, -W])}, np.concatenate([b, -b]))
+        self._set_cols()
+        sub = self.sub(np.zeros((1, 0), dtype=np.int8), {})
+        alpha = self.init_alpha(sub, 2 * k)
         (alpha, _), _ = self.optimise(rows, sub, alpha, {}, iters, done=lambda U: U < 0)
         U, _ = self.backward(rows, sub, alpha, {}, sound=True)
-        up, dn = U[0, :m], -U[0, m:]
-        self.zhi[lay.name] = np.minimum(self.zhi[lay.name], up)
-        self.zlo[lay.name] = np.maximum(self.zlo[lay.name], dn)
+        up, dn = U[0, :k], -U[0, k:]
+        hi[u] = np.minimum(hi[u], up)
+        lo[u] = np.maximum(lo[u], dn)
         self.tightened += int(((up < 0) | (dn > 0)).sum())
 
     # -- sub-problems --------------------------------------------------------------------------
 
-    def sub(self, fixed: np.ndarray, offsets: dict, only=None) -> Sub:
+    def sub(self, fixed: np.ndarray, offsets: dict) -> Sub:
         """The batch of sub-problems `fixed` ((B, N) signs; `offsets`: relu layer -> first
         column in it): root bounds clamped by the splits."""
         B = max(len(fixed), 1)
@@ -171,10 +185,10 @@ class Crown:
         cols = {n: self.cols.get(n, np.zeros(0, dtype=np.int64)) for n in self.relu}
         return make_sub(self.prep, zlo, zhi, self.mx, cols, parts)
 
-    def init_alpha(self, sub: Sub, R: int, names=None) -> dict:
+    def init_alpha(self, sub: Sub, R: int) -> dict:
         """CROWN's lower slopes (1 where u >= -l) on the root-unstable columns, per row."""
         out = {}
-        for n in names if names is not None else self.relu:
+        for n in self.relu:
             c = self.cols[n]
             a0 = sub.relax[n][2][:, c]
             out[n] = np.repeat(a0[:, None, :], R, axis=1)

@@ -55,7 +55,7 @@ class Options:
     seed: int = 0
     crown: bool = True  # alpha/beta-CROWN bounds (`crown.py`); False: forward (`bounds.py`)
     crown_iters: int = 20  # Adam steps of alpha/beta per batch of sub-problems
-    root_iters: int = 20  # ... per layer, tightening the root's intermediate bounds
+    root_iters: int = 50  # ... per layer, tightening the root's intermediate bounds
     root_final_iters: int = 50  # ... on the rows at the root (their alphas start every child)
     progress: bool = False  # one line on stderr about every second (see `Search.on_progress`)
 
@@ -151,9 +151,9 @@ class Search:
         if found is not None:
             return found
         if self.opts.crown:
-            self.crown = Crown(self.prep, self.lo0, self.hi0, self.opts.root_iters,
-                               lambda: not self.out_of_time())
-            self.stats["root_unstable"] = sum(len(c) for c in self.crown.cols.values())
+            found = self.crown_root()
+            if found is not None:
+                return found
         front = _Frontier(self.idx.size)
         front.push(np.zeros((1, self.idx.size), dtype=np.int8), np.zeros(1))
         while front.size:
@@ -171,6 +171,23 @@ class Search:
             return self.answer("unknown", f"{self.undecided} LP sub-problems could not be "
                                "decided")
         return self.answer("unsat", "every sub-problem closed")
+
+    def crown_root(self):
+        """alpha-CROWN at the root, first on the forward intervals (cheap: often enough), then,
+        if the root stays open, with the intermediate bounds tightened by alpha-CROWN too
+        (`Crown.tighten`; later sub-problems use those)."""
+        self.crown = Crown(self.prep, self.lo0, self.hi0)
+        if self.opts.root_iters > 0 and not self.out_of_time():
+            root = np.zeros((1, self.idx.size), dtype=np.int8)
+            closed = closed_and_critical(self.comp, self.bound_crown(root).U)[0][0]
+            self.stats["bounded"] += 1
+            if closed:
+                self.stats["closed_by_bounds"] += 1
+                return self.answer("unsat", "every sub-problem closed")
+            self.crown.tighten(self.opts.root_iters, lambda: not self.out_of_time())
+            self.root_alpha = None
+        self.stats["root_unstable"] = sum(len(c) for c in self.crown.cols.values())
+        return None
 
     def report(self, front, force: bool = False) -> None:
         """Progress, about once a second: to `on_progress`, or a line on stderr."""
