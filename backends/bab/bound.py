@@ -8,8 +8,8 @@ with a witness the engine replayed exactly, so its exact value is attained and b
 end; an `unsat` is the engine's sound proof that `t` is an upper end. The first decision uses a
 threshold below every value of the domain (the bound facts' other end), so it only runs the
 engine's gradient search, which maximises `s * pre - t` and so starts the lower end near the
-optimum; a `start` from the caller (e.g. HiGHS's replayed arg-optimum) is confirmed by one
-decision `s * pre > start` instead. Bisection then stops when [lo, hi] is `tol` wide (relative,
+optimum; a `start` from the caller (e.g. HiGHS's replayed arg-optimum) is the first lower end
+instead. Bisection then stops when [lo, hi] is `tol` wide (relative,
 as `queries.bound.close_enough`), on the first decision the engine cannot settle, or at the
 deadline.
 
@@ -43,8 +43,12 @@ def bab_bound(problem: BoundProblem, decide, timeout: float | None = None,
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     sides, stats = {}, {"decisions": 0}
-    for sense in senses:
-        sides[sense] = _bisect(problem, sense, decide, deadline, stats,
+    for k, sense in enumerate(senses):
+        # each sense gets an equal share of the time left, so one hard side leaves the
+        # other its turn
+        share = None if deadline is None else \
+            time.monotonic() + (deadline - time.monotonic()) / (len(senses) - k)
+        sides[sense] = _bisect(problem, sense, decide, share, stats,
                                (start or {}).get(sense), tol)
     return BoundAnswer(sides, {"solver": "bab", **stats})
 
@@ -67,9 +71,9 @@ def _bisect(problem: BoundProblem, sense: str, decide, deadline, stats, start,
     hi = problem.facts_bound(sense)
     proven = "the bound passes' sound bound"
     other = problem.facts_bound("min" if sense == "max" else "max")
-    if start is not None:
-        lo, arg = start
-        t = lo
+    if start is not None:  # not "> start" at once: sound float bounds cannot close at the
+        lo, arg = start    # optimum itself, so that decision is the hardest of all
+        t = lo + max(1, abs(lo)) if hi is None else lo + (hi - lo) * Fraction(BIAS)
     else:  # below every value: only the gradient search runs, and it climbs s * pre
         lo = arg = None
         t = -other - 1 if other is not None else Fraction(-10 ** 9)

@@ -181,7 +181,12 @@ def _exact(q: Bound, net: Network, backend: str, deadline: Deadline, options: di
     if backend == "auto":
         notes.append(f"auto picked '{name}'")
     solver = registry.get_backend(name, **options)
-    ans = solver.solve_bound(problem, timeout=deadline.left())
+    # beyond SMT's reach the engine re-decides HiGHS's sides: HiGHS gets half the time, so
+    # that a MILP that runs to the limit (MNIST 2x50, an L-infinity ball) leaves it its turn
+    engine_next = not plan.first_exact and o.confirm and plan.after is not None \
+        and not plan.confirms(unstable)
+    ans = solver.solve_bound(problem, timeout=deadline.share(0.5) if engine_next
+                             else deadline.left())
     sides = {s: replay_side(problem, s, ans.sides[s], solver.exact) for s in SENSES}
     used = {s: name for s in SENSES}
     if not plan.first_exact and o.confirm:
