@@ -16,10 +16,11 @@ the kill is the backstop for a solver that ignores its limit. Where fork is unav
 """
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 
-from nnir import proc
+from nnir import proc, progress
 from nnir.backends import registry
 from nnir.cli_common import ChildError, kill_grace, load_all, selected
 from nnir.deadline import Deadline
@@ -74,9 +75,20 @@ def run_queries(path, select, kinds, backend, timeout, options, on_start, on_res
         loading, RuntimeError for an internal error in the child.
     """
     ses = Session()
+    # long work shows a status line on a terminal (`nnir.progress`); the child inherits this
+    progress.enable(sys.stderr.isatty())
+
+    def started(*a) -> None:
+        progress.clear()
+        on_start(*a)
+
+    def answered(*a) -> None:
+        progress.clear()
+        on_result(*a)
+
     if not proc.available():
-        return _in_process(ses, path, select, kinds, backend, timeout, options, on_start,
-                           on_result)
+        return _in_process(ses, path, select, kinds, backend, timeout, options, started,
+                           answered)
     clock = time.monotonic()  # when the current query's time started
     grace = None if timeout is None else kill_grace(timeout)
     current = None
@@ -95,13 +107,13 @@ def run_queries(path, select, kinds, backend, timeout, options, on_start, on_res
                     ses.plan = ses.plan or reply
                 elif isinstance(reply, tuple) and reply[0] == "start":
                     current = reply[1]
-                    on_start(_index(ses, current), len(ses.plan.names), current,
+                    started(_index(ses, current), len(ses.plan.names), current,
                              _kind(ses, current))
                 elif isinstance(reply, Result):
                     ses.results.append(reply)
                     current = None
                     clock = time.monotonic()
-                    on_result(reply, len(ses.plan.names))
+                    answered(reply, len(ses.plan.names))
                 elif isinstance(reply, tuple) and reply[0] == "end":
                     worker.kill()
                     return ses
@@ -113,7 +125,7 @@ def run_queries(path, select, kinds, backend, timeout, options, on_start, on_res
                     res = _lost(ses, current, reply, timeout, path)
                     ses.results.append(res)
                     clock = time.monotonic()
-                    on_result(res, len(ses.plan.names) if ses.plan else 1)
+                    answered(res, len(ses.plan.names) if ses.plan else 1)
                     if ses.plan is None or len(ses.results) >= len(ses.plan.names):
                         return ses
                     current = None

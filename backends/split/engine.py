@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nnir import progress
 from nnir.backends.base import Answer
 from nnir.backends.split import attack
 from nnir.backends.split.backsub import upper_bounds
@@ -119,6 +120,7 @@ class Search:
         return self.deadline is not None and time.monotonic() >= self.deadline
 
     def run(self) -> Answer:
+        self.t0 = time.monotonic()
         lo0, hi0 = input_box(self.net)
         if contradictory(self.problem, self.deadline):
             self.stats["closed_by_relaxation"] += 1
@@ -135,6 +137,9 @@ class Search:
                                    "left")
             lo, hi, depth = stack.pop(self.opts.batch)
             found = self.step(lo, hi, depth, stack)
+            s = self.stats
+            progress.show(f"split: {stack.size} sub-boxes open, {s['bounded']} bounded, "
+                          f"depth {s['max_depth']}, {time.monotonic() - self.t0:.0f} s")
             if found is not None:
                 return found
         if self.undecided:
