@@ -53,9 +53,10 @@ def _check(net, atoms, data, rng, points):
         keep = rng.random((3, idx.size)) < np.array([[1.0], [0.5], [0.0]])
         fixed = np.where(keep, pattern, 0).astype(np.int8)
         sub = cr.sub(fixed, idx.offset)
-        alpha = {n: rng.random((3, R, len(c))) for n, c in cr.cols.items()}
+        width = {lay.name: lay.size for lay in net.layers}
+        alpha = {n: rng.random((3, R, width[n])) for n in cr.cols}
         scale = 10.0 ** data.draw(st.integers(-3, 3))
-        beta = {n: rng.exponential(scale, (3, R, len(c))) for n, c in cr.cols.items()}
+        beta = {n: rng.exponential(scale, (3, R, width[n])) for n in cr.cols}
         if data.draw(st.booleans()):
             (alpha, beta), _ = cr.optimise(comp.rows, sub, alpha, beta, 5)
         U, _ = cr.backward(comp.rows, sub, alpha, beta, sound=True)

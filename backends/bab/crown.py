@@ -50,7 +50,7 @@ class Sub:
 
     `zlo`/`zhi`: layer -> (B, m) pre-activation bounds; `relax`: relu layer -> (a, d, alpha0)
     (upper slope, intercept, CROWN's lower slope); `unst`: relu layer -> (B, m) bool;
-    `sign`: relu layer -> (B, k) split signs on the layer's root-unstable columns; `mag`:
+    `sign`: relu layer -> (B, m) split signs (0 where free); `mag`:
     node -> (B, size) sound bounds of |value|.
     """
 
@@ -74,8 +74,7 @@ class Sub:
         return sum((u.sum(1) for u in self.unst.values()), np.zeros(B, dtype=np.int64))
 
 
-def make_sub(prep: Prepared, zlo: dict, zhi: dict, mx: np.ndarray, cols: dict,
-             fixed_parts: dict) -> Sub:
+def make_sub(prep: Prepared, zlo: dict, zhi: dict, mx: np.ndarray, fixed_parts: dict) -> Sub:
     """A `Sub` from (B, m) bounds (already clamped) and the split signs per relu layer."""
     relax, unst, sign, mag = {}, {}, {}, {prep.net.input.name: mx}
     for lay in prep.layers:
@@ -85,8 +84,8 @@ def make_sub(prep: Prepared, zlo: dict, zhi: dict, mx: np.ndarray, cols: dict,
             relax[lay.name] = relu_relaxation(lo, hi)
             unst[lay.name] = (lo < 0) & (hi > 0)
             f = fixed_parts.get(lay.name)
-            sign[lay.name] = (np.zeros((B, len(cols[lay.name]))) if f is None
-                              else f[:, cols[lay.name]].astype(np.float64))
+            sign[lay.name] = (np.zeros((B, len(lay.b))) if f is None
+                              else f.astype(np.float64))
             mag[lay.name] = np.maximum(hi, 0.0)
         else:
             mag[lay.name] = np.maximum(np.abs(lo), np.abs(hi))
@@ -182,16 +181,14 @@ class Crown:
                 L = np.where(f > 0, np.maximum(L, 0.0), L)
                 H = np.where(f < 0, np.minimum(H, 0.0), H)
             zlo[name], zhi[name] = L, H
-        cols = {n: self.cols.get(n, np.zeros(0, dtype=np.int64)) for n in self.relu}
-        return make_sub(self.prep, zlo, zhi, self.mx, cols, parts)
+        return make_sub(self.prep, zlo, zhi, self.mx, parts)
 
     def init_alpha(self, sub: Sub, R: int) -> dict:
-        """CROWN's lower slopes (1 where u >= -l) on the root-unstable columns, per row."""
+        """CROWN's lower slopes (1 where u >= -l), per row (only unstable neurons read them)."""
         out = {}
         for n in self.relu:
-            c = self.cols[n]
-            a0 = sub.relax[n][2][:, c]
-            out[n] = np.repeat(a0[:, None, :], R, axis=1)
+            if len(self.cols[n]):
+                out[n] = np.repeat(sub.relax[n][2][:, None, :], R, axis=1)
         return out
 
     # -- the bound -----------------------------------------------------------------------------
@@ -228,20 +225,15 @@ class Crown:
                 if lay.act == "relu":
                     a, d, a0 = sub.relax[lay.name]
                     pos = g > 0
-                    low = np.broadcast_to(a0[:, None, :], g.shape)
+                    low = a0[:, None, :]
                     if lay.name in alpha:
-                        cl = self.cols[lay.name]
-                        low = low.copy()
-                        low[:, :, cl] = np.where(sub.unst[lay.name][:, None, cl],
-                                                 alpha[lay.name], low[:, :, cl])
+                        low = np.where(sub.unst[lay.name][:, None, :], alpha[lay.name], low)
                     slope = np.where(pos, a[:, None, :], low)
                     gs = g * slope
                     mu = gs
                     if lay.name in beta:
-                        cl = self.cols[lay.name]
                         bs = beta[lay.name] * sub.sign[lay.name][:, None, :]
-                        mu = gs.copy()
-                        mu[:, :, cl] += bs
+                        mu = gs + bs
                     gpos = np.where(pos, g, 0.0)
                     shift = np.einsum("brm,bm->br", gpos, d)
                     c = c + shift
@@ -249,7 +241,7 @@ class Crown:
                         zmag = np.maximum(np.abs(sub.zlo[lay.name]), np.abs(sub.zhi[lay.name]))
                         amag = np.abs(gs)
                         if lay.name in beta:
-                            amag[:, :, self.cols[lay.name]] += np.abs(bs)
+                            amag += np.abs(bs)
                         mterm = np.einsum("brm,bm->br", amag, zmag) + shift + np.abs(c)
                         err = np.nextafter(err + fac * mterm + TINY * (2 * m + 4), np.inf)
                     if tr is not None:
@@ -300,12 +292,10 @@ class Crown:
             B, R = src.shape[:2]
             z = (src.reshape(B * R, -1) @ lay.W.T).reshape(B, R, -1) + lay.b
             if lay.act == "relu":
-                cl = self.cols[lay.name]
-                g = tr.g[lay.name][:, :, cl]
-                zc = z[:, :, cl]
-                ga[lay.name] = np.where(sub.unst[lay.name][:, None, cl] & (g < 0), g * zc, 0.0)
+                g = tr.g[lay.name]
+                ga[lay.name] = np.where(sub.unst[lay.name][:, None, :] & (g < 0), g * z, 0.0)
                 if want_beta:
-                    gb[lay.name] = sub.sign[lay.name][:, None, :] * zc
+                    gb[lay.name] = sub.sign[lay.name][:, None, :] * z
                 h[lay.name] = tr.slope[lay.name] * z + tr.icpt[lay.name]
             else:
                 h[lay.name] = z
@@ -320,8 +310,8 @@ class Crown:
         as `done` says its row needs no more work.
 
         Args:
-            alpha, beta: (B, R, k) starting parameters per relu layer (k: its root-unstable
-                columns).
+            alpha, beta: (B, R, m) starting parameters per relu layer (only the unstable
+                neurons' alphas and the split neurons' betas matter).
             done: optional callable (B, R) best float bounds -> (B, R) bool: pairs to stop
                 (their row is already certainly false, or their sub-problem closed).
             stop: optional callable -> bool, checked every step (the deadline): stop early.
@@ -356,7 +346,7 @@ class Crown:
                 break
             if done is not None:
                 keep = ~done(best)[bsel, rsel]
-                if not keep.all():
+                if keep.sum() < 0.75 * len(keep):  # compact (done pairs' best is kept)
                     if not keep.any():
                         break
                     bsel, rsel = bsel[keep], rsel[keep]

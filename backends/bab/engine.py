@@ -257,7 +257,7 @@ class Search:
             alpha = cr.init_alpha(sub, R)
         else:
             alpha = {k: np.repeat(v, B, axis=0) for k, v in self.root_alpha.items()}
-        beta = {n: np.zeros((B, R, len(c))) for n, c in cr.cols.items() if len(c)}
+        beta = {n: np.zeros((B, R, sub.sign[n].shape[1])) for n, c in cr.cols.items() if len(c)}
         iters = self.opts.root_final_iters if root else self.opts.crown_iters
         (alpha, beta), _ = cr.optimise(rows, sub, alpha, beta, iters, self.row_done,
                                        self.out_of_time)
