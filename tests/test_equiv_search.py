@@ -36,7 +36,7 @@ def _differs_exactly(a, b, res):
 
 
 @pytest.mark.parametrize("kind, depth, seed", [("bias", 2, 21), ("deep_bias", 3, 33),
-                                               ("in_weight", 2, 22)])
+                                               ("in_weight", 2, 22), ("out_weight", 3, 30)])
 def test_small_region_bug_is_found_and_replayed(kind, depth, seed):
     a, b, _ = region_pair(seed, depth, kind)
     res = _query(a, b)
@@ -54,9 +54,10 @@ def test_correct_sharded_pair_is_proven_by_the_pool_and_by_relations():
 
 
 def test_a_harmless_bug_is_proven_equivalent_by_splitting():
-    # the changed weight leaves from the corner neuron to a neuron that is never active where
-    # the corner neuron is: no input tells the networks apart, and relations cannot see it
-    a, b, info = region_pair(20, 2, "out_weight")
+    # the changed weight leads from the corner neuron to a neuron that is never active where
+    # the corner neuron is (checked independently with the split engine when written): no input
+    # tells the networks apart, and relation inference cannot see it
+    a, b, info = region_pair(24, 2, "harmless")
     res = _query(a, b)
     assert res.status == "equivalent" and res.backend == "splitting", res.render()
     assert res.exact and "no step rests on floating-point tolerances" in res.certified
@@ -77,7 +78,7 @@ def test_the_time_limit_is_kept():
     assert out.status == "timeout" and time.monotonic() - start < 2.0
 
 
-def test_every_kind_is_a_real_difference_somewhere():
+def test_every_kind_changes_the_pool():
     for n, kind in enumerate(KINDS):
         a, b, _ = region_pair(40 + n, 2, kind)
         pool = build_pool(a, on_domain(b, a), [0, 1])

@@ -4,11 +4,15 @@
 "corner neuron" in its first hidden layer, active only where w . x > (1 - eps) |w|_1, a corner of
 the box holding a tiny share of its volume, and B = A sharded Megatron style
 (`shard.shard_network`) with one bug planted in the shard that holds that neuron:
-- "out_weight": one outgoing weight of the corner neuron changed (a partial-sum layer);
+- "out_weight": the corner neuron's outgoing weight to the second-layer neuron most active at
+  the corner changed (in a partial-sum layer);
 - "bias": the corner neuron's bias moved, so its region grows or shrinks a little;
 - "in_weight": one incoming weight of the corner neuron scaled (the region's edge tilts);
 - "deep_bias": a second-layer neuron that reads only the corner neuron (active on part of its
   region) gets a different bias in the partial sum that carries it;
+- "harmless": as "out_weight", but to the second-layer neuron least active at the corner: when
+  that neuron stays inactive wherever the corner neuron is active (the usual case), B computes
+  exactly A's function although relation inference sees a different neuron;
 - None: no bug (B is equivalent to A, exactly).
 Random sampling of the box almost never meets the region, so these pairs need a search that
 localises the difference.
@@ -25,7 +29,7 @@ from nnir.ir.nodes import Network
 from nnir.ir.verifier import verify_network
 from nnir.passes.shard import shard_network
 
-KINDS = ("out_weight", "bias", "in_weight", "deep_bias")
+KINDS = ("out_weight", "bias", "in_weight", "deep_bias", "harmless")
 
 
 def edit(net: Network, node: str, what: str, index, change) -> Network:
@@ -76,6 +80,10 @@ def region_pair(seed: int, depth: int = 2, kind: str | None = "out_weight", widt
         Ws[1][k, j] = 1.0
         bs[1][k] = -0.5 * peak
         Ws[2][:, k] = 3.0 * rng.choice([-1.0, 1.0], size=sizes[3])
+    if kind in ("out_weight", "harmless"):  # the second-layer neuron at the corner
+        h1 = np.maximum(Ws[0] @ signs + bs[0], 0.0)
+        pre = Ws[1] @ h1 + bs[1]
+        k = int(np.argmax(pre) if kind == "out_weight" else np.argmin(pre))
     layers = [(W, b, "relu" if i < depth else "linear") for i, (W, b) in enumerate(zip(Ws, bs))]
     a = nnir.network(f"region{seed}_d{depth}", layers, lo=-1, hi=1)
     b = shard_network(a, ways, name=f"{a.name}_tp{ways}" + (f"_{kind}" if kind else ""))
@@ -83,7 +91,7 @@ def region_pair(seed: int, depth: int = 2, kind: str | None = "out_weight", widt
     shard = next(i for i, blk in enumerate(blocks) if j in blk)
     jl = int(j - blocks[shard][0])
     info = {"corner_neuron": f"h1[{j}]", "kind": kind, "seed": seed, "depth": depth}
-    if kind == "out_weight":
+    if kind in ("out_weight", "harmless"):
         b = edit(b, f"h2_p{shard}", "weight", (k, jl), lambda v: v + 0.5)
         info["edit"] = f"h2_p{shard}.weight[{k}, {jl}] += 0.5"
     elif kind == "bias":
