@@ -191,6 +191,26 @@ class Crown:
                 out[n] = np.repeat(sub.relax[n][2][:, None, :], R, axis=1)
         return out
 
+    def pack(self, alpha: dict, beta: dict, i: np.ndarray) -> np.ndarray:
+        """Sub-problems i's parameters on the root-unstable columns, (len(i), 2, R, K) float32
+        (a child's warm start: only those columns can be unstable or split below the root)."""
+        out = [np.stack([P[n][i][:, :, self.cols[n]] for P in (alpha, beta)], axis=1)
+               for n in self.relu if n in alpha]
+        return np.concatenate(out, axis=-1).astype(np.float32)
+
+    def unpack(self, packed: np.ndarray, alpha: dict, beta: dict, i: np.ndarray) -> None:
+        """Write `pack`'s output back into sub-problems i of (B, R, m) alpha and beta."""
+        o = 0
+        for n in self.relu:
+            if n not in alpha:
+                continue
+            c = self.cols[n]
+            for q, P in enumerate((alpha, beta)):
+                blk = P[n][i]
+                blk[:, :, c] = packed[:, q, :, o:o + len(c)]
+                P[n][i] = blk
+            o += len(c)
+
     # -- the bound -----------------------------------------------------------------------------
 
     def backward(self, rows: Rows, sub: Sub, alpha: dict, beta: dict, sound: bool = False,

@@ -61,15 +61,18 @@ class Options:
 
 
 class _Frontier:
-    """Open sub-problems and their parents' scores; `pop` takes the highest scores first."""
+    """Open sub-problems, their parents' scores and warm-start keys (-1: none); `pop` takes
+    the highest scores first."""
 
     def __init__(self, n: int):
-        self.chunks = [(np.zeros((0, n), dtype=np.int8), np.empty(0))]
+        self.chunks = [(np.zeros((0, n), dtype=np.int8), np.empty(0), np.empty(0, np.int64))]
         self.size = 0
 
-    def push(self, fixed, score):
+    def push(self, fixed, score, keys=None):
         if len(fixed):
-            self.chunks.append((fixed, score))
+            if keys is None:
+                keys = np.full(len(fixed), -1, dtype=np.int64)
+            self.chunks.append((fixed, score, keys))
             self.size += len(fixed)
 
     def top(self) -> float:
@@ -77,16 +80,46 @@ class _Frontier:
         return max((float(c[1].max()) for c in self.chunks if len(c[1])), default=-np.inf)
 
     def pop(self, k: int):
-        fixed = np.concatenate([c[0] for c in self.chunks])
-        score = np.concatenate([c[1] for c in self.chunks])
+        fixed, score, keys = (np.concatenate([c[j] for c in self.chunks]) for j in range(3))
         if len(fixed) > k:
             part = np.argpartition(-score, k - 1)
             take, rest = part[:k], part[k:]
         else:
             take, rest = np.arange(len(fixed)), np.arange(0)
-        self.chunks = [(fixed[rest], score[rest])]
+        self.chunks = [(fixed[rest], score[rest], keys[rest])]
         self.size = len(rest)
-        return fixed[take]
+        return fixed[take], keys[take]
+
+
+class _Warm:
+    """Parents' optimised alphas and betas (`Crown.pack`), shared by their two children, within
+    a memory budget (a child without one starts from the root's alphas and zero betas)."""
+
+    def __init__(self, budget_bytes: float):
+        self.store: dict = {}
+        self.bytes, self.budget, self.next = 0, budget_bytes, 0
+
+    def put(self, packed: np.ndarray) -> np.ndarray:
+        """Store one payload per parent; the keys (one per parent, -1 when over budget)."""
+        keys = np.full(len(packed), -1, dtype=np.int64)
+        for i, p in enumerate(packed):
+            if self.bytes + p.nbytes > self.budget:
+                break
+            self.store[self.next] = [p, 2]
+            self.bytes += p.nbytes
+            keys[i] = self.next
+            self.next += 1
+        return keys
+
+    def take(self, key: int):
+        item = self.store.get(int(key))
+        if item is None:
+            return None
+        item[1] -= 1
+        if item[1] <= 0:
+            del self.store[int(key)]
+            self.bytes -= item[0].nbytes
+        return item[0]
 
 
 @dataclass
@@ -101,6 +134,7 @@ class _Batch:
     zhi: dict
     n_free: np.ndarray
     scores: object
+    params: tuple = ()  # crown: the optimised (alpha, beta) of the batch
 
 
 class Search:
@@ -135,6 +169,7 @@ class Search:
         self.batch = int(max(1, min(opts.batch, opts.memory_mb * 2 ** 20 // per)))
         self.crown: Crown | None = None
         self.root_alpha = None
+        self.warm = _Warm(opts.memory_mb * 2 ** 20 / 2)
         self.on_progress = None
         self.started = time.monotonic()
         self.last_report = self.started
@@ -164,7 +199,7 @@ class Search:
             if front.size > self.opts.max_queue:
                 return self.answer("unknown", f"{front.size} sub-problems open, more than "
                                    f"max_queue={self.opts.max_queue}")
-            found = self.step(front.pop(self.batch), front)
+            found = self.step(*front.pop(self.batch), front)
             if found is not None:
                 return found
         if self.undecided:
@@ -179,7 +214,7 @@ class Search:
         self.crown = Crown(self.prep, self.lo0, self.hi0)
         if self.opts.root_iters > 0 and not self.out_of_time():
             root = np.zeros((1, self.idx.size), dtype=np.int8)
-            closed = closed_and_critical(self.comp, self.bound_crown(root).U)[0][0]
+            closed = closed_and_critical(self.comp, self.bound_crown(root, [-1]).U)[0][0]
             self.stats["bounded"] += 1
             if closed:
                 self.stats["closed_by_bounds"] += 1
@@ -246,9 +281,9 @@ class Search:
             return branch_scores(self.prep, self.idx, self.comp.rows, sub_fb, row, fixed[keep])
         return _Batch(U, empty, fb.zlo, fb.zhi, fb.unstable(), scores)
 
-    def bound_crown(self, fixed) -> _Batch:
-        """alpha/beta-CROWN under the splits (`crown.py`), sound; alphas start from the root's
-        optimised ones, betas from 0."""
+    def bound_crown(self, fixed, keys) -> _Batch:
+        """alpha/beta-CROWN under the splits (`crown.py`), sound; alphas and betas start from
+        the parent's (`keys` into `self.warm`), else from the root's alphas and zero betas."""
         cr, rows = self.crown, self.comp.rows
         B, R = len(fixed), len(rows.const)
         sub = cr.sub(fixed, self.idx.offset)
@@ -258,6 +293,11 @@ class Search:
         else:
             alpha = {k: np.repeat(v, B, axis=0) for k, v in self.root_alpha.items()}
         beta = {n: np.zeros((B, R, sub.sign[n].shape[1])) for n, c in cr.cols.items() if len(c)}
+        got = [(i, self.warm.take(k)) for i, k in enumerate(keys) if k >= 0]
+        got = [(i, p) for i, p in got if p is not None]
+        if got and alpha:
+            cr.unpack(np.stack([p for _, p in got]), alpha, beta, np.array([i for i, _ in got]))
+            self.stats["warm_started"] += len(got)
         iters = self.opts.root_final_iters if root else self.opts.crown_iters
         (alpha, beta), _ = cr.optimise(rows, sub, alpha, beta, iters, self.row_done,
                                        self.out_of_time)
@@ -268,7 +308,7 @@ class Search:
 
         def scores(keep, row):
             return crown_branch_scores(cr, self.idx, sub.take(keep), tr, keep, row)
-        return _Batch(U, empty, sub.zlo, sub.zhi, sub.free_unstable(), scores)
+        return _Batch(U, empty, sub.zlo, sub.zhi, sub.free_unstable(), scores, (alpha, beta))
 
     def row_done(self, U: np.ndarray) -> np.ndarray:
         """(B, R): rows whose float bound already makes them certainly false, and every row
@@ -276,9 +316,10 @@ class Search:
         false_row = np.where(self.strict, U <= 0, U < 0)
         return false_row | closed_and_critical(self.comp, U)[0][:, None]
 
-    def step(self, fixed, front):
+    def step(self, fixed, keys, front):
         B = len(fixed)
-        bb = self.bound_crown(fixed) if self.crown is not None else self.bound_forward(fixed)
+        bb = (self.bound_crown(fixed, keys) if self.crown is not None
+              else self.bound_forward(fixed))
         U, empty = bb.U, bb.empty
         closed, score, row = closed_and_critical(self.comp, U)
         self.stats["bounded"] += B
@@ -331,7 +372,11 @@ class Search:
         ar = np.arange(len(s))
         left[ar, j], right[ar, j] = 1, -1
         self.stats["splits"] += len(s)
-        front.push(np.concatenate([left, right]), np.concatenate([score[s], score[s]]))
+        wk = None
+        if bb.params and bb.params[0]:
+            wk = self.warm.put(self.crown.pack(*bb.params, keep[s]))
+            wk = np.concatenate([wk, wk])
+        front.push(np.concatenate([left, right]), np.concatenate([score[s], score[s]]), wk)
         return None
 
     def hand_off(self, zlo, zhi):
