@@ -429,3 +429,40 @@ def crown_branch_scores(cr: Crown, idx, sub: Sub, tr: Trace, keep: np.ndarray, r
             score[:, o:o + free.shape[1]] = np.where(free, s, -np.inf)
     lx = tr.lx[keep, row]
     return score, np.nan_to_num(lx)
+
+
+def fsb_choice(cr: Crown, offsets: dict, rows: Rows, fixed: np.ndarray, score: np.ndarray,
+               row: np.ndarray, alpha: dict, beta: dict, k: int) -> np.ndarray:
+    """The split per sub-problem (K,) among its `k` best-scored ReLUs whose worse child has
+    the lowest bound on the critical row (filtered smart branching, FSB, cheaply: each child
+    is bounded once with the parent's optimised alphas and betas, no optimisation).
+
+    Float heuristics only: the children are bounded soundly when their turn comes.
+
+    Args:
+        fixed: (K, N) the sub-problems; score: (K, N) their scores (-inf: not splittable);
+        row: (K,) critical rows; alpha, beta: (K, R, m) their optimised parameters.
+    """
+    K, N = fixed.shape
+    k = min(k, N)
+    cand = np.argpartition(-score, k - 1, axis=1)[:, :k]  # (K, k)
+    ok = np.isfinite(np.take_along_axis(score, cand, axis=1))
+    F = np.repeat(fixed[:, None, None, :], k, axis=1).repeat(2, axis=2)  # (K, k, 2, N)
+    bi, ci = np.nonzero(np.ones((K, k), dtype=bool))
+    F[bi, ci, 0, cand[bi, ci]] = 1
+    F[bi, ci, 1, cand[bi, ci]] = -1
+    F = F.reshape(K * k * 2, N)
+    parent = np.repeat(np.arange(K), 2 * k)
+    prow = row[parent]
+    sub = cr.sub(F, offsets)
+    frows = Rows({n: np.asarray(v)[prow][:, None, :] for n, v in rows.coef.items()},
+                 np.asarray(rows.const)[prow][:, None])
+    pa = {n: v[parent, prow][:, None, :] for n, v in alpha.items()}
+    pb = {n: v[parent, prow][:, None, :] for n, v in beta.items()}
+    U, _ = cr.backward(frows, sub, pa, pb)
+    worst = U[:, 0].reshape(K, k, 2).max(axis=2)
+    worst = np.where(ok, worst, np.inf)
+    pick = np.argmin(worst, axis=1)
+    best_score = np.argmax(score, axis=1)
+    chosen = cand[np.arange(K), pick]
+    return np.where(np.isfinite(worst.min(axis=1)), chosen, best_score)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nnir.backends.bab.bounds import ReluIndex, bound_subproblems, branch_scores
-from nnir.backends.bab.crown import Crown, crown_branch_scores
+from nnir.backends.bab.crown import Crown, crown_branch_scores, fsb_choice
 from nnir.backends.bab.lp_leaf import lp_row_bounds
 from nnir.backends.base import Answer
 from nnir.backends.split import attack
@@ -57,6 +57,7 @@ class Options:
     crown_iters: int = 20  # Adam steps of alpha/beta per batch of sub-problems
     root_iters: int = 50  # ... per layer, tightening the root's intermediate bounds
     root_final_iters: int = 50  # ... on the rows at the root (their alphas start every child)
+    fsb: int = 0  # crown: choose among this many best-scored ReLUs by their children's bounds
     progress: bool = False  # one line on stderr about every second (see `Search.on_progress`)
 
 
@@ -366,7 +367,12 @@ class Search:
         s = np.nonzero(free)[0]
         if not len(s):
             return None
-        j = np.argmax(bs[s], axis=1)
+        if bb.params and self.opts.fsb > 1:
+            alpha, beta = ({n: v[keep[s]] for n, v in P.items()} for P in bb.params)
+            j = fsb_choice(self.crown, self.idx.offset, self.comp.rows, fixed[s], bs[s], row[s],
+                           alpha, beta, self.opts.fsb)
+        else:
+            j = np.argmax(bs[s], axis=1)
         assert np.isfinite(bs[s][np.arange(len(s)), j]).all(), "split on a fixed or stable ReLU"
         left, right = fixed[s].copy(), fixed[s].copy()
         ar = np.arange(len(s))
