@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
+from math import gcd, lcm
 
 import nnir
 from nnir.ir.nodes import Network
@@ -35,9 +36,10 @@ class TooLarge(Exception):
 class Neuron:
     """A ReLU neuron: relu(sum c * symbol + const), terms over earlier symbols."""
 
-    terms: tuple  # ((symbol, Fraction), ...) sorted by symbol
-    const: Fraction
+    terms: tuple  # ((symbol, int), ...) sorted by symbol: the normal form's integers
+    const: int
     level: int  # 1 + the deepest symbol it reads (inputs are level 0)
+    syms: frozenset  # the symbols it reads
     owners: set = field(default_factory=set)  # "A" and/or "B"
 
 
@@ -67,18 +69,31 @@ def _combine(forms, coefs, const) -> tuple[dict, Fraction]:
     return {s: v for s, v in acc.items() if v}, c0
 
 
+def normal_form(terms: dict, const) -> tuple[tuple, Fraction]:
+    """(key, scale > 0) with sum c s + const = scale * (the form the key names): the key is
+    the symbols and the primitive integer vector of the coefficients and constant (integers
+    over their lcm, divided by their gcd), an exact normal form up to positive scaling that
+    hashes as plain integers."""
+    order = sorted(terms)
+    vals = [terms[t] for t in order] + [const]  # ints or Fractions (both have numerator)
+    den = lcm(*(v.denominator for v in vals))
+    ints = [v.numerator * (den // v.denominator) for v in vals]
+    g = gcd(*ints)
+    return (tuple(order), tuple(i // g for i in ints)), Fraction(g, den)
+
+
 def _relu(pool: Pool, pre, owner: str):
     """The form of relu(pre): a neuron of the pool (new or shared), or a constant."""
     terms, c = pre
     if not terms:
         return {}, max(c, ZERO)
-    order = sorted(terms)
-    scale = abs(terms[order[0]])
-    key = (tuple((s, terms[s] / scale) for s in order), c / scale)
+    key, scale = normal_form(terms, c)
     sym = pool.keys.get(key)
     if sym is None:
         sym = pool.n_in + len(pool.neurons)
-        pool.neurons[sym] = Neuron(key[0], key[1], 1 + max(pool.level(s) for s in order))
+        syms, ints = key
+        pool.neurons[sym] = Neuron(tuple(zip(syms, ints[:-1])), ints[-1],
+                                   1 + max(pool.level(t) for t in syms), frozenset(syms))
         pool.keys[key] = sym
     pool.neurons[sym].owners.add(owner)
     return {sym: scale}, ZERO
@@ -129,44 +144,46 @@ def equal_on(pool: Pool, inactive, tol: Fraction = ZERO) -> bool:
         return True
     rep: dict = {}
     local: dict = {}  # reduced key -> (representative, its scale) met on this box
-
-    def resolve(t):
-        return rep.get(t, (t, 1))
+    touched: set = set()  # symbols with an entry in rep
 
     for s, nrn in pool.neurons.items():
         if s in inactive:
             rep[s] = None
+            touched.add(s)
             continue
-        changed, acc = False, {}
+        if touched.isdisjoint(nrn.syms):
+            continue  # its pre-activation reads every symbol as itself: nothing to merge
+        acc: dict = {}
         for t, c in nrn.terms:
-            r = resolve(t)
-            if r is None or r[0] != t or r[1] != 1:
-                changed = True
-            if r is not None:
-                acc[r[0]] = acc.get(r[0], ZERO) + c * r[1]
-        if not changed:
-            continue
+            if t in rep:
+                r = rep[t]
+                if r is not None:
+                    acc[r[0]] = acc.get(r[0], 0) + c * r[1]
+            else:
+                acc[t] = acc.get(t, 0) + c
         acc = {k: v for k, v in acc.items() if v}
         if not acc:
             if nrn.const <= 0:
                 rep[s] = None  # relu of a non-positive constant
+                touched.add(s)
             continue  # a positive constant: the symbol keeps its (constant) value
-        order = sorted(acc)
-        scale = abs(acc[order[0]])
-        key = (tuple((k, acc[k] / scale) for k in order), nrn.const / scale)
+        key, scale = normal_form(acc, nrn.const)
         # value(s) = relu(scale * key) = scale * relu(key)
         if key in local:
             r, sc = local[key]
             rep[s] = (r, scale / sc)
+            touched.add(s)
         elif key in pool.keys and pool.keys[key] != s:
-            r = resolve(pool.keys[key])  # value(that neuron) = relu(key)
+            other = pool.keys[key]  # value(other) = relu(key)
+            r = rep.get(other, (other, 1))
             rep[s] = None if r is None else (r[0], r[1] * scale)
+            touched.add(s)
         else:
             local[key] = (s, scale)
     for terms, c in pool.diffs:
         acc = {}
         for t, v in terms.items():
-            r = resolve(t)
+            r = rep.get(t, (t, 1))
             if r is not None:
                 acc[r[0]] = acc.get(r[0], ZERO) + v * r[1]
         if any(acc.values()) or abs(c) > tol:
