@@ -328,9 +328,13 @@ def main(argv=None) -> int:
     for t in tools:  # one table per benchmark: the tools differ
         print_table([t])
     load_end = os.getloadavg()[0]
-    print(f"\nnote: {time.time() - start:.0f} s wall-clock, --jobs {args.jobs}, timeouts x "
-          f"{args.scale:g}; load average {load_start:.1f} at the start, {load_end:.1f} at the "
-          f"end on {os.cpu_count()} cores")
+    ran = ("Marabou" if use_marabou else "nothing") if args.reuse else (
+        "nnir" + (" and Marabou" if use_marabou else ""))
+    print(f"\nnote: {time.time() - start:.0f} s wall-clock running {ran}, --jobs {args.jobs}, "
+          f"timeouts x {args.scale:g}; load average {load_start:.1f} at the start, "
+          f"{load_end:.1f} at the end on {os.cpu_count()} cores")
+    if args.reuse:
+        print(f"note: nnir's verdicts and times from an earlier run: {args.reuse}")
     if not use_marabou:
         print("note: Marabou column left out: " + (
             "--no-marabou" if args.no_marabou else
