@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from strategies import networks, small
 
+import nnir
 from nnir.backends.smtlib.equiv import solve_equiv_smt
 from nnir.deadline import Deadline
 from nnir.ir.const import Const, parse_number
@@ -62,6 +63,15 @@ def test_a_harmless_bug_is_proven_equivalent_by_splitting():
     assert res.status == "equivalent" and res.backend == "splitting", res.render()
     assert res.exact and "no step rests on floating-point tolerances" in res.certified
     assert res.info["search"]["closed_exact"] > 0
+
+
+def test_neurons_that_are_constant_on_a_box_are_compared_as_constants():
+    # h1 is 0 on the whole box, so h2 = relu(2 h1 + 1) and relu(3 h1 + 1) are both 1
+    lay = [([[-1]], [-1], "relu"), ([[2]], [1], "relu"), ([[1]], [0], "linear")]
+    a = nnir.network("a", lay, lo=0, hi=1)
+    b = nnir.network("b", [lay[0], ([[3]], [1], "relu"), lay[2]], lo=0, hi=1)
+    out = search_equiv(a, b, [0], Fraction(0), Deadline.after(10))
+    assert out.status == "equivalent" and out.stats["boxes"] == 1, out
 
 
 def test_tolerance_closes_boxes_by_sound_bounds():

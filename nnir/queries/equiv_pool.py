@@ -26,6 +26,7 @@ from nnir.ir.nodes import Network
 MAX_WEIGHTS = 200_000  # exact forms beyond this many weights are too slow for a per-box search
 
 ZERO = Fraction(0)
+ONE = -1  # in `equal_on`, the "symbol" whose value is 1: rep[s] = (ONE, v) makes s the constant v
 
 
 class TooLarge(Exception):
@@ -137,9 +138,10 @@ def equal_on(pool: Pool, inactive, tol: Fraction = ZERO) -> bool:
     """Do all output differences cancel (|constant| <= tol, no symbol left) once the neurons in
     `inactive` are 0 and neurons with identical reduced pre-activations are merged? Exact.
 
-    Invariant: value(s) = scale * value(r) for rep[s] = (r, scale), value(s) = 0 for rep[s] =
-    None, and a symbol without an entry stands for itself; a reduced form is the neuron's
-    pre-activation written over those representatives, so equal forms mean equal values."""
+    Invariant: value(s) = scale * value(r) for rep[s] = (r, scale) (r = ONE: the constant
+    scale), value(s) = 0 for rep[s] = None, and a symbol without an entry stands for itself;
+    a reduced form is the neuron's pre-activation written over those representatives, so equal
+    forms mean equal values."""
     if all(not t and abs(c) <= tol for t, c in pool.diffs):
         return True
     rep: dict = {}
@@ -161,13 +163,13 @@ def equal_on(pool: Pool, inactive, tol: Fraction = ZERO) -> bool:
                     acc[r[0]] = acc.get(r[0], 0) + c * r[1]
             else:
                 acc[t] = acc.get(t, 0) + c
+        const = nrn.const + acc.pop(ONE, 0)
         acc = {k: v for k, v in acc.items() if v}
-        if not acc:
-            if nrn.const <= 0:
-                rep[s] = None  # relu of a non-positive constant
-                touched.add(s)
-            continue  # a positive constant: the symbol keeps its (constant) value
-        key, scale = normal_form(acc, nrn.const)
+        if not acc:  # a constant on this box: value(s) = relu(const)
+            rep[s] = (ONE, const) if const > 0 else None
+            touched.add(s)
+            continue
+        key, scale = normal_form(acc, const)
         # value(s) = relu(scale * key) = scale * relu(key)
         if key in local:
             r, sc = local[key]
@@ -186,6 +188,7 @@ def equal_on(pool: Pool, inactive, tol: Fraction = ZERO) -> bool:
             r = rep.get(t, (t, 1))
             if r is not None:
                 acc[r[0]] = acc.get(r[0], ZERO) + v * r[1]
+        c = c + acc.pop(ONE, 0)
         if any(acc.values()) or abs(c) > tol:
             return False
     return True
