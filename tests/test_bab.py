@@ -83,7 +83,8 @@ def test_bab_agrees_with_z3(data):
     want = run_query(prog, q, "z3", timeout=60)
     problem = VerifyProblem.from_query(q, default_pipeline().run(prog.network(q.net)))
     got = _bab(problem, lp_leaves=data.draw(st.booleans()), crown=data.draw(st.booleans()),
-               fsb=data.draw(st.sampled_from([0, 3])), **SMALL)
+               fsb=data.draw(st.sampled_from([0, 3])), refine=data.draw(st.booleans()),
+               **SMALL)
     assert want.status in ("sat", "unsat")
     assert got.status == want.status, got.message
     if got.status == "sat":

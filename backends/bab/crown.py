@@ -128,6 +128,7 @@ class Crown:
         self.relu = [lay.name for lay in prep.layers if lay.act == "relu"]
         self.cols = {}
         self.tightened = 0
+        self.inter = {}  # tightened layer -> (its neurons, their +-z rows, their alphas)
         self._set_cols()
         if root_iters > 0:
             self.tighten(root_iters, deadline_ok)
@@ -141,10 +142,10 @@ class Crown:
         steps per layer; the first layer's forward bounds are already exact up to rounding)."""
         for lay in self.prep.layers:
             if lay.act == "relu" and lay.src != self.prep.net.input.name and deadline_ok():
-                self._tighten(lay, iters)
+                self._tighten(lay, iters, lambda: not deadline_ok())
         self._set_cols()
 
-    def _tighten(self, lay, iters: int) -> None:
+    def _tighten(self, lay, iters: int, stop=None) -> None:
         """alpha-CROWN bounds of the layer's unstable neurons' +-z (rows on its source),
         intersected with the bounds known (stable neurons need no tighter bounds)."""
         lo, hi = self.zlo[lay.name], self.zhi[lay.name]
@@ -157,8 +158,10 @@ class Crown:
         self._set_cols()
         sub = self.sub(np.zeros((1, 0), dtype=np.int8), {})
         alpha = self.init_alpha(sub, 2 * k)
-        (alpha, _), _ = self.optimise(rows, sub, alpha, {}, iters, done=lambda U: U < 0)
+        (alpha, _), _ = self.optimise(rows, sub, alpha, {}, iters, done=lambda U: U < 0,
+                                      stop=stop)
         U, _ = self.backward(rows, sub, alpha, {}, sound=True)
+        self.inter[lay.name] = (u, rows, alpha)
         up, dn = U[0, :k], -U[0, k:]
         hi[u] = np.minimum(hi[u], up)
         lo[u] = np.maximum(lo[u], dn)
@@ -182,6 +185,60 @@ class Crown:
                 H = np.where(f < 0, np.minimum(H, 0.0), H)
             zlo[name], zhi[name] = L, H
         return make_sub(self.prep, zlo, zhi, self.mx, parts)
+
+    def refine(self, fixed: np.ndarray, offsets: dict, budget: float = 4e6, stop=None):
+        """The sub-problems with the intermediate bounds of every tightened layer recomputed
+        under their splits (CROWN with the root's optimised alphas for that layer's rows, in
+        layer order, each on the bounds refined before it; sound, intersected with the
+        clamped root bounds), and which sub-problems that shows empty (some lower bound above
+        its upper bound: the splits contradict each other).
+
+        Only sub-problems with a split before a layer recompute it; `budget` caps the
+        (sub-problems x rows x width) floats of one pass; `stop()` (the deadline) ends the
+        refinement early (what is left keeps the clamped root bounds, also sound).
+        """
+        sub = self.sub(fixed, offsets)
+        B = len(fixed)
+        zlo = {k: np.array(v) for k, v in sub.zlo.items()}
+        zhi = {k: np.array(v) for k, v in sub.zhi.items()}
+        parts = {n: fixed[:, o:o + len(zlo[n][0])] for n, o in offsets.items()}
+        split_before = np.zeros(B, dtype=bool)
+        width = max([len(self.lo)] + [len(v[0]) for v in zlo.values()])
+        changed = False
+        for lay in self.prep.layers:
+            name = lay.name
+            if name in self.inter and split_before.any():
+                u, rows, alpha = self.inter[name]
+                p = np.nonzero(np.isin(u, self.cols[name]))[0]
+                k, kk = len(u), len(p)
+                if kk:
+                    sel = np.concatenate([p, p + k])
+                    r = Rows({n: v[sel] for n, v in rows.coef.items()}, rows.const[sel])
+                    al = {n: a[:, sel] for n, a in alpha.items()}
+                    todo = np.nonzero(split_before)[0]
+                    step = max(1, int(budget // (2 * kk * width)))
+                    for c0 in range(0, len(todo), step):
+                        if stop is not None and stop():
+                            break
+                        c = todo[c0:c0 + step]
+                        s = make_sub(self.prep, {n: v[c] for n, v in zlo.items()},
+                                     {n: v[c] for n, v in zhi.items()}, self.mx,
+                                     {n: v[c] for n, v in parts.items()})
+                        U, _ = self.backward(r, s, al, {}, sound=True)
+                        cu = u[p]
+                        zhi[name][np.ix_(c, cu)] = np.minimum(zhi[name][np.ix_(c, cu)], U[:, :kk])
+                        zlo[name][np.ix_(c, cu)] = np.maximum(zlo[name][np.ix_(c, cu)],
+                                                              -U[:, kk:])
+                    changed = True
+            if name in parts:
+                split_before |= (parts[name] != 0).any(axis=1)
+        if not changed:
+            return sub, np.zeros(B, dtype=bool)
+        empty = np.zeros(B, dtype=bool)
+        for n in zlo:
+            empty |= (zlo[n] > zhi[n]).any(axis=1)
+        zhi = {n: np.maximum(v, zlo[n]) for n, v in zhi.items()}  # empty ones: any valid box
+        return make_sub(self.prep, zlo, zhi, self.mx, parts), empty
 
     def init_alpha(self, sub: Sub, R: int) -> dict:
         """CROWN's lower slopes (1 where u >= -l), per row (only unstable neurons read them)."""

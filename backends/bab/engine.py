@@ -57,6 +57,7 @@ class Options:
     crown_iters: int = 20  # Adam steps of alpha/beta per batch of sub-problems
     root_iters: int = 50  # ... per layer, tightening the root's intermediate bounds
     root_final_iters: int = 50  # ... on the rows at the root (their alphas start every child)
+    refine: bool = False  # crown: recompute intermediate bounds under each sub-problem's splits
     fsb: int = 0  # crown: choose among this many best-scored ReLUs by their children's bounds
     progress: bool = False  # one line on stderr about every second (see `Search.on_progress`)
 
@@ -287,7 +288,10 @@ class Search:
         the parent's (`keys` into `self.warm`), else from the root's alphas and zero betas."""
         cr, rows = self.crown, self.comp.rows
         B, R = len(fixed), len(rows.const)
-        sub = cr.sub(fixed, self.idx.offset)
+        if self.opts.refine:
+            sub, empty = cr.refine(fixed, self.idx.offset, stop=self.out_of_time)
+        else:
+            sub, empty = cr.sub(fixed, self.idx.offset), np.zeros(B, dtype=bool)
         root = self.root_alpha is None
         if root:
             alpha = cr.init_alpha(sub, R)
@@ -305,7 +309,6 @@ class Search:
         U, tr = cr.backward(rows, sub, alpha, beta, sound=True, trace=True)
         if root:
             self.root_alpha = alpha
-        empty = np.zeros(B, dtype=bool)
 
         def scores(keep, row):
             return crown_branch_scores(cr, self.idx, sub.take(keep), tr, keep, row)
