@@ -23,7 +23,7 @@ from math import gcd, lcm
 import nnir
 from nnir.ir.nodes import Network
 
-MAX_WEIGHTS = 200_000  # exact forms beyond this many weights are too slow for a per-box search
+MAX_WEIGHTS = 100_000  # exact forms beyond this many weights are too slow for a per-box search
 
 ZERO = Fraction(0)
 ONE = -1  # in `equal_on`, the "symbol" whose value is 1: rep[s] = (ONE, v) makes s the constant v
@@ -100,9 +100,10 @@ def _relu(pool: Pool, pre, owner: str):
     return {sym: scale}, ZERO
 
 
-def _walk(pool: Pool, net: Network, owner: str) -> list:
+def _walk(pool: Pool, net: Network, owner: str, check) -> list:
     vals = {net.input.name: [({i: Fraction(1)}, ZERO) for i in range(pool.n_in)]}
     for lay in net.layers:
+        check()
         if lay.kind == "dense":
             src = vals[lay.src]
             W, b = lay.weight.exact, lay.bias.exact
@@ -118,8 +119,9 @@ def _walk(pool: Pool, net: Network, owner: str) -> list:
     return vals[net.output]
 
 
-def build_pool(a: Network, b: Network, mapping) -> Pool:
-    """The pool of `a` and `b` (B reads A's input) and the output differences.
+def build_pool(a: Network, b: Network, mapping, check=None) -> Pool:
+    """The pool of `a` and `b` (B reads A's input) and the output differences; `check` is
+    called before each layer (it may raise to stop, e.g. at a deadline).
 
     Raises:
         TooLarge: more than `MAX_WEIGHTS` weights in the two networks.
@@ -129,7 +131,8 @@ def build_pool(a: Network, b: Network, mapping) -> Pool:
     if weights > MAX_WEIGHTS:
         raise TooLarge(f"{weights} weights (the pool takes at most {MAX_WEIGHTS})")
     pool = Pool(a.input.size, list(a.input.lo.exact), {}, {}, [])
-    ya, yb = _walk(pool, a, "A"), _walk(pool, b, "B")
+    check = check or (lambda: None)
+    ya, yb = _walk(pool, a, "A", check), _walk(pool, b, "B", check)
     pool.diffs = [_combine([ya[k], yb[j]], [1, -1], 0) for k, j in enumerate(mapping)]
     return pool
 

@@ -87,6 +87,10 @@ def applies(a: Network, b: Network) -> str | None:
     return None
 
 
+class _Expired(Exception):
+    pass
+
+
 class _Frontier:
     """Sub-boxes waiting, highest score (a bound of max |f_A - f_B| on the parent) first."""
 
@@ -122,10 +126,16 @@ class Search:
 
     def run(self) -> Outcome:
         start = time.perf_counter()
+        def check():
+            if self.deadline.expired():
+                raise _Expired
+
         try:
-            self.pool: Pool = build_pool(self.a, self.b, self.mapping)
+            self.pool: Pool = build_pool(self.a, self.b, self.mapping, check)
         except TooLarge as exc:
             return Outcome("unknown", f"input splitting not tried: {exc}")
+        except _Expired:
+            return Outcome("timeout", "time limit reached while building the pool of neurons")
         self.stats["pool_neurons"] = len(self.pool.neurons)
         self.stats["pool_s"] = round(time.perf_counter() - start, 4)
         if equal_on(self.pool, frozenset(), self.tol):
