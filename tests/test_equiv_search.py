@@ -131,3 +131,34 @@ def test_verdicts_equal_z3(data):
     assert out.status == {"unsat": "equivalent", "sat": "differs"}[_z3_verdict(a, b, mapping)]
     if out.status == "differs":
         assert out.rep["ok"] and any(out.rep["diffs"])
+
+
+CORNER = """
+net a {
+  input x[2] in [0, 1]
+  where x[0] + x[1] <= 1
+  relu h[2] = [[1, 1], [1, -1]] x + [-1.5, 0]
+  linear y[1] = [[1, 1]] h
+}
+net b {
+  input x[2] in [0, 1]
+  relu h[2] = [[1, 1], [1, -1]] x + [-1.25, 0]
+  linear y[1] = [[1, 1]] h
+}
+"""
+
+
+@pytest.mark.parametrize("where, verdict", [(True, "equivalent"), (False, "differs")])
+def test_sub_boxes_handed_to_z3_keep_the_input_constraints(where, verdict):
+    # h[0] differs only where x0 + x1 > 1.25: outside the domain when the constraint holds
+    from nnir.queries.equiv_search import SearchOptions
+
+    prog = nnir.parse(CORNER if where else CORNER.replace("  where x[0] + x[1] <= 1\n", ""))
+    a = prog.network("a")
+    out = search_equiv(a, on_domain(prog.network("b"), a), [0], Fraction(0),
+                       Deadline.after(30), SearchOptions(max_depth=2))
+    assert out.status == verdict, out
+    if where:
+        assert out.stats["handed_off"] > 0
+    else:
+        assert out.rep["ok"] and out.rep["inputs"][0] + out.rep["inputs"][1] > Fraction(5, 4)

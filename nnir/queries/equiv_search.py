@@ -262,10 +262,10 @@ class Search:
         if any(p > q for p, q in zip(sub_lo, sub_hi)):
             return None  # outside the exact box: nothing to decide
         self.stats["handed_off"] += 1
-        inp = replace(self.a.input, lo=Const.exact_of(sub_lo), hi=Const.exact_of(sub_hi))
-        pipe = default_pipeline()
-        a2 = pipe.run(replace(self.a, input=inp, facts=None))
-        b2 = pipe.run(replace(self.b, input=replace(inp, name=self.b.input.name), facts=None))
+        box = {"lo": Const.exact_of(sub_lo), "hi": Const.exact_of(sub_hi)}
+        pipe = default_pipeline()  # B's input already carries A's constraints (on_domain)
+        a2 = pipe.run(replace(self.a, input=replace(self.a.input, **box), facts=None))
+        b2 = pipe.run(replace(self.b, input=replace(self.b.input, **box), facts=None))
         left = self.deadline.cap(self.opts.handoff_timeout).left()
         try:
             found, names = solve_equiv_smt(name, a2, b2, self.mapping, self.tol, left)
