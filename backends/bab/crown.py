@@ -26,12 +26,23 @@ next to |g * slope| so a cancellation between them cannot hide a rounding error.
 never rests on a tolerance.
 
 Intermediate bounds. At the root the bounds of `forward_bounds` (intersected with the bound
-passes' facts, themselves CROWN bounds) are tightened layer by layer by alpha-CROWN on each
-neuron's +-z (`Crown.__init__`, `root_iters` Adam steps). Sub-problems reuse them, clamped: on
-mnist_fc 256x2 eps 0.03 (prop_6), recomputing the forward symbolic intervals under the splits
-cost 0.25 s per batch of 64 sub-problems (784 + 1 columns per neuron) against 0.04 s for the
-whole 20-step beta-CROWN optimisation, and closed fewer sub-problems per second, so sub-problems
-do not recompute them (measured numbers: see `benchmarks/bab_bounds.py` and the engine module).
+passes' facts) are tightened layer by layer by alpha-CROWN on each unstable neuron's +-z
+(`Crown.tighten`, 50 Adam steps per layer; the engine first tries the root without it).
+Sub-problems reuse them, clamped by their splits; `Crown.refine` (engine option `refine`) can
+recompute them under the splits with the root's optimised alphas. Measured on one core of a
+loaded 2-core machine (load 8-12), 64 sub-problems with 4 random splits each
+(forward intervals of `bounds.py` against this module on the same batch):
+
+| mnist_fc | forward intervals (d+1 columns) | CROWN, 1 pass | alpha/beta, 20 steps | refine |
+|---|---|---|---|---|
+| 256x2 prop_6 .03 | 37.6 s, median bound 1.255 | 0.14 s, 0.494 | 4.7 s, 0.055 | +1.5 s, -0.031 |
+| 256x4 prop_0 .05 | 56.0 s, median bound 26.87 | 0.21 s, 3.150 | 9.0 s, 2.176 | +5.5 s, 2.110 |
+
+(the median over sub-problems of the largest row bound; a row closes below 0). Root
+tightening took 1.3 s (256x2) and 11 s (256x4) and cut the unstable ReLUs from 72 to 47 and
+from 426 to 203. So sub-problems never recompute the forward intervals; `refine` pays on
+256x2 but not on 256x4, where on the first five eps 0.05 instances (90 s each) it solved fewer
+(prop_3: unsat in 57 s without, timeout with), hence off by default.
 """
 from __future__ import annotations
 

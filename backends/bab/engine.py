@@ -1,19 +1,43 @@
 """Branch and bound over ReLU splits on the whole input box.
 
 The loop keeps a frontier of sub-problems (a split vector over all ReLUs: +1 active, -1
-inactive, 0 free), highest parent score first, and treats them in batches: bound every row of
-the formula under the splits (`bounds.bound_subproblems`, sound in float64); drop the
+inactive, 0 free), highest parent score first (the worst bound: the sub-problem furthest from
+closing), and treats them in batches: bound every row of the formula under the splits; drop the
 sub-problems that are empty or where the formula is certainly false (`props.closed_and_critical`);
 try the critical row's relaxation optimum with a few gradient steps and replay promising points
-exactly; hand a sub-problem with no free unstable ReLU left (an LP) to the exact route
-(`split.handoff`); split the others on the free unstable ReLU with the largest score
-(`bounds.branch_scores`).
+exactly; try a safe LP bound on sub-problems with at most `lp_unstable` free unstable ReLUs and
+hand one with none left (an LP) to the exact route (`split.handoff`); split the others on the
+free unstable ReLU with the largest score.
+
+Bounds (`Options.crown`, default on): alpha/beta-CROWN (`crown.py`). At the root, alpha-CROWN on
+the forward intervals, and when that does not close it, again after tightening the intermediate
+bounds layer by layer (`root_iters`). Each batch then optimises alphas and betas per sub-problem
+and row (`crown_iters` Adam steps, children warm-started from their parent's parameters,
+`_Warm`), and only a bound re-evaluated with rigorous rounding-error terms closes anything.
+Branching: the BaBSR-like score of `crown.crown_branch_scores`; `fsb` > 1 picks among that many
+best-scored ReLUs by their children's bounds (FSB-lite). With `crown=False`, the forward
+symbolic intervals under the splits of `bounds.py` (the first version).
+
+Measured (`benchmarks/bab_bounds.py`, 120 s per instance, 2 shared cores under load 8-12):
+mnist_fc 256x2/4/6 eps 0.03 (15 + 5 + 5): 23 -> 24 solved (256x2 prop_6: timeout -> 7 s), eps
+0.05 (5 + 5 + 5): see `benchmarks/results/bab_*eps05.csv`. FSB-lite (k = 3, 6) needed 30
+instead of 108 sub-problems on 256x2 prop_6 and lowered the worst open bound on 256x4 prop_0
+eps 0.05 (2.6 -> 1.3-1.6 in 60 s), but did not finish 256x4 prop_3 eps 0.05 in 120 s where
+BaBSR proves it with 1,274 sub-problems: off by default. LP leaves took seconds each on 784
+inputs (256x2 prop_6: 15 sub-problems in 100 s with `lp_unstable` 64, unsat in 9 s without),
+hence `lp_unstable` 8.
 
 Before any of this, `relax.contradictory` asks z3 whether the formula can hold at all with the
 network cut out, and a gradient search with random starts looks for a witness on the whole box.
 
 `unsat` is returned only when every sub-problem was closed by a sound float64 bound, found
 empty by one, or decided unsat by an exact solver; `sat` only with a witness replayed exactly.
+The deadline is checked between batches, inside the alpha/beta optimisation and before each LP;
+no sub-problem is ever dropped (a timeout reports how many were open).
+
+Progress: `Search.on_progress` (a callable taking a dict with open, closed, bounded, depth,
+best (the worst open parent bound), elapsed) is called about once a second; with
+`Options.progress` and no callable, the same goes to stderr as one line.
 """
 from __future__ import annotations
 
@@ -333,6 +357,9 @@ class Search:
         keep = np.nonzero(~(closed | empty))[0]
         if not len(keep):
             return None
+        if self.out_of_time():  # the bounds took the time left: stop here, dropping nothing
+            return self.answer("timeout", f"time limit reached with {front.size + len(keep)} "
+                               "sub-problems open")
         fixed, row, score = fixed[keep], row[keep], score[keep]
         zlo = {n: v[keep] for n, v in bb.zlo.items()}
         zhi = {n: v[keep] for n, v in bb.zhi.items()}
