@@ -30,12 +30,10 @@ def test_unsupported_rule_names_kind_and_analysis():
 def test_unsupported_kinds_raise_clear_errors():
     from nnir.backends.split.forward import RULES as SPLIT
     from nnir.formats.onnx_write import RULES as ONNX
-    from nnir.ir.intexact import RULES as INTEGER
 
-    node = Add("a", 2, ("x", "y"))
+    node = Add("a", 2, ("x", "y"))  # (integer replay handles add nodes now)
     for table, text in ((SPLIT, "split engine does not handle add node 'a'"),
-                        (ONNX, "write_onnx writes dense layers; 'a' is a add node"),
-                        (INTEGER, "integer replay does not handle add node 'a'")):
+                        (ONNX, "write_onnx writes dense layers; 'a' is a add node")):
         with pytest.raises(NnirError, match=text):
             table["add"](node)
 

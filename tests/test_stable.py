@@ -68,8 +68,10 @@ def test_hand_made_network(backend, method):
         # under x0 + x1 <= 1.5 (and x <= 1) its max is at x = (0.5, 1): 2.15 - 2.3 < 0.
         # Intervals (h0 <= 1.5, h1 <= 1.3) cannot see it; the solver proves it.
         assert s["g"]["inactive"] == [2]
-        assert s["g"]["how"][2] == {"z3": "exact-bound", "highs": "milp"}[backend] \
-            if method == "per-neuron" else "isa"
+        # with method isa the LP pass (on by default there) proves it first; HiGHS's
+        # per-neuron MILP verdict is then re-decided exactly by bab
+        want = "lp" if method == "isa" else {"z3": "exact-bound", "highs": "bab"}[backend]
+        assert s["g"]["how"][2] == want
         assert s["g"]["unstable"] == [0, 1] and s["g"]["undecided"] == []
         assert "layer" in res.message and "by data" in res.message
         _check_sound(prog.network("n"), res)
@@ -175,7 +177,8 @@ def test_isa_equals_per_neuron_with_input_constraints_and_data(data):
         got = run_stable(prog, q, "highs", 60, opts)
         assert _sets(got) == _sets(ref), (opts, got.notes, got.info["stable"])
         hows = {h for t in got.info["stable"].values() for h in t["how"].values()}
-        assert hows <= {"ibp", "symbolic", "lp", "data", "search", "isa", "milp", "exact-bound"}
+        assert hows <= {"ibp", "symbolic", "lp", "data", "search", "isa", "milp", "exact-bound",
+                        "bab"}
 
 
 @pytest.mark.skipif(not (HAS_Z3 and HAS_HIGHS), reason="needs z3 and highspy")
@@ -218,7 +221,10 @@ def test_per_state_proofs_decide_what_the_joint_milp_leaves():
     res = run_stable(prog, prog.queries[0], "highs", 30, PER_STATE)
     g = res.info["stable"]["g"]
     # g[2] (see test_hand_made_network): only a solver proves it; here one per-state proof
-    assert g["inactive"] == [2] and g["how"][2] == "isa" and not g["undecided"]
+    # (then re-decided exactly by bab; with confirm off the ISA verdict stands alone)
+    assert g["inactive"] == [2] and g["how"][2] == "bab" and not g["undecided"]
+    raw = run_stable(prog, prog.queries[0], "highs", 30, {**PER_STATE, "confirm": False})
+    assert raw.info["stable"]["g"]["how"][2] == "isa"
     assert res.info["isa_each"]["proofs"] >= 1 and res.info["isa"]["solves"] == 0
     assert any("per state" in n for n in res.notes)
     _check_sound(prog.network("n"), res)
