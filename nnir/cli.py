@@ -13,6 +13,7 @@ import sys
 import traceback
 
 from nnir import __version__, proc
+from nnir.backends.smtlib.lower import DEFAULT_RELU, RELU_ENCODINGS
 from nnir.cli_commands import COMMANDS
 from nnir.cli_common import ChildError, document
 from nnir.errors import DslError, InputFileError, IrError, NnirError
@@ -148,8 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("smtlib", "mps", "lp", "onnx", "vnnlib"),
                    default="smtlib", help="onnx: the query's network; vnnlib: the query")
     p.add_argument("--query", metavar="NAME", help="which verify query (needed if several)")
-    p.add_argument("--relu", choices=("ite", "or"), default="ite",
-                   help="SMT-LIB ReLU encoding: if-then-else or a disjunction")
+    p.add_argument("--relu", choices=RELU_ENCODINGS, default=DEFAULT_RELU,
+                   help="SMT-LIB ReLU encoding: ite (if-then-else), or (two-case disjunction), "
+                   f"hull (triangle relaxation plus the disjunction); default {DEFAULT_RELU}")
+    p.add_argument("--model", action="store_true",
+                   help="SMT-LIB: end with (get-value ...) of the inputs (a witness after sat; "
+                   "after unsat the solver reports an error for get-value, z3 exits 1)")
     p.add_argument("-o", "--output", metavar="FILE",
                    help="output file (default: stdout for smtlib and vnnlib; required for "
                    "mps, lp and onnx)")

@@ -8,21 +8,17 @@ import sys
 import numpy as np
 
 from nnir.backends import registry
-from nnir.backends.milp.lower import to_milp
-from nnir.backends.milp.writer import write_model
-from nnir.backends.smtlib.lower import to_smtlib
 from nnir.cli_common import (
     EXIT_OK,
     EXIT_QUERY,
     check_backend_name,
     document,
-    emitted,
     load_all,
     options_of,
     print_json,
 )
 from nnir.cli_session import run_queries
-from nnir.errors import UnsupportedQuery, UsageError
+from nnir.errors import UsageError
 from nnir.formats.batch import cmd_batch
 from nnir.formats.commands import cmd_verify_files, emit_file
 from nnir.frontend import load
@@ -30,7 +26,6 @@ from nnir.io import atomic_path, write_text
 from nnir.ir.printer import print_network, print_program
 from nnir.passes.manager import PassContext, PassManager, registered_passes
 from nnir.queries.route import check_run_options
-from nnir.queries.run import prepare
 
 
 def cmd_check(args) -> int:
@@ -151,35 +146,7 @@ def _save_trained(res, path: str) -> None:
 
 
 def cmd_emit(args) -> int:
-
-    prog = load(args.file)
-    if args.format in ("onnx", "vnnlib"):  # a network or a query as another tool's file
-
-        return emit_file(args, prog)
-    verifies = [q for q in prog.queries if q.kind == "verify"]
-    if args.query:
-        q = next((q for q in prog.queries if q.name == args.query), None)
-        if q is None:
-            raise UsageError(f"no query named '{args.query}'",
-                            hint="queries: " + ", ".join(x.name for x in prog.queries))
-        if q.kind != "verify":
-            raise UnsupportedQuery(f"emit handles verify queries; '{q.name}' is a {q.kind} "
-                                   "query", q.span)
-    elif len(verifies) == 1:
-        q = verifies[0]
-    else:
-        raise UsageError(f"{args.file} has {len(verifies)} verify queries; pick one with --query",
-                        hint="verify queries: " + (", ".join(v.name for v in verifies) or
-                                                   "none"))
-    problem = prepare(prog, q)
-    if args.format == "smtlib":
-
-        return emitted(args, to_smtlib(problem, relu=args.relu).text, query=q.name)
-    if not args.output:
-        raise UsageError(f"--format {args.format} needs an output file (-o FILE)")
-
-    write_model(to_milp(problem), args.output, args.format)
-    return emitted(args, None, query=q.name)
+    return emit_file(args, load(args.file))  # every format: nnir/formats/commands.py
 
 
 def cmd_dump_ir(args) -> int:

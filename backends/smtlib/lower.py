@@ -1,9 +1,11 @@
 """Lower a verify problem to an SMT-LIB 2.6 script in QF_LRA: one real variable per neuron.
 
 Every neuron gets a pre-activation variable with its defining equality, and a ReLU neuron a
-post-activation variable tied to it by `ite` or by an equivalent disjunction; shared subterms are
-never inlined, so the script grows linearly with the network. Bound facts (from the bound passes)
-are added as redundant hints, and stably active/inactive ReLUs become plain equalities.
+post-activation variable tied to it by `ite`, by an equivalent disjunction, or by the triangle
+relaxation plus the disjunction (`hull`); shared subterms are never inlined, so the script grows
+linearly with the network. Bound facts (from the bound passes) are added as redundant hints, and
+stably active/inactive ReLUs become plain equalities. A header comment says what is asked and how
+to read the answer.
 
 Numbers are exact: a weight read as a float enters as the rational equal to its binary value,
 printed PySMT-style (`3.0`, `(/ 1 10)`, `(- (/ 1 10))`; SMT-LIB has no negative literals). That
@@ -17,9 +19,18 @@ from fractions import Fraction
 
 from nnir.errors import UnsupportedQuery
 from nnir.ir.nodes import And, Atom, BoolConst, Formula, Network, Not, Or
+from nnir.ir.printer import print_formula
 from nnir.queries.problem import VerifyProblem
 
-RELU_ENCODINGS = ("ite", "or")
+RELU_ENCODINGS = ("ite", "or", "hull")
+DEFAULT_RELU = "hull"  # the fastest in z3 and cvc5 on the examples: benchmarks/emit_relu.py
+_RELU_DOC = {
+    "ite": "post = (ite (>= pre 0) pre 0)",
+    "or": "(or (and (>= pre 0) (= post pre)) (and (< pre 0) (= post 0)))",
+    "hull": "post >= 0, post >= pre, post <= u (pre - l) / (u - l) for pre-activation bounds "
+            "l < 0 < u, and (or (= post pre) (= post 0))",
+}
+_PROPERTY_CHARS = 400  # the property is shown in the header up to this length
 _REL = {"<=": "<=", "<": "<", "==": "=", ">=": ">=", ">": ">"}
 
 
@@ -54,14 +65,16 @@ def smt_number(q: Fraction) -> str:
     return f"(- {text})" if q < 0 else text
 
 
-def to_smtlib(problem: VerifyProblem, *, relu: str = "ite", get_values: bool = True,
+def to_smtlib(problem: VerifyProblem, *, relu: str = DEFAULT_RELU, get_values: bool = True,
               hints: bool = True) -> SmtScript:
     """Write `problem` as an SMT-LIB 2.6 script whose models are exactly its witnesses.
 
     Args:
         problem: a verify problem over a network with known weights.
-        relu: "ite" (`post = ite(pre >= 0, pre, 0)`) or "or" (the two-case disjunction).
-        get_values: end with `(get-value ...)` of the input variables (and ask for models).
+        relu: "ite" (`post = ite(pre >= 0, pre, 0)`), "or" (the two-case disjunction) or
+            "hull" (the triangle relaxation over the bound facts plus the disjunction).
+        get_values: end with `(get-value ...)` of the input variables (and ask for models);
+            without it any solver just prints sat/unsat and exits 0 (`nnirc emit` default).
         hints: assert the bound facts of `problem.net.facts` and use its stable ReLUs; these
             are sound by contract of the bound passes, so they change no verdict.
     Returns:
@@ -77,7 +90,8 @@ def to_smtlib(problem: VerifyProblem, *, relu: str = "ite", get_values: bool = T
         raise UnsupportedQuery(f"network '{net.name}' has unknown weights; train it first")
     logic = "QF_LRA"
     facts = net.facts if hints else None
-    out: list[str] = [f"; nnir: net {net.name}, query {problem.name}\n"]
+    out: list[str] = [f"; {line}".rstrip() + "\n"
+                      for line in header(problem, logic, relu, get_values, hints)]
     if get_values:
         out.append("(set-option :produce-models true)\n")  # before set-logic, as cvc5 requires
     out.append(f"(set-info :smt-lib-version 2.6)\n(set-logic {logic})\n")
@@ -100,6 +114,46 @@ def to_smtlib(problem: VerifyProblem, *, relu: str = "ite", get_values: bool = T
     return SmtScript("".join(out), list(syms[inp.name]), logic)
 
 
+def header(problem: VerifyProblem, logic: str, relu: str, get_values: bool,
+           hints: bool = True) -> list[str]:
+    """The comment lines at the top of a script: the question asked, the logic, the encoding
+    and how to read the solver's answer."""
+    net = problem.net
+    prop = print_formula(problem.prop).replace("\n", " ")
+    if len(prop) > _PROPERTY_CHARS:
+        prop = prop[:_PROPERTY_CHARS] + " ..."
+    where = " meeting the input constraints" if problem.input_constraints else ""
+    lines = [
+        f"nnir: verify query '{problem.name}' on network '{net.name}'",
+        f"Question: is there an input in the network's box{where} whose values satisfy the "
+        "property?",
+        f"  property: {prop}",
+        "How to read the answer:",
+        "  sat     = yes, such an input exists (for a property that states a violation, as "
+        "VNN-LIB properties do:",
+        "            the safety property is violated, a model is a counterexample);",
+        "  unsat   = no input in the box satisfies the property (a VNN-LIB safety property "
+        "holds);",
+        "  unknown = the solver gave up: no verdict.",
+        f"Logic: {logic}. Every weight, bias and bound is the exact rational value of the number "
+        "nnir read",
+        "  (a float at its binary value); one Real per input and per neuron"
+        + (", sound bound facts as hints" if hints else "") + ".",
+        f"ReLU encoding: {relu} ({_RELU_DOC[relu]}).",
+    ]
+    if get_values:
+        lines += ["Witness: after check-sat, (get-value ...) prints the inputs. After unsat "
+                  "there is no model, so the",
+                  "  solver reports an error for get-value (z3 prints (error ...) and exits 1); "
+                  "the verdict is the first line."]
+    else:
+        lines += ["Witness: none asked, so any SMT-LIB solver prints sat/unsat and exits 0; "
+                  "`nnirc emit --model` adds",
+                  "  (get-value ...) of the inputs (after unsat the solver then reports an "
+                  "error for it)."]
+    return lines
+
+
 def lower_layers(out: list[str], net: Network, inputs: list[str], facts, relu: str,
                  prefix: str | None = None) -> dict[str, list[str]]:
     """Declare and define every node of `net` reading the input symbols `inputs`.
@@ -110,7 +164,7 @@ def lower_layers(out: list[str], net: Network, inputs: list[str], facts, relu: s
         inputs: the symbols of its input coordinates (declared and constrained by the caller;
             several networks may share them).
         facts: bound facts used as hints and stable ReLUs (or None).
-        relu: "ite" or "or".
+        relu: one of `RELU_ENCODINGS`.
         prefix: the symbols' prefix (default: the network's name).
     Returns:
         node name -> the symbols of its value (post-activation).
@@ -129,9 +183,12 @@ def lower_layers(out: list[str], net: Network, inputs: list[str], facts, relu: s
         post = smt_symbols(prefix, lay.name, lay.size)
         declare_reals(out, post)
         stable = facts.stable.get(lay.name) if facts is not None else None
+        box = (facts.lo[lay.name], facts.hi[lay.name]) if facts is not None and \
+            lay.name in facts.lo else None
         for i, (p, q) in enumerate(zip(pre, post)):
             flag = int(stable[i]) if stable is not None else 0
-            out.append(f"(assert {_relu(p, q, flag, relu)})\n")
+            lu = (float(box[0][i]), float(box[1][i])) if box is not None else None
+            out.append(f"(assert {_relu(p, q, flag, relu, lu)})\n")
         syms[lay.name] = post
     return syms
 
@@ -214,14 +271,27 @@ def _bound_hints(out: list[str], pre: list[str], lo, hi) -> None:
             out.append(f"(assert (<= {p} {smt_number(Fraction(float(b)))}))\n")
 
 
-def _relu(pre: str, post: str, stable: int, relu: str) -> str:
+def _relu(pre: str, post: str, stable: int, relu: str, lu=None) -> str:
+    """`post = max(pre, 0)` in the encoding `relu`; `lu`: sound bounds (l, u) of `pre`, or None."""
     if stable > 0:
         return f"(= {post} {pre})"
     if stable < 0:
         return f"(= {post} 0.0)"
     if relu == "ite":
         return f"(= {post} (ite (>= {pre} 0.0) {pre} 0.0))"
-    return f"(or (and (>= {pre} 0.0) (= {post} {pre})) (and (< {pre} 0.0) (= {post} 0.0)))"
+    if relu == "or":
+        return f"(or (and (>= {pre} 0.0) (= {post} {pre})) (and (< {pre} 0.0) (= {post} 0.0)))"
+    # hull: the triangle relaxation (Ehlers, "Formal Verification of Piece-Wise Linear
+    # Feed-Forward Neural Networks", ATVA 2017) as linear facts the simplex sees at once, plus the
+    # two-case disjunction that makes it exact: post >= 0, post >= pre,
+    # post <= u (pre - l) / (u - l) when l < 0 < u are known, and (post = pre or post = 0).
+    parts = [f"(<= 0.0 {post})", f"(<= {pre} {post})"]
+    if lu is not None and math.isfinite(lu[0]) and math.isfinite(lu[1]) and lu[0] < 0 < lu[1]:
+        lo, hi = Fraction(lu[0]), Fraction(lu[1])
+        slope = hi / (hi - lo)
+        parts.append(f"(<= {post} {smt_linear([(pre, slope)], -lo * slope)})")
+    parts.append(f"(or (= {post} {pre}) (= {post} 0.0))")
+    return f"(and {' '.join(parts)})"
 
 
 def smt_formula(f: Formula, syms: dict[str, list[str]]) -> str:

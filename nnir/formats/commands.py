@@ -1,4 +1,4 @@
-"""`nnirc verify NET PROP` and `nnirc emit --format onnx|vnnlib` (argument parsing: `nnir.cli`)."""
+"""`nnirc verify NET PROP` and `nnirc emit` (argument parsing: `nnir.cli`)."""
 from __future__ import annotations
 
 import os
@@ -6,6 +6,8 @@ import sys
 import time
 
 from nnir import proc
+from nnir.backends.milp.writer import emit_text
+from nnir.backends.smtlib.lower import to_smtlib
 from nnir.cli_common import (
     ChildError,
     check_backend_name,
@@ -24,7 +26,7 @@ from nnir.ir.formula import nnf
 from nnir.ir.nodes import Program, Verify
 from nnir.queries.problem import VerifyProblem
 from nnir.queries.result import Result
-from nnir.queries.run import box_from_where
+from nnir.queries.run import box_from_where, prepare
 
 EXIT_OK, EXIT_USAGE, EXIT_QUERY = 0, 2, 3
 
@@ -94,7 +96,8 @@ def _pick_query(prog: Program, name: str | None) -> Verify:
 
 
 def emit_file(args, prog: Program) -> int:
-    """`emit --format onnx` writes a network (the query's, or the only one); `vnnlib` a query."""
+    """`nnirc emit`: a verify query as SMT-LIB, MPS, LP or VNN-LIB; `onnx` writes a network
+    (the query's, or the only one)."""
     if args.format == "onnx":
         if len(prog.networks) == 1 and not args.query:
             net = prog.networks[0]
@@ -115,9 +118,18 @@ def emit_file(args, prog: Program) -> int:
 
     q = _pick_query(prog, args.query)
     if q.kind != "verify":
-        raise UnsupportedQuery(f"VNN-LIB states verify queries; '{q.name}' is a {q.kind} query",
-                               q.span)
-    return emitted(args, vnnlib_of(prog, q), query=q.name)
+        what = "VNN-LIB states" if args.format == "vnnlib" else "emit handles"
+        raise UnsupportedQuery(f"{what} verify queries; '{q.name}' is a {q.kind} query", q.span)
+    if args.format == "vnnlib":
+        return emitted(args, vnnlib_of(prog, q), query=q.name)
+    if args.format in ("mps", "lp") and not args.output:
+        raise UsageError(f"--format {args.format} needs an output file (-o FILE)")
+    problem = prepare(prog, q)
+    if args.format == "smtlib":
+        text = to_smtlib(problem, relu=args.relu, get_values=args.model).text
+    else:
+        text = emit_text(problem, args.format)
+    return emitted(args, text, query=q.name)
 
 
 def vnnlib_of(prog: Program, q: Verify) -> str:

@@ -1,4 +1,16 @@
-; nnir: net tiny, query reach
+; nnir: verify query 'reach' on network 'tiny'
+; Question: is there an input in the network's box whose values satisfy the property?
+;   property: y[0] >= 0.4
+; How to read the answer:
+;   sat     = yes, such an input exists (for a property that states a violation, as VNN-LIB properties do:
+;             the safety property is violated, a model is a counterexample);
+;   unsat   = no input in the box satisfies the property (a VNN-LIB safety property holds);
+;   unknown = the solver gave up: no verdict.
+; Logic: QF_LRA. Every weight, bias and bound is the exact rational value of the number nnir read
+;   (a float at its binary value); one Real per input and per neuron, sound bound facts as hints.
+; ReLU encoding: ite (post = (ite (>= pre 0) pre 0)).
+; Witness: after check-sat, (get-value ...) prints the inputs. After unsat there is no model, so the
+;   solver reports an error for get-value (z3 prints (error ...) and exits 1); the verdict is the first line.
 (set-option :produce-models true)
 (set-info :smt-lib-version 2.6)
 (set-logic QF_LRA)
