@@ -22,9 +22,9 @@ from nnir.queries.run import prepare
 
 ACAS = SHARED / "acasxu"
 HAVE_ACAS = (ACAS / "expected.csv").exists()
-# ACAS Xu (network, property) pairs whose emitted files every solver here answers in seconds
-# (small input boxes; both sat). The unsat ones tried (1_1 with props 3 and 4) took HiGHS, CBC
-# and GLPK over 2 CPU minutes each and every SMT solver over 30 CPU seconds: `-m slow` only.
+# ACAS Xu (network, property) pairs whose emitted MILP files HiGHS, CBC and GLPK answer in
+# seconds (small input boxes; both sat). The unsat ones tried (1_1 with props 3 and 4) took each
+# of them over 2 CPU minutes: `-m slow` only. (SMT solvers: see test_emit_smtlib.py.)
 ACAS_CASES = [("1_7", 3), ("1_9", 4)]
 ACAS_SLOW = [("1_1", 4)]
 
