@@ -235,17 +235,22 @@ class Search:
 
     def crown_root(self):
         """alpha-CROWN at the root, first on the forward intervals (cheap: often enough), then,
-        if the root stays open, with the intermediate bounds tightened by alpha-CROWN too
-        (`Crown.tighten`; later sub-problems use those)."""
+        while the root stays open, with the intermediate bounds tightened by alpha-CROWN too
+        (`Crown.tighten`: 10 steps per layer, then `root_iters` more from those bounds; later
+        sub-problems use the result)."""
         self.crown = Crown(self.prep, self.lo0, self.hi0)
-        if self.opts.root_iters > 0 and not self.out_of_time():
+        n = self.opts.root_iters
+        stages = [min(10, n), n] if n > 10 else [n]
+        for iters in stages if n > 0 else []:
+            if self.out_of_time():
+                break
             root = np.zeros((1, self.idx.size), dtype=np.int8)
             closed = closed_and_critical(self.comp, self.bound_crown(root, [-1]).U)[0][0]
             self.stats["bounded"] += 1
             if closed:
                 self.stats["closed_by_bounds"] += 1
                 return self.answer("unsat", "every sub-problem closed")
-            self.crown.tighten(self.opts.root_iters, lambda: not self.out_of_time())
+            self.crown.tighten(iters, lambda: not self.out_of_time())
             self.root_alpha = None
         self.stats["root_unstable"] = sum(len(c) for c in self.crown.cols.values())
         return None
