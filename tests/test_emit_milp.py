@@ -19,7 +19,7 @@ from test_emit_cases import acas_cases, example_cases, milp_text, problem, verdi
 from nnir.backends.milp.highs import new_highs
 from nnir.backends.milp.lower import to_milp
 from nnir.backends.milp.model import MilpModel
-from nnir.backends.milp.writer import STRICT_MARGIN, feasibility_form, model_text
+from nnir.backends.milp.writer import STRICT_MARGIN, emit_text, feasibility_form, model_text
 
 TIMEOUT = 60  # seconds per solve; each takes well under a second here
 CASES = example_cases() + acas_cases()
@@ -167,3 +167,17 @@ def test_strict_margin_is_written():
     assert f"FX BND prop_slack {STRICT_MARGIN!r}" in milp_text("tiny:cap", "mps")
     with pytest.raises(ValueError):
         feasibility_form(model, 0.0)
+
+
+@pytest.mark.parametrize("value,want", [(False, "unsat"), (True, "sat")])
+def test_constant_properties(tmp_path, value, want):
+    """`false` becomes the empty row `0 >= 1` (LP: `0.0 x >= 1.0`), `true` no row at all."""
+    from nnir.ir.nodes import BoolConst
+    from nnir.queries.problem import VerifyProblem
+
+    pb = VerifyProblem(problem("tiny:cap").net, (), BoolConst(value), "const")
+    for fmt in ("mps", "lp"):
+        path = tmp_path / f"c.{fmt}"
+        path.write_text(emit_text(pb, fmt))
+        for name, solve in SOLVERS.items():
+            assert solve(path) == want, (fmt, name)
