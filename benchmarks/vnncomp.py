@@ -12,7 +12,8 @@ timeout times `--scale`. Networks and properties are read gzipped as shipped.
 Per benchmark the table gives: instances run; solved (sat + unsat answers); sat; unsat, and how
 many of those are exact (rest on no floating-point tolerance); wrong (a verdict contradicting
 `expected`: printed loudly, exit status 1); unchecked (answered where no 2022 tool was, so
-nothing to check against); timeout/unknown; error; median and total seconds of the solved ones.
+nothing to check against); timeout/unknown; error; the median seconds of the solved ones and
+the total seconds of all.
 A second table counts, for each 2022 tool, the instances it solved correctly among THE SAME
 instances (so a subset compares fairly), and Marabou run here (same instances, same limits,
 in killable processes) when `maraboupy` is importable (`pip install maraboupy`; or give the
@@ -26,8 +27,9 @@ Python of another environment that has it: `--marabou-python`).
 Results: `benchmarks/results/vnncomp_<tag>.csv` (one row per instance) and
 `vnncomp_<tag>_summary.csv`; `<tag>` is `--tag`, default `<benchmarks>_<backend>`. The instance
 list and `nnirc batch`'s own CSV (kept as it goes: an interrupted run keeps what it finished) are
-in `benchmarks/cache/`. Timings are
-wall-clock on the machine the script runs on; the table's note gives its load average.
+in `benchmarks/cache/`; `--reuse CSV` tabulates such a CSV again without running nnir (to add
+the Marabou column, or merge runs). Timings are wall-clock on the machine the script runs on;
+the table's note gives its load average.
 """
 from __future__ import annotations
 
