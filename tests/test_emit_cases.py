@@ -25,10 +25,9 @@ HAVE_ACAS = (ACAS / "expected.csv").exists()
 # ACAS Xu (network, property) pairs whose emitted MILP files HiGHS, CBC and GLPK answer in
 # seconds (small input boxes; both sat). The unsat ones tried are too slow for CI: on 1_1 with
 # prop 4 HiGHS took 180 CPU seconds (and answered unsat), CBC and GLPK gave no answer in 60 and
-# 120 s (a loaded machine); with prop 3 CBC gave none in 60 s. `-m slow` only. (SMT solvers: see
+# 120 s (a loaded machine); with prop 3 CBC gave none in 60 s. (SMT solvers: see
 # test_emit_smtlib.py.)
 ACAS_CASES = [("1_7", 3), ("1_9", 4)]
-ACAS_SLOW = [("1_1", 4)]
 
 
 def example_cases() -> list[str]:
@@ -42,8 +41,7 @@ def example_cases() -> list[str]:
 def acas_cases() -> list:
     """`acas_NET:prop_P` cases, skipped (with the reason) without the shared ACAS Xu files."""
     skip = pytest.mark.skipif(not HAVE_ACAS, reason="needs ../shared/benchmarks/acasxu")
-    return [pytest.param(f"acas_{n}:prop_{p}", marks=skip) for n, p in ACAS_CASES] + \
-        [pytest.param(f"acas_{n}:prop_{p}", marks=[skip, pytest.mark.slow]) for n, p in ACAS_SLOW]
+    return [pytest.param(f"acas_{n}:prop_{p}", marks=skip) for n, p in ACAS_CASES]
 
 
 @cache
