@@ -93,8 +93,9 @@ METHODS = {
               "how to bound (overrides the query's method; default: the query's, else exact)"),
     "stable": (("isa", "per-neuron"), "how to prove stable ReLUs (default isa)"),
     "compress": (("isa", "per-neuron"), "how to prove the stable ReLUs removed (default isa)"),
-    "equiv": (("auto", "relations", "solver"),
-              "relation inference, a solver, or the first then the second (default auto)"),
+    "equiv": (("auto", "relations", "solver", "search"),
+              "relation inference, a solver, input splitting (search; at most 8 inputs), or "
+              "auto: relations, sampling, search, then a solver (default)"),
 }
 
 # name -> (help, extra flag groups)
@@ -103,7 +104,7 @@ QUERY_COMMANDS = {
     "verify": ("answer the verify queries (or: verify NET.onnx PROP.vnnlib)", (_smt_flags,)),
     "bound": ("answer the bound queries", ()),
     "stable": ("answer the stable queries", (_stable_flags,)),
-    "equiv": ("answer the equiv queries (relation inference, then a solver)", ()),
+    "equiv": ("answer the equiv queries (relations, sampling, input splitting, a solver)", ()),
     "train": ("answer the train queries and write the trained network", (_encoding,)),
     "compress": ("answer the compress queries and write the compressed network",
                  (_stable_flags,)),

@@ -57,7 +57,7 @@ class CompressOptions(StableOptions):
 
 @dataclass(frozen=True)
 class EquivOptions(General):
-    method: str | None = opt(None, "auto, relations or solver (default auto)")
+    method: str | None = opt(None, "auto, relations, solver or search (default auto)")
     sample: bool = opt(True, "try random domain points for a counterexample first")
 
 
