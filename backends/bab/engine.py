@@ -19,8 +19,9 @@ best-scored ReLUs by their children's bounds (FSB-lite). With `crown=False`, the
 symbolic intervals under the splits of `bounds.py` (the first version).
 
 Measured (`benchmarks/bab_bounds.py`, 120 s per instance, 2 shared cores under load 8-12):
-mnist_fc 256x2/4/6 eps 0.03 (15 + 5 + 5): 23 -> 24 solved (256x2 prop_6: timeout -> 7 s), eps
-0.05 (5 + 5 + 5): see `benchmarks/results/bab_*eps05.csv`. FSB-lite (k = 3, 6) needed 30
+mnist_fc 256x2/4/6 eps 0.03 (15 + 5 + 5): 23 -> 24 solved (256x2 prop_6: timeout -> 3.3 s),
+eps 0.05 (5 + 5 + 5): 7 -> 8 (256x4 prop_3: timeout -> 21 s), 0 wrong (`benchmarks/results/
+bab_{before,after}*.csv`). FSB-lite (k = 3, 6) needed 30
 instead of 108 sub-problems on 256x2 prop_6 and lowered the worst open bound on 256x4 prop_0
 eps 0.05 (2.6 -> 1.3-1.6 in 60 s), but did not finish 256x4 prop_3 eps 0.05 in 120 s where
 BaBSR proves it with 1,274 sub-problems: off by default. LP leaves took seconds each on 784
