@@ -49,6 +49,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nnir import progress
 from nnir.backends.bab.bounds import ReluIndex, bound_subproblems, branch_scores
 from nnir.backends.bab.crown import Crown, crown_branch_scores, fsb_choice
 from nnir.backends.bab.lp_leaf import lp_row_bounds
@@ -257,24 +258,28 @@ class Search:
         return None
 
     def report(self, front, force: bool = False) -> None:
-        """Progress, about once a second: to `on_progress`, or a line on stderr."""
+        """Progress, about once a second: to `on_progress`, or a line on stderr (`progress`),
+        or the terminal's status line when `nnirc` enabled it (`nnir.progress`)."""
         now = time.monotonic()
         if not force and now - self.last_report < 1.0:
             return
         self.last_report = now
-        if self.on_progress is None and not self.opts.progress:
+        if self.on_progress is None and not self.opts.progress and not progress.enabled():
             return
         s = self.stats
         closed = sum(v for k, v in s.items() if k.startswith("closed_"))
         info = {"open": int(front.size), "closed": int(closed), "bounded": int(s["bounded"]),
                 "depth": int(s["max_depth"]), "best": front.top(),
                 "elapsed": now - self.started}
+        line = (f"bab: {info['open']} open, {info['closed']} closed, {info['bounded']} "
+                f"bounded, depth {info['depth']}, worst open bound {info['best']:.4g}, "
+                f"{info['elapsed']:.1f} s")
         if self.on_progress is not None:
             self.on_progress(info)
+        elif self.opts.progress:
+            print(line, file=sys.stderr, flush=True)
         else:
-            print(f"bab: {info['open']} open, {info['closed']} closed, {info['bounded']} bounded,"
-                  f" depth {info['depth']}, worst open bound {info['best']:.4g}, "
-                  f"{info['elapsed']:.1f} s", file=sys.stderr, flush=True)
+            progress.show(line, force=True)
 
     def root_attack(self):
         o = self.opts
