@@ -141,8 +141,18 @@ def test_timeout_and_queue_cap_are_reported():
 
 
 def test_unsat_says_how_it_was_closed():
-    ans = BabBackend().solve_verify(_problem(TINY + "verify tiny: y[0] > 0.5"))
+    ans = BabBackend(input_split=False).solve_verify(_problem(TINY + "verify tiny: y[0] > 0.5"))
     assert ans.status == "unsat" and ans.info["certified"].startswith("exact (")
+    assert "input splitting" not in ans.message
+
+
+def test_small_inputs_split_the_box():
+    """On at most 8 inputs the backend splits the input box (the split engine), unless told
+    not to; both answers are exact."""
+    problem = _problem(TINY + "verify tiny: y[0] > 0.5")
+    ans = BabBackend().solve_verify(problem)
+    assert ans.status == "unsat" and ans.message.startswith("bab (input splitting, 2 inputs)")
+    assert ans.info["certified"].startswith("exact (")
 
 
 BENCH = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "vnncomp2022" / "mnist_fc"
