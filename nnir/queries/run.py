@@ -10,6 +10,7 @@ import numpy as np
 from nnir.deadline import Deadline
 from nnir.errors import BackendError, NnirError, UnsupportedQuery
 from nnir.ir.const import Const
+from nnir.ir.formula import nnf
 from nnir.ir.nodes import Program, Verify
 from nnir.passes.manager import PassContext, default_pipeline
 from nnir.queries import status as st
@@ -22,10 +23,27 @@ def prepare(prog: Program, q: Verify, ctx: PassContext | None = None) -> VerifyP
     """Run the bound passes on the query's network and build the backend's problem.
 
     Single-coordinate `where` bounds (e.g. a VNN-LIB property's box) first cut the input box,
-    so the passes bound the network over the query's region; the constraints stay in the problem.
+    so the passes bound the network over the query's region. The non-strict ones the cut box
+    now enforces exactly are then dropped from the problem (the same feasible set): kept, they
+    looked to the split engine like atoms always about to close, so it split the box along
+    them alone (ACAS Xu 1_1 prop 1 from a `.nnir` file: 0 of 34k sub-boxes closed in 20 s,
+    against a proof in under 2 s without them).
     """
-    net = default_pipeline().run(box_from_where(prog.network(q.net), q.where), ctx)
-    return VerifyProblem.from_query(q, net)
+    net = box_from_where(prog.network(q.net), q.where)
+    where = tuple(a for a in q.where if not _enforced_by_box(a, net))
+    net = default_pipeline().run(net, ctx)
+    return VerifyProblem(net, where, nnf(q.prop), q.name)
+
+
+def _enforced_by_box(a, net) -> bool:
+    """Does the box of `net` imply atom `a` exactly (a non-strict one-input bound it holds)?"""
+    if len(a.terms) != 1 or a.terms[0][0].node != net.input.name or a.rel in ("<", ">"):
+        return False
+    (ref, c), = a.terms
+    lo, hi = net.input.lo.exact[ref.index], net.input.hi.exact[ref.index]
+    # c x REL rhs over x in [lo, hi]: c x ranges over [min(c lo, c hi), max(c lo, c hi)]
+    low, high = min(c * lo, c * hi), max(c * lo, c * hi)
+    return {"<=": high <= a.rhs, ">=": low >= a.rhs, "==": low == high == a.rhs}[a.rel]
 
 
 def box_from_where(net, where):
