@@ -43,8 +43,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 # costs a third of a second, too much for `--help`); `nnirc backends` has the live table.
 BACKENDS = {
     "run": "any backend (each query uses the ones of its kind)",
-    "verify": "z3, cvc5, pysmt, external, highs, split, portfolio",
-    "bound": "z3, cvc5, highs (method exact)",
+    "verify": "z3, cvc5, pysmt, external, highs, split, bab, portfolio",
+    "bound": "z3, cvc5, highs, bab (method exact)",
     "stable": "highs, or an exact one: z3, cvc5",
     "compress": "highs, or an exact one: z3, cvc5",
     "equiv": "z3, cvc5, highs",

@@ -21,6 +21,7 @@ from nnir.cli_session import run_queries
 from nnir.errors import UsageError
 from nnir.formats.batch import cmd_batch
 from nnir.formats.commands import cmd_verify_files, emit_file
+from nnir.formats.vnncomp import NETWORK_SUFFIXES
 from nnir.frontend import load
 from nnir.io import atomic_path, write_text
 from nnir.ir.printer import print_network, print_program
@@ -100,7 +101,7 @@ def cmd_run(args, kinds=None) -> int:
 
 
 def cmd_verify(args) -> int:
-    if args.prop or args.file.endswith((".onnx", ".nnet")):  # VNN-COMP: network + property
+    if args.prop or args.file.endswith(NETWORK_SUFFIXES):  # VNN-COMP: network + property
 
         return cmd_verify_files(args)
     return cmd_run(args, kinds=("verify",))
