@@ -5,6 +5,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from test_bound import TWO_LAYER  # z3's exact range of y[0] is known there
 
 import nnir
 from nnir.backends import registry
@@ -16,15 +17,6 @@ from nnir.queries.run import run_query
 
 HAVE_HIGHS = registry.backend_class("highs").available()
 
-TWO_LAYER = """
-net n {
-  input x[2] in [-1, 1]
-  where x[0] + x[1] <= 1.5
-  relu   h[3] = [[1, 0.5], [0.3, 1], [1, 1]] x + [0, 0, -0.5]
-  relu   g[2] = [[1, -1, 0.7], [0, 1, 1]] h + [0.1, -0.2]
-  linear y[1] = [[1, -2]] g
-}
-"""
 
 
 def test_plan_names_the_engine_per_kind():

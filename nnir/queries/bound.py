@@ -194,34 +194,22 @@ def _exact(q: Bound, net: Network, backend: str, deadline: Deadline, options: di
         # its own interval says (issue 4: 3.5e-3 in default settings), so width proves nothing.
         todo = [s for s, d in sides.items() if d.status == "unknown" or (
             d.status == "sat" and not d.exact)]
-        if todo and plan.confirms(unstable):
+        # z3/cvc5 while SMT can finish; beyond, the ReLU-split engine's exact decisions
+        by = plan.confirm if plan.confirms(unstable) else plan.after
+        if todo and by is not None:
             start = {s: (sides[s].lo, sides[s].arg) for s in todo if sides[s].status == "sat"}
-            ex = registry.get_backend(plan.confirm, **options)
-            ans2 = ex.solve_bound(problem, timeout=deadline.left(), senses=tuple(todo),
-                                  start=start)
+            ans2 = registry.get_backend(by, **options).solve_bound(
+                problem, timeout=deadline.left(), senses=tuple(todo), start=start)
             for s in todo:
                 d = replay_side(problem, s, ans2.sides[s], True)
                 if d.status == "sat" or sides[s].status != "sat":
-                    sides[s], used[s] = d, plan.confirm
+                    sides[s], used[s] = d, by
                 else:
-                    notes.append(f"confirming the {s} with '{plan.confirm}' gave {d.status} "
+                    notes.append(f"confirming the {s} with '{by}' gave {d.status} "
                                  f"({d.message}); {name}'s interval stands")
-            notes.append(f"{name}'s {' and '.join(todo)} confirmed by '{plan.confirm}'")
-        elif todo and plan.after:
-            # beyond SMT's reach: the ReLU-split engine's exact decisions, from HiGHS's values
-            start = {s: (sides[s].lo, sides[s].arg) for s in todo if sides[s].status == "sat"}
-            ex = registry.get_backend(plan.after, **options)
-            ans2 = ex.solve_bound(problem, timeout=deadline.left(), senses=tuple(todo),
-                                  start=start)
-            for s in todo:
-                d = replay_side(problem, s, ans2.sides[s], True)
-                if d.status == "sat":
-                    sides[s], used[s] = d, plan.after
-                else:
-                    notes.append(f"confirming the {s} with '{plan.after}' gave {d.status} "
-                                 f"({d.message}); {name}'s interval stands")
-            notes.append(f"{name}'s {' and '.join(todo)} re-decided by '{plan.after}' "
-                         f"({unstable} unstable ReLUs > {plan.max_unstable} for SMT)")
+            notes.append(f"{name}'s {' and '.join(todo)} confirmed by '{by}'" if by ==
+                         plan.confirm else f"{name}'s {' and '.join(todo)} re-decided by "
+                         f"'{by}' ({unstable} unstable ReLUs > {plan.max_unstable} for SMT)")
         elif todo:
             notes.append(f"{name}'s {' and '.join(todo)} not confirmed exactly ({unstable} "
                          f"unstable ReLUs > {plan.max_unstable}, or no exact "
