@@ -61,7 +61,6 @@ from nnir.backends.split.props import closed_and_critical, compile_problem
 from nnir.backends.split.relax import contradictory
 from nnir.passes.interval import input_box
 from nnir.queries.problem import VerifyProblem
-from nnir.queries.replay import replay_verify
 
 
 @dataclass
@@ -292,15 +291,9 @@ class Search:
 
     def try_points(self, X, m, how: str, limit: int = 8):
         """Replay the most promising points exactly; a witness that passes is the answer."""
-        for i in np.argsort(-m)[:limit]:
-            if not m[i] >= -1e-9 or self.stats["failed_replays"] >= self.opts.max_failed_replays:
-                break
-            rep = replay_verify(self.problem, [float(v) for v in X[i]], clip=True)
-            self.stats["replays"] += 1
-            if rep.exact:
-                return self.answer("sat", f"witness from {how}", rep.inputs)
-            self.stats["failed_replays"] += 1
-        return None
+        x = attack.first_witness(self.problem, X, m, self.stats, self.opts.max_failed_replays,
+                                 limit)
+        return None if x is None else self.answer("sat", f"witness from {how}", x)
 
     def bound_forward(self, fixed) -> _Batch:
         """Forward symbolic intervals under the splits, CROWN 0/1 slopes (`bounds.py`)."""

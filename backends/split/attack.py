@@ -13,6 +13,7 @@ import numpy as np
 from nnir.backends.split.props import Compiled, atom_values, objective
 from nnir.ir.evaluate import evaluate_batch
 from nnir.ir.nodes import Network
+from nnir.queries.replay import replay_verify
 
 
 def margins(net: Network, comp: Compiled, X: np.ndarray):
@@ -64,3 +65,19 @@ def random_starts(lo: np.ndarray, hi: np.ndarray, n: int, rng) -> np.ndarray:
     X = lo + (hi - lo) * rng.random((n, len(lo)))
     X[0] = lo + (hi - lo) / 2
     return X
+
+
+def first_witness(problem, X, m, stats, max_failed: int, limit: int = 8):
+    """The exact inputs of the first of the `limit` most promising points (float objective `m`
+    >= 0) that replays exactly on `problem`, or None. Counts `replays` and `failed_replays` in
+    `stats` and stops once `max_failed` replays have failed (shared by both engines)."""
+    for i in np.argsort(-m)[:limit]:
+        if not m[i] >= -1e-9 or stats["failed_replays"] >= max_failed:
+            break
+        rep = replay_verify(problem, [float(v) for v in X[i]], clip=True)
+        stats["replays"] += 1
+        if rep.exact:
+            return rep.inputs
+        stats["failed_replays"] += 1
+    return None
+

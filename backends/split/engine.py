@@ -32,7 +32,6 @@ from nnir.backends.split.props import closed_and_critical, compile_problem
 from nnir.backends.split.relax import contradictory
 from nnir.passes.interval import input_box
 from nnir.queries.problem import VerifyProblem
-from nnir.queries.replay import replay_verify
 
 
 @dataclass
@@ -157,16 +156,9 @@ class Search:
 
     def try_points(self, X, m, how: str, limit: int = 8):
         """Replay the most promising points exactly; a witness that passes is the answer."""
-        order = np.argsort(-m)[:limit]
-        for i in order:
-            if not m[i] >= -1e-9 or self.stats["failed_replays"] >= self.opts.max_failed_replays:
-                break
-            rep = replay_verify(self.problem, [float(v) for v in X[i]], clip=True)
-            self.stats["replays"] += 1
-            if rep.exact:
-                return self.answer("sat", f"witness from {how}", rep.inputs)
-            self.stats["failed_replays"] += 1
-        return None
+        x = attack.first_witness(self.problem, X, m, self.stats, self.opts.max_failed_replays,
+                                 limit)
+        return None if x is None else self.answer("sat", f"witness from {how}", x)
 
     def step(self, lo, hi, depth, stack):
         o = self.opts
