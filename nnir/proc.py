@@ -264,8 +264,12 @@ def _on_term(signum, frame):  # SIGTERM/SIGHUP: unwind like Ctrl-C, so files get
 
 
 def install_handlers() -> None:
-    """In the `nnirc` process: children die at exit; SIGTERM/SIGHUP unwind like Ctrl-C."""
+    """In the `nnirc` process: children die at exit; SIGTERM/SIGHUP unwind like Ctrl-C, and
+    Ctrl-C does even when the process was started with SIGINT ignored (Python then keeps it
+    ignored; a test harness or a script's background job passes that on)."""
     atexit.register(kill_all)
+    with contextlib.suppress(ValueError, OSError):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
         if sig is not None:
             with contextlib.suppress(ValueError, OSError):

@@ -33,8 +33,11 @@ def nnirc(*args, timeout=300):
 
 
 def popen(*args):
+    # (SIGINT restored to its default in the child: a disposition the harness inherited must
+    # not decide what Ctrl-C does to nnirc)
     return subprocess.Popen([sys.executable, "-m", "nnir", *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def hung_solver(tmp_path, first_ok: bool = False) -> tuple[str, str]:
