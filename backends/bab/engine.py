@@ -164,7 +164,7 @@ class _Batch:
     params: tuple = ()  # crown: the optimised (alpha, beta) of the batch
 
 
-class Search:
+class Search(attack.Witnesses):
     """One ReLU-split branch-and-bound run on a `VerifyProblem`.
 
     `on_progress`, when set (a callable taking a dict: open, closed, bounded, depth, best,
@@ -209,7 +209,7 @@ class Search:
             self.stats["closed_by_relaxation"] += 1
             return self.answer("unsat", "the formula is unsat with the network cut out (every "
                                "named value free within its sound bounds; z3)")
-        found = self.root_attack()
+        found = self.root_attack(self.lo0, self.hi0)
         if found is not None:
             return found
         if self.opts.crown:
@@ -279,21 +279,6 @@ class Search:
             print(line, file=sys.stderr, flush=True)
         else:
             progress.show(line, force=True)
-
-    def root_attack(self):
-        o = self.opts
-        if o.attack_starts <= 0:
-            return None
-        X = attack.random_starts(self.lo0, self.hi0, o.attack_starts, self.rng)
-        L, H = np.broadcast_to(self.lo0, X.shape), np.broadcast_to(self.hi0, X.shape)
-        best, bm = attack.ascend(self.net, self.comp, L, H, X, o.attack_steps)
-        return self.try_points(best, bm, "gradient search on the whole box")
-
-    def try_points(self, X, m, how: str, limit: int = 8):
-        """Replay the most promising points exactly; a witness that passes is the answer."""
-        x = attack.first_witness(self.problem, X, m, self.stats, self.opts.max_failed_replays,
-                                 limit)
-        return None if x is None else self.answer("sat", f"witness from {how}", x)
 
     def bound_forward(self, fixed) -> _Batch:
         """Forward symbolic intervals under the splits, CROWN 0/1 slopes (`bounds.py`)."""

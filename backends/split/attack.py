@@ -67,10 +67,31 @@ def random_starts(lo: np.ndarray, hi: np.ndarray, n: int, rng) -> np.ndarray:
     return X
 
 
+class Witnesses:
+    """The witness search both engines share (`split.engine.Search`, `bab.engine.Search`): a
+    gradient search from random starts on a box, and exact replay of the most promising points.
+    Needs `problem`, `net`, `comp`, `opts` (attack_starts, attack_steps, max_failed_replays),
+    `rng`, `stats` and `answer(status, why, inputs)` on the engine."""
+
+    def root_attack(self, lo, hi):
+        o = self.opts
+        if o.attack_starts <= 0:
+            return None
+        X = random_starts(lo, hi, o.attack_starts, self.rng)
+        L, H = np.broadcast_to(lo, X.shape), np.broadcast_to(hi, X.shape)
+        best, bm = ascend(self.net, self.comp, L, H, X, o.attack_steps)
+        return self.try_points(best, bm, "gradient search on the whole box")
+
+    def try_points(self, X, m, how: str, limit: int = 8):
+        """Replay the most promising points exactly; a witness that passes is the answer."""
+        x = first_witness(self.problem, X, m, self.stats, self.opts.max_failed_replays, limit)
+        return None if x is None else self.answer("sat", f"witness from {how}", x)
+
+
 def first_witness(problem, X, m, stats, max_failed: int, limit: int = 8):
     """The exact inputs of the first of the `limit` most promising points (float objective `m`
     >= 0) that replays exactly on `problem`, or None. Counts `replays` and `failed_replays` in
-    `stats` and stops once `max_failed` replays have failed (shared by both engines)."""
+    `stats` and stops once `max_failed` replays have failed (`Witnesses.try_points`)."""
     for i in np.argsort(-m)[:limit]:
         if not m[i] >= -1e-9 or stats["failed_replays"] >= max_failed:
             break

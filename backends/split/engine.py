@@ -99,7 +99,7 @@ def choose_split(lo, hi, smear, row):
     return dim, mid_all[ar, dim], can.any(axis=1)
 
 
-class Search:
+class Search(attack.Witnesses):
     """One branch-and-bound run on a `VerifyProblem`."""
 
     def __init__(self, problem: VerifyProblem, opts: Options, deadline: float | None,
@@ -144,21 +144,6 @@ class Search:
         if self.undecided:
             return self.answer("unknown", f"{self.undecided} sub-boxes could not be decided")
         return self.answer("unsat", "every sub-box closed")
-
-    def root_attack(self, lo, hi):
-        o = self.opts
-        if o.attack_starts <= 0:
-            return None
-        X = attack.random_starts(lo, hi, o.attack_starts, self.rng)
-        L, H = np.broadcast_to(lo, X.shape), np.broadcast_to(hi, X.shape)
-        best, bm = attack.ascend(self.net, self.comp, L, H, X, o.attack_steps)
-        return self.try_points(best, bm, "gradient search on the whole box")
-
-    def try_points(self, X, m, how: str, limit: int = 8):
-        """Replay the most promising points exactly; a witness that passes is the answer."""
-        x = attack.first_witness(self.problem, X, m, self.stats, self.opts.max_failed_replays,
-                                 limit)
-        return None if x is None else self.answer("sat", f"witness from {how}", x)
 
     def step(self, lo, hi, depth, stack):
         o = self.opts
