@@ -6,7 +6,7 @@ from fractions import Fraction
 from hypothesis import strategies as st
 
 from nnir.ir.const import Const
-from nnir.ir.nodes import And, Atom, Dense, Input, Network, Or, Ref
+from nnir.ir.nodes import And, Atom, Dense, Input, Network, Or, Program, Ref, Verify
 
 # Small rationals (halves and quarters included) keep solvers fast and exercise exactness.
 small = st.builds(lambda n, d: Fraction(n, d), st.integers(-6, 6), st.sampled_from([1, 2, 4, 3]))
@@ -100,3 +100,13 @@ def assert_facts_sound(net, facts, points) -> None:
                     assert v >= 0
                 if st[i] < 0:
                     assert v <= 0
+
+
+@st.composite
+def verify_programs(draw, net: Network):
+    """A one-query program on `net`: a random formula, with at most one random input
+    constraint as `where` (shared by the engines' agreement-with-z3 tests)."""
+    prop = draw(formulas(net))
+    where = tuple(draw(st.lists(atoms_over(net, [net.input.name]), max_size=1)))
+    return Program((net,), (), (Verify("q", net.name, where, prop),))
+

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import atoms_over, formulas, networks
+from strategies import atoms_over, networks, verify_programs
 
 import nnir
 from nnir.backends.bab.bab_backend import BabBackend
@@ -22,7 +22,7 @@ from nnir.backends.split.forward import prepare_network
 from nnir.backends.split.props import compile_problem
 from nnir.ir.evaluate import atom_value, evaluate
 from nnir.ir.formula import nnf
-from nnir.ir.nodes import And, Verify
+from nnir.ir.nodes import And
 from nnir.passes.interval import input_box
 from nnir.passes.manager import default_pipeline
 from nnir.queries.problem import VerifyProblem
@@ -75,10 +75,7 @@ def test_subproblem_bounds_contain_exact_values(data):
 def test_bab_agrees_with_z3(data):
     """Any NNF formula (And/Or of linear atoms over the network's values) is handled."""
     net = data.draw(networks())
-    prop = data.draw(formulas(net))
-    where = tuple(data.draw(st.lists(atoms_over(net, [net.input.name]), max_size=1)))
-    prog = nnir.program(net)
-    prog = type(prog)(prog.networks, (), (Verify("q", net.name, where, prop),))
+    prog = data.draw(verify_programs(net))
     q = prog.queries[0]
     want = run_query(prog, q, "z3", timeout=60)
     problem = VerifyProblem.from_query(q, default_pipeline().run(prog.network(q.net)))

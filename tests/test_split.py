@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import atoms_over, float_network, formulas, networks
+from strategies import atoms_over, float_network, networks, verify_programs
 
 import nnir
 from nnir.backends.split.backsub import upper_bounds
@@ -17,7 +17,7 @@ from nnir.backends.split.forward import forward_bounds, prepare_network
 from nnir.backends.split.props import closed_and_critical, compile_problem
 from nnir.ir.evaluate import atom_value, evaluate
 from nnir.ir.formula import nnf
-from nnir.ir.nodes import And, Verify
+from nnir.ir.nodes import And
 from nnir.passes.manager import default_pipeline
 from nnir.queries.problem import VerifyProblem
 from nnir.queries.run import run_query
@@ -95,10 +95,7 @@ def _split(problem, **opts):
 @given(st.data())
 def test_split_agrees_with_z3(data):
     net = data.draw(networks())
-    prop = data.draw(formulas(net))
-    where = tuple(data.draw(st.lists(atoms_over(net, [net.input.name]), max_size=1)))
-    prog = nnir.program(net)
-    prog = type(prog)(prog.networks, (), (Verify("q", net.name, where, prop),))
+    prog = data.draw(verify_programs(net))
     q = prog.queries[0]
     want = run_query(prog, q, "z3", timeout=60)
     got = run_query(prog, q, "split", timeout=60, **EAGER)
