@@ -38,6 +38,7 @@ import numpy as np
 
 from nnir.backends.milp.model import INF, MilpModel, Row
 from nnir.errors import UnsupportedQuery
+from nnir.ir.kinds import unsupported
 from nnir.ir.nodes import And, Atom, BoolConst, Formula, Or
 from nnir.passes.interval import IntervalBounds, input_box
 from nnir.queries.problem import VerifyProblem
@@ -265,7 +266,8 @@ def _lower_concat(low: Lowering, lay, facts) -> None:
 
 
 RULES = {"dense": _lower_dense, "slice": _lower_slice, "concat": _lower_concat,
-         "add": _lower_add}
+         "add": _lower_add, "conv": unsupported("MILP lowering"),
+         "gather": unsupported("MILP lowering")}
 
 
 def to_milp(problem: VerifyProblem, margin: float = 0.0, slack: str = "strict") -> MilpModel:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from nnir.errors import UnsupportedQuery
+from nnir.ir.kinds import unsupported
 from nnir.ir.nodes import And, Atom, BoolConst, Formula, Network, Not, Or
 from nnir.ir.printer import print_formula
 from nnir.queries.problem import VerifyProblem
@@ -224,7 +225,8 @@ def _concat(out: list[str], lay, syms: dict, prefix) -> None:
     syms[lay.name] = [v for src in lay.srcs for v in syms[src]]
 
 
-RULES = {"dense": _dense, "slice": _slice, "concat": _concat, "add": _add}
+RULES = {"dense": _dense, "slice": _slice, "concat": _concat, "add": _add,
+         "conv": unsupported("SMT-LIB lowering"), "gather": unsupported("SMT-LIB lowering")}
 
 
 def smt_symbols(prefix, node: str, size: int) -> list[str]:

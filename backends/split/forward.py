@@ -76,7 +76,9 @@ def _prepare_dense(lay) -> Layer:
 RULES = {"dense": _prepare_dense,
          "slice": unsupported("the split engine"),
          "concat": unsupported("the split engine"),
-         "add": unsupported("the split engine")}
+         "add": unsupported("the split engine"),
+         "conv": unsupported("the split engine"),
+         "gather": unsupported("the split engine")}
 
 
 def prepare_network(net: Network) -> Prepared:

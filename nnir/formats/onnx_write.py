@@ -72,7 +72,9 @@ _NOT_DENSE = "write_onnx writes dense layers; '{name}' is a {kind} node"
 RULES = {"dense": _dense,
          "slice": unsupported("onnx export", _NOT_DENSE, NnirError),
          "concat": unsupported("onnx export", _NOT_DENSE, NnirError),
-         "add": unsupported("onnx export", _NOT_DENSE, NnirError)}
+         "add": unsupported("onnx export", _NOT_DENSE, NnirError),
+         "conv": unsupported("onnx export", _NOT_DENSE, NnirError),
+         "gather": unsupported("onnx export", _NOT_DENSE, NnirError)}
 
 
 def build_model(net: Network, path: str, dtype: str = "auto"):

@@ -12,6 +12,7 @@ from nnir import limits
 from nnir.errors import DslError, InputFileError, Span, clip
 from nnir.formats import dsl as imports
 from nnir.io import read_arrays
+from nnir.ir import conv
 from nnir.ir.const import Const, parse_number
 from nnir.ir.nodes import (
     Add,
@@ -21,10 +22,12 @@ from nnir.ir.nodes import (
     Bound,
     Compress,
     Concat,
+    Conv,
     Dataset,
     Dense,
     Equiv,
     FileData,
+    Gather,
     GeneratedData,
     InlineData,
     Input,
@@ -146,8 +149,11 @@ class Builder:
                 wheres.extend(a.pair if isinstance(a, _InPair) else (a,))
             elif c.data == "layer":
                 layers.append(self.layer(c))
-            elif c.data in ("slice_node", "concat_node", "add_node", "add_relu_node"):
+            elif c.data in ("slice_node", "concat_node", "add_node", "add_relu_node",
+                            "gather_node"):
                 layers.append(self.graph_node(c))
+            elif c.data in ("conv_node", "conv_relu_node"):
+                layers.append(self.conv_node(c))
             elif c.data == "output_decl":
                 output = str(c.children[0])
         iname, size_tok, box = inp.children
@@ -202,11 +208,92 @@ class Builder:
             return Slice(str(name), stop - start, src, start, span)
         if t.data == "concat_node":
             return Concat(str(name), size, tuple(str(c) for c in rest), span)
+        if t.data == "gather_node":
+            index = tuple(self.int(c, "gather index") for c in rest[1:])
+            if size not in (-1, len(index)):
+                raise self.error(f"gather '{name}' is declared with {size} entries but lists "
+                                 f"{len(index)} indices", t.children[1])
+            return Gather(str(name), len(index), str(rest[0]), index, span)
         srcs = tuple(str(c) for c in rest[0].children)
         return Add(str(name), size, srcs, "relu" if t.data == "add_relu_node" else "linear",
                    span)
 
-    def tensor(self, t: Tree):
+    def conv_node(self, t: Tree) -> Conv:
+        """`conv NAME [dims] = [relu(] conv(SRC [C, H, W], KERNEL, options...) + BIAS [)]`."""
+        name = t.children[0]
+        rest = list(t.children[1:])
+        out_dims = self.dims(rest.pop(0)) if rest[0].data == "dims" else None
+        expr = rest[0]
+        src, in_dims, weight = str(expr.children[0]), expr.children[1], expr.children[2]
+        in_shape = self.dims(in_dims)
+        if len(in_shape) == 2:  # a 1-D convolution: channels x length
+            in_shape = (in_shape[0], 1, in_shape[1])
+        if len(in_shape) != 3:
+            raise self.error("a conv source's shape is [channels, height, width] or "
+                             "[channels, length]", in_dims)
+        opts = {"kernel": None, "stride": (1, 1), "pads": (0, 0, 0, 0),
+                "dilation": (1, 1), "groups": 1}
+        bias = None
+        for c in expr.children[3:]:
+            if c.data == "bias":
+                bias = self.tensor(c.children[0])
+                continue
+            key, val = str(c.children[0]), c.children[1]
+            if key not in opts:
+                raise self.error(f"unknown conv option '{key}'", c.children[0],
+                                 "the options are kernel, stride, pads, dilation, groups")
+            opts[key] = self.conv_option(key, val, in_dims is not None and in_shape[1] == 1)
+        w = self.tensor(weight, ndims=(2, 4))
+        if not isinstance(w, Const):
+            raise self.error("a conv kernel must be given (training convolutions is not "
+                             "supported)", weight)
+        if len(w.shape) == 2:
+            if opts["kernel"] is None:
+                raise self.error("a kernel written as a matrix needs `kernel [kh, kw]`", weight)
+            kh, kw = opts["kernel"]
+            if w.shape[1] % (kh * kw):
+                raise self.error(f"a {w.shape[0]}x{w.shape[1]} kernel matrix does not hold "
+                                 f"{kh}x{kw} kernels", weight)
+            shape4 = (w.shape[0], w.shape[1] // (kh * kw), kh, kw)
+            w = w.reshape(shape4)
+        elif opts["kernel"] not in (None, tuple(w.shape[2:])):
+            raise self.error(f"kernel {list(opts['kernel'])} does not match the kernel "
+                             f"tensor's shape {list(w.shape)}", weight)
+        b = bias if bias is not None else Const.zeros((w.shape[0],))
+        oh, ow = conv.output_hw(in_shape[1:], w.shape[2:], opts["stride"], opts["pads"],
+                                opts["dilation"])
+        out_shape = (w.shape[0], oh, ow)
+        if out_dims is not None:
+            want = out_dims if len(out_dims) == 3 else (out_dims[0], 1, out_dims[-1])
+            if tuple(want) != out_shape:
+                raise self.error(f"conv '{name}' is declared {list(out_dims)} but computes "
+                                 f"{list(out_shape)}", t.children[1])
+        act = "relu" if t.data == "conv_relu_node" else "linear"
+        return Conv(str(name), oh * ow * w.shape[0], src, in_shape, out_shape, w, b,
+                    opts["stride"], opts["pads"], opts["dilation"], opts["groups"], act,
+                    self.span(name))
+
+    def dims(self, t) -> tuple[int, ...]:
+        return tuple(self.int(c, "dimension") for c in t.children)
+
+    def conv_option(self, key: str, t, one_d: bool):
+        vals = self.dims(t) if isinstance(t, Tree) else (self.int(t, key),)
+        want = {"kernel": 2, "stride": 2, "pads": 4, "dilation": 2, "groups": 1}[key]
+        if key == "groups":
+            if len(vals) != 1 or vals[0] < 1:
+                raise self.error("groups is one positive integer", t)
+            return vals[0]
+        if len(vals) == 1:  # one number for every side
+            vals = vals * want
+        elif one_d and len(vals) == want // 2:  # 1-D: the width's values, height none
+            vals = ((1,) + vals) if key in ("kernel", "stride", "dilation") else \
+                (0, vals[0], 0, vals[1])
+        if len(vals) != want or any(v < (0 if key == "pads" else 1) for v in vals):
+            raise self.error(f"conv option {key} needs {want} "
+                             f"{'non-negative' if key == 'pads' else 'positive'} integers", t)
+        return tuple(vals)
+
+    def tensor(self, t: Tree, ndims: tuple[int, ...] = (1, 2)):
         """A weight tensor: literal, loaded from .npy/.npz, or unknown."""
         if t.data == "list_lit":
             if any(isinstance(c, Tree) and c.data == "list_lit" and
@@ -247,7 +334,7 @@ class Builder:
                              t, f'write load "{path}"["KEY"]', cls=InputFileError)
         else:
             arr = arrays[None]
-        if arr.dtype.kind not in "fiu" or arr.ndim not in (1, 2):
+        if arr.dtype.kind not in "fiu" or arr.ndim not in (1, 2) + ndims:
             raise self.error(f"array in '{path}' must be a numeric vector or matrix "
                              f"(got dtype {arr.dtype}, shape {arr.shape})", t, cls=InputFileError)
         if arr.size > limits.MAX_WEIGHTS:

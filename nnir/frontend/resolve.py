@@ -94,7 +94,9 @@ def _graph_size(combine):
 
 # Per node kind: the node with what its declaration left implicit filled in (`nnir.ir.kinds`).
 RULES = {"dense": _dense, "slice": _graph_size(lambda got: got[0]),
-         "concat": _graph_size(sum), "add": _graph_size(lambda got: got[0])}
+         "concat": _graph_size(sum), "add": _graph_size(lambda got: got[0]),
+         "conv": lambda lay, sizes: lay,  # its shapes are written out
+         "gather": lambda lay, sizes: lay}
 
 
 def _size(net: Network, node: str) -> int | None:

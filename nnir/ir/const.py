@@ -204,6 +204,12 @@ class Const:
         return Const(f64=np.array(a)) if self._exact is None else \
             Const(exact=np.array(a, dtype=object))
 
+    def reshape(self, shape) -> Const:
+        """The same values in another shape (a float-made constant stays float-made)."""
+        if self._exact is None:
+            return Const(f64=np.array(self._f64).reshape(shape))
+        return Const(exact=self._exact.reshape(shape))
+
     def tolist(self):
         return self.exact.tolist()
 

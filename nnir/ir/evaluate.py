@@ -9,6 +9,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from nnir.ir import conv
 from nnir.ir.const import to_fraction
 from nnir.ir.nodes import And, Atom, BoolConst, Formula, Network, Not, Or
 
@@ -95,10 +96,32 @@ def _concat_batch(lay, vals: dict) -> np.ndarray:
     return _concat(lay, vals, axis=-1)
 
 
-EXACT_RULES = {"dense": _dense_exact, "slice": _slice, "concat": _concat, "add": _add}
-FLOAT_RULES = {"dense": _dense_float, "slice": _slice, "concat": _concat, "add": _add}
+def _conv_exact(lay, vals: dict) -> np.ndarray:
+    return conv.apply_exact(lay, vals[lay.src], zero=Fraction(0)) + conv.bias_vector(lay, True)
+
+
+def _conv_float(lay, vals: dict) -> np.ndarray:
+    return conv.matrix(lay) @ vals[lay.src] + conv.bias_vector(lay)
+
+
+def _conv_batch(lay, vals: dict) -> np.ndarray:
+    return np.asarray((conv.matrix(lay) @ vals[lay.src].T).T) + conv.bias_vector(lay)
+
+
+def _gather(lay, vals: dict, axis: int = 0) -> np.ndarray:
+    return np.take(vals[lay.src], lay.index, axis=axis)
+
+
+def _gather_batch(lay, vals: dict) -> np.ndarray:
+    return _gather(lay, vals, axis=-1)
+
+
+EXACT_RULES = {"dense": _dense_exact, "slice": _slice, "concat": _concat, "add": _add,
+               "conv": _conv_exact, "gather": _gather}
+FLOAT_RULES = {"dense": _dense_float, "slice": _slice, "concat": _concat, "add": _add,
+               "conv": _conv_float, "gather": _gather}
 BATCH_RULES = {"dense": _dense_batch, "slice": _slice_batch, "concat": _concat_batch,
-               "add": _add}
+               "add": _add, "conv": _conv_batch, "gather": _gather_batch}
 
 
 def _as_fractions(x) -> np.ndarray:

@@ -19,6 +19,7 @@ from math import gcd, lcm
 
 import numpy as np
 
+from nnir.ir import conv
 from nnir.ir.kinds import supports
 from nnir.ir.nodes import Network
 
@@ -150,11 +151,21 @@ def _prepare_copy(lay) -> tuple:
     return (lay.kind, lay)
 
 
+def _prepare_conv(lay) -> tuple:
+    """("conv", layer, flat kernel ints, dW, per-entry bias ints, db)."""
+    W, dw = _const_integers(lay.weight)
+    b, db = _const_integers(lay.bias)
+    per = lay.out_shape[1] * lay.out_shape[2]
+    return ("conv", lay, W.reshape(-1), dw, np.repeat(b, per), db)
+
+
 # per node kind, the layer's prepared integer data
 RULES = {"dense": _prepare_dense,
          "slice": _prepare_copy,
          "concat": _prepare_copy,
-         "add": _prepare_copy}
+         "add": _prepare_copy,
+         "conv": _prepare_conv,
+         "gather": _prepare_copy}
 
 CHUNK = 128  # rows of a dense layer between two calls of `check`
 
@@ -214,16 +225,21 @@ class IntegerReplay:
         for prep in self.layers:
             self.check()
             kind, lay = prep[0], prep[1]
-            if kind == "dense":
+            if kind in ("dense", "conv"):
                 _, _, W, dw, b, db = prep
                 v, sv = vals[lay.src]
                 # over the lcm of the two denominators (for dyadic floats: the larger), not
                 # their product, so the integers grow by the weights' precision only
                 scale = lcm(dw * sv, db)
-                z = self._dense(W, v) * (scale // (dw * sv)) + b * (scale // db)
+                Wv = self._dense(W, v) if kind == "dense" else \
+                    conv.apply_exact(lay, v, weights=W, zero=0)
+                z = Wv * (scale // (dw * sv)) + b * (scale // db)
             elif kind == "slice":
                 v, scale = vals[lay.src]
                 z = v[lay.start:lay.start + lay.size]
+            elif kind == "gather":
+                v, scale = vals[lay.src]
+                z = v[list(lay.index)]
             elif kind == "concat":
                 parts, scale = _common([vals[s] for s in lay.srcs])
                 z = np.concatenate(parts)

@@ -50,7 +50,8 @@ QUERY_TABLES: dict[str, str] = {
 
 # Per node kind: does it compute a pre-activation of its own (that a `bound` query can ask for and
 # a bound pass computes), or only copy its sources' entries (slice, concat: exact, no new values)?
-HAS_PRE: dict[str, bool] = {"dense": True, "slice": False, "concat": False, "add": True}
+HAS_PRE: dict[str, bool] = {"dense": True, "slice": False, "concat": False, "add": True,
+                             "conv": True, "gather": False}
 
 
 def unsupported(analysis: str, message: str | None = None,

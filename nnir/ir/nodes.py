@@ -167,8 +167,58 @@ class Add:
     kind = "add"
 
 
-Node = Dense | Slice | Concat | Add
-NODE_KINDS = ("dense", "slice", "concat", "add")
+@dataclass(frozen=True)
+class Conv:
+    """`name = act(conv(src, weight) + bias)`: a 2-D convolution (a 1-D one has height 1).
+
+    The source's vector is read as a (channels, height, width) tensor in row-major order (ONNX's
+    NCHW layout without the batch), and so is the output. `weight` has shape (out channels,
+    in channels / groups, kernel height, kernel width), `bias` one value per out channel;
+    `pads` are (top, left, bottom, right) zeros around the input (ONNX's begin_h, begin_w,
+    end_h, end_w). `nnir.ir.conv` turns the geometry into index tables and sparse matrices.
+    """
+
+    name: str
+    size: int
+    src: str
+    in_shape: tuple[int, int, int]
+    out_shape: tuple[int, int, int]
+    weight: Tensor
+    bias: Tensor
+    stride: tuple[int, int] = (1, 1)
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+    act: str = "linear"
+    span: Span | None = _span()
+    kind = "conv"
+
+    @property
+    def srcs(self) -> tuple[str, ...]:
+        return (self.src,)
+
+
+@dataclass(frozen=True)
+class Gather:
+    """`name = src[index]`: entries of a vector in any order, repeats allowed (an index map:
+    transposes, reshapes between layouts, ONNX Gather with constant indices; exact, no
+    activation)."""
+
+    name: str
+    size: int
+    src: str
+    index: tuple[int, ...]
+    span: Span | None = _span()
+    act = "linear"
+    kind = "gather"
+
+    @property
+    def srcs(self) -> tuple[str, ...]:
+        return (self.src,)
+
+
+Node = Dense | Slice | Concat | Add | Conv | Gather
+NODE_KINDS = ("dense", "slice", "concat", "add", "conv", "gather")
 
 
 @dataclass(frozen=True)
@@ -227,11 +277,12 @@ class Network:
 
     @property
     def is_dense_only(self) -> bool:
-        """True when every node is a dense layer (no slice, concat or add)."""
+        """True when every node is a dense layer (no slice, concat, add, conv or gather)."""
         return all(lay.kind == "dense" for lay in self.layers)
 
     def graph_nodes(self) -> list[str]:
-        """Names of the slice, concat and add nodes (consumers that need dense layers say so)."""
+        """Names of the nodes that are not dense layers (consumers that need dense layers say
+        so)."""
         return [lay.name for lay in self.layers if lay.kind != "dense"]
 
 

@@ -108,8 +108,32 @@ def _add(lay) -> str:
     return f"  add {lay.name}[{lay.size}] = " + (f"relu({terms})" if lay.act == "relu" else terms)
 
 
+def _gather(lay) -> str:
+    return f"  gather {lay.name}[{lay.size}] = {lay.src}[[{', '.join(map(str, lay.index))}]]"
+
+
+def _ints(v) -> str:
+    return "[" + ", ".join(map(str, v)) + "]"
+
+
+def _conv(lay) -> str:
+    """One line per conv node: the kernel as a matrix (a row per out channel) with its
+    `kernel [kh, kw]`, every geometry option spelled out."""
+    Co, Cg, KH, KW = lay.weight.shape
+    expr = (f"conv({lay.src} {_ints(lay.in_shape)}, "
+            f"{_tensor(lay.weight.reshape((Co, Cg * KH * KW)), '  ')}, kernel {_ints((KH, KW))}, "
+            f"stride {_ints(lay.stride)}, pads {_ints(lay.pads)}, "
+            f"dilation {_ints(lay.dilation)}, groups {lay.groups})")
+    if any(v != 0 for v in lay.bias.exact):
+        expr += " + " + _tensor(lay.bias, "  ")
+    if lay.act == "relu":
+        expr = f"relu({expr})"
+    return f"  conv {lay.name} {_ints(lay.out_shape)} = {expr}"
+
+
 # per node kind, its line in the canonical text
-LAYER_RULES = {"dense": _dense, "slice": _slice, "concat": _concat, "add": _add}
+LAYER_RULES = {"dense": _dense, "slice": _slice, "concat": _concat, "add": _add,
+               "conv": _conv, "gather": _gather}
 
 
 def _facts_comment(net: Network, lay: Dense) -> list[str]:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from nnir.errors import IrError
 from nnir.ir.const import Const
+from nnir.ir.conv import output_hw
 from nnir.ir.formula import atoms
 from nnir.ir.kinds import HAS_PRE
 from nnir.ir.nodes import (
@@ -120,8 +121,44 @@ def _check_size(lay, want: int, source) -> None:
               source)
 
 
+def _check_gather(lay, got: list, source) -> None:
+    """Every index lies within the source, and the size is the number of indices."""
+    _check_size(lay, len(lay.index), source)
+    bad = [i for i in lay.index if not 0 <= i < got[0]]
+    if bad:
+        _fail(f"gather '{lay.name}' reads {lay.src}[{bad[0]}], out of range: '{lay.src}' has "
+              f"{got[0]} entries", lay.span, f"valid indices are 0..{got[0] - 1}", source)
+
+
+def _check_conv(lay, got: list, source) -> None:
+    """Source and output shapes agree with the sizes, the kernel with the channels and groups,
+    and the output shape with the geometry (ONNX's formula)."""
+    C, H, W = lay.in_shape
+    if C * H * W != got[0]:
+        _fail(f"shape mismatch: conv '{lay.name}' reads '{lay.src}' as {C}x{H}x{W} = "
+              f"{C * H * W} entries, but it has {got[0]}", lay.span, source=source)
+    if not isinstance(lay.weight, Const) or len(lay.weight.shape) != 4:
+        _fail(f"conv '{lay.name}' needs a known 4-D kernel (out channels, in channels / groups,"
+              f" kh, kw)", lay.span, source=source)
+    Co, Cg, KH, KW = lay.weight.shape
+    g = lay.groups
+    if g < 1 or C % g or Co % g or Cg * g != C:
+        _fail(f"conv '{lay.name}': a kernel of shape {Co}x{Cg}x{KH}x{KW} with groups {g} does "
+              f"not read {C} channels", lay.span, "in channels / groups must be the kernel's "
+              "second dimension, and groups must divide both channel counts", source)
+    _check_shape(lay.bias, (Co,), lay, "bias", f"{Co} out channels", source)
+    if min(lay.stride + lay.dilation) < 1 or min(lay.pads) < 0 or min(KH, KW) < 1:
+        _fail(f"conv '{lay.name}': strides, dilations and kernel sizes must be positive and "
+              "pads non-negative", lay.span, source=source)
+    want = (Co, *output_hw((H, W), (KH, KW), lay.stride, lay.pads, lay.dilation))
+    if tuple(lay.out_shape) != want or want[1] < 1 or want[2] < 1:
+        _fail(f"shape mismatch: conv '{lay.name}' computes {list(want)}, declared "
+              f"{list(lay.out_shape)}", lay.span, source=source)
+    _check_size(lay, Co * want[1] * want[2], source)
+
+
 RULES = {"dense": _check_dense, "slice": _check_slice, "concat": _check_concat,
-         "add": _check_add}
+         "add": _check_add, "conv": _check_conv, "gather": _check_gather}
 
 
 def _check_shape(t, shape, lay, what, why, source):

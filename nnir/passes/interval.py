@@ -16,7 +16,9 @@ from dataclasses import replace
 from fractions import Fraction
 
 import numpy as np
+import scipy.sparse as sp
 
+from nnir.ir import conv
 from nnir.ir.nodes import Facts, Network
 
 _U = 2.0 ** -53
@@ -48,13 +50,17 @@ def inner_box(net: Network) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
-def affine_bounds(W: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray):
-    """Sound bounds of W x + b for x in [lo, hi] (see the module docstring)."""
-    Wp, Wn = np.maximum(W, 0.0), np.minimum(W, 0.0)
+def affine_bounds(W, b: np.ndarray, lo: np.ndarray, hi: np.ndarray):
+    """Sound bounds of W x + b for x in [lo, hi] (see the module docstring); W a dense array
+    or a scipy sparse matrix (a convolution's, `nnir.ir.conv.matrix`)."""
+    if sp.issparse(W):
+        Wp, Wn = W.maximum(0.0), W.minimum(0.0)
+    else:
+        Wp, Wn = np.maximum(W, 0.0), np.minimum(W, 0.0)
     plo = Wp @ lo + Wn @ hi + b
     phi = Wp @ hi + Wn @ lo + b
     n = W.shape[1]
-    mag = np.abs(W) @ np.maximum(np.abs(lo), np.abs(hi)) + np.abs(b)
+    mag = abs(W) @ np.maximum(np.abs(lo), np.abs(hi)) + np.abs(b)
     err = 3.0 * (n + 3) * _U * mag + (n + 2) * _TINY
     return np.nextafter(plo - err, -np.inf), np.nextafter(phi + err, np.inf)
 
@@ -98,7 +104,21 @@ def _add(lay, vals: dict) -> tuple[np.ndarray, np.ndarray]:
     return np.where(np.isnan(lo), -np.inf, lo), np.where(np.isnan(hi), np.inf, hi)
 
 
-RULES = {"dense": _dense, "slice": _slice, "concat": _concat, "add": _add}
+def _conv(lay, vals: dict) -> tuple[np.ndarray, np.ndarray]:
+    """A convolution is a sparse affine map: the dense bound with its CSR matrix (the error
+    term counts the source's length, an upper bound on the taps per entry)."""
+    slo, shi = vals[lay.src]
+    return affine_bounds(conv.matrix(lay), conv.bias_vector(lay), slo, shi)
+
+
+def _gather(lay, vals: dict) -> tuple[np.ndarray, np.ndarray]:
+    """An index map copies bounds exactly."""
+    lo, hi = vals[lay.src]
+    return lo[list(lay.index)], hi[list(lay.index)]
+
+
+RULES = {"dense": _dense, "slice": _slice, "concat": _concat, "add": _add, "conv": _conv,
+         "gather": _gather}
 
 
 def refine_near_zero(lay, plo, phi, slo, shi):

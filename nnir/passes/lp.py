@@ -42,6 +42,7 @@ from functools import partial
 import numpy as np
 import scipy.sparse as sp
 
+from nnir.ir.kinds import unsupported
 from nnir.ir.nodes import Network
 from nnir.passes.interval import (
     IntervalBounds,
@@ -308,11 +309,13 @@ def _rows_concat(lay, post: dict, cols, add_row):
 
 
 ROW_RULES = {"dense": _rows_dense, "slice": _rows_slice, "concat": _rows_concat,
-             "add": _rows_add}
+             "add": _rows_add, "conv": unsupported("LP tightening"),
+             "gather": unsupported("LP tightening")}
 
 # Per node kind: are its bounds LP-tightened (True), or recomputed from its sources' tightened
 # bounds (False; see the module docstring)?
-TIGHTEN_RULES = {"dense": True, "slice": False, "concat": False, "add": False}
+TIGHTEN_RULES = {"dense": True, "slice": False, "concat": False, "add": False, "conv": True,
+                 "gather": False}
 
 
 def _post(vals: dict, lay, lo: np.ndarray, hi: np.ndarray) -> None:

@@ -27,6 +27,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from nnir.ir.kinds import unsupported
 from nnir.ir.nodes import Network
 from nnir.passes import forms as F
 from nnir.passes.relations_report import describe_value, nearest
@@ -175,7 +176,8 @@ def _concat(lay, vals: dict, via: tuple) -> F.Value:
     return F.concat([vals[s] for s in lay.srcs])
 
 
-RULES = {"dense": _dense, "slice": _slice, "concat": _concat, "add": _add}
+RULES = {"dense": _dense, "slice": _slice, "concat": _concat, "add": _add,
+         "conv": unsupported("the relations pass"), "gather": unsupported("the relations pass")}
 
 
 def _scaled(rep, d: Fraction):

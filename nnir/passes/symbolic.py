@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from nnir.ir import conv
 from nnir.ir.nodes import Network
 from nnir.passes.interval import graph_bounds, input_box, merge
 
@@ -152,15 +153,17 @@ class _Backsub:
 # Per node kind, how back-substitution pushes `mu . z` (z the node's pre-activation) to its
 # sources: rule(backsub, mu, node, lam, c, err) -> (c, err), adding into `lam`.
 def _push_dense(bs: _Backsub, mu, lay, lam: dict, c, err):
-    """z = W src + b with exact W: mu W onto src, mu b into the constant."""
-    W, b = lay.weight.f64, lay.bias.f64
+    """z = W src + b with exact W: mu W onto src, mu b into the constant. A convolution is the
+    same with its sparse matrix (`nnir.ir.conv.matrix`): `mu @ W` is a dense-by-sparse product,
+    and N (the widest node) bounds its terms per entry as well."""
+    W, b = LINEAR[lay.kind](lay)
     ms = bs.mag[lay.src]
-    nu = mu @ W
+    nu = np.asarray(mu @ W)
     new = lam[lay.src] + nu if lay.src in lam else nu
     lam[lay.src] = new
     c = c + mu @ b
     amu = np.abs(mu)
-    m = amu @ (np.abs(W) @ ms) + amu @ np.abs(b) + np.abs(new) @ ms + np.abs(c)
+    m = amu @ (abs(W) @ ms) + amu @ np.abs(b) + np.abs(new) @ ms + np.abs(c)
     # underflow: one eta per product, and eta per weight rounded to float (times |mu| M)
     n_ops = lay.size * (len(ms) + 4) + 2
     tiny = _TINY * (n_ops + amu.sum(axis=1) * (ms.sum() + 1.0))
@@ -182,16 +185,49 @@ def _push_add(bs: _Backsub, mu, lay, lam: dict, c, err):
     return c, bs._scatter([(s, 0, mu) for s in lay.srcs], mu, lam, err)
 
 
+def _push_gather(bs: _Backsub, mu, lay, lam: dict, c, err):
+    """z = src[index]: each coefficient goes to the entry it copies (repeats add up)."""
+    n = bs.net.size_of(lay.src)
+    part = np.zeros((mu.shape[0], n))
+    np.add.at(part, (slice(None), np.asarray(lay.index)), mu)  # repeats: rounded sums
+    err = np.nextafter(err + bs.fac * (np.abs(mu) @ bs.mag[lay.src][list(lay.index)]), np.inf)
+    return c, bs._scatter([(lay.src, 0, part)], mu, lam, err)
+
+
+# Per affine node kind: its float weights and per-entry bias (dense arrays, or the sparse
+# matrix of a convolution).
+LINEAR = {"dense": lambda lay: (lay.weight.f64, lay.bias.f64),
+          "conv": lambda lay: (conv.matrix(lay), conv.bias_vector(lay))}
+
 PUSH_RULES = {"dense": _push_dense, "slice": _push_slice, "concat": _push_concat,
-              "add": _push_add}
+              "add": _push_add, "conv": _push_dense, "gather": _push_gather}
 
 
 # Per node kind, its sound pre-activation bounds: rule(backsub, k, node, vals) with `vals` the
 # value bounds of earlier nodes. Slices and concatenations copy their sources' bounds (exact).
+ROW_BUDGET = 2 ** 24
+"""Most float64 coefficients a back-substitution holds per node at once (128 MiB): rows are
+processed in chunks so a convolution layer of 16k entries does not need a 32k x 16k matrix."""
+
+
 def _backsub_bounds(bs: _Backsub, k: int, lay, vals: dict):
-    eye = np.eye(lay.size)
-    up = bs.upper(k, np.vstack([eye, -eye]))
-    return -up[lay.size:], up[:lay.size]
+    """Back-substituted bounds of the node's entries that IBP left undecided: a ReLU entry
+    known stable keeps its interval bound (back-substitution could only tighten a bound whose
+    sign is already settled), a linear node's entries are all recomputed."""
+    lo, hi = graph_bounds(lay, vals)
+    todo = np.arange(lay.size)
+    if lay.act == "relu":
+        todo = np.nonzero((lo < 0) & (hi > 0))[0]
+    width = max([bs.net.input.size] + [lj.size for lj in bs.net.layers])
+    chunk = max(1, ROW_BUDGET // (2 * width))
+    for a in range(0, len(todo), chunk):
+        rows = todo[a:a + chunk]
+        C = np.zeros((len(rows), lay.size))
+        C[np.arange(len(rows)), rows] = 1.0
+        up = bs.upper(k, np.vstack([C, -C]))
+        lo[rows] = np.maximum(lo[rows], -up[len(rows):])
+        hi[rows] = np.minimum(hi[rows], up[:len(rows)])
+    return lo, hi
 
 
 def _copied_bounds(bs: _Backsub, k: int, lay, vals: dict):
@@ -199,7 +235,7 @@ def _copied_bounds(bs: _Backsub, k: int, lay, vals: dict):
 
 
 RULES = {"dense": _backsub_bounds, "slice": _copied_bounds, "concat": _copied_bounds,
-         "add": _backsub_bounds}
+         "add": _backsub_bounds, "conv": _backsub_bounds, "gather": _copied_bounds}
 
 
 class SymbolicBounds:
