@@ -386,10 +386,14 @@ class Affine:
 
     def plus(self, other: Affine) -> Affine:
         """The sum of two affine functions of the same node."""
-        A = add(self.weight(), other.weight())
         c = None
         if not (is_zero(self.c) and is_zero(other.c)):
             c = add(self.bias(), other.bias())
+        if self.A is None and other.A is None:  # diagonals stay vectors
+            one = np.ones(self.src_size)
+            d = add(one if self.d is None else self.d, one if other.d is None else other.d)
+            return self._with(None, c, d)
+        A = add(self.weight(), other.weight())
         return self._with(A, c)
 
 
@@ -399,3 +403,102 @@ def _diag(s: np.ndarray) -> np.ndarray:
     for i, v in enumerate(s):
         out[i, i] = v
     return out
+
+
+def per_channel(k: np.ndarray, channels: int) -> np.ndarray | None:
+    """The per-channel values of a flat vector over (channels, positions...), or None when some
+    channel's values differ (a shift or scale that is not one number per channel)."""
+    k = np.asarray(k)
+    if channels <= 0 or k.size % channels:
+        return None
+    m = k.reshape(channels, -1)
+    if m.shape[1] and not np.all(m == m[:, :1]):
+        return None
+    return m[:, 0].copy() if m.shape[1] else np.zeros(channels)
+
+
+@dataclass(frozen=True)
+class PendingConv:
+    """A convolution of node `src` that is not a node yet: per-channel scales and shifts after
+    it fold into its kernel and bias, and a ReLU into its activation, before it becomes one.
+
+    `shape` is the ONNX shape of the tensor: the conv's (1, O, OH, OW) (or (1, O, L) for 1-D),
+    or a reshape of it (same flat order); `out_shape` is the conv's own (O, OH, OW).
+    """
+
+    src: str
+    src_size: int
+    shape: tuple[int, ...]
+    in_shape: tuple[int, int, int]
+    out_shape: tuple[int, int, int]
+    weight: np.ndarray  # (O, C / groups, kh, kw), float64 or Fractions
+    bias: np.ndarray  # (O,)
+    stride: tuple[int, int] = (1, 1)
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+    act: str = "linear"  # a ReLU read it: nothing folds into it any more
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.out_shape, dtype=np.int64))
+
+    @property
+    def foldable(self) -> bool:
+        """True while scales and shifts after it still fold into its kernel and bias."""
+        return self.act == "linear"
+
+    def _with(self, **kw) -> PendingConv:
+        from dataclasses import replace
+        return replace(self, **kw)
+
+    def reshaped(self, shape) -> PendingConv:
+        return self._with(shape=tuple(int(v) for v in shape))
+
+    def channels(self, k: np.ndarray) -> np.ndarray | None:
+        """Flat vector `k` over this tensor as one value per out channel (None if it is not)."""
+        return per_channel(k, self.out_shape[0])
+
+    def scale(self, s: np.ndarray) -> PendingConv:
+        """Out channel o times s[o]: the kernel's and the bias's rows scaled, exactly."""
+        s = np.asarray(s)
+        return self._with(weight=mul(self.weight, s.reshape(-1, 1, 1, 1)),
+                          bias=mul(self.bias, s))
+
+    def shift(self, t: np.ndarray) -> PendingConv:
+        """Out channel o plus t[o]."""
+        return self._with(bias=add(self.bias, t))
+
+    def negated(self) -> PendingConv:
+        return self._with(weight=neg(self.weight), bias=neg(self.bias))
+
+
+@dataclass(frozen=True)
+class PendingAdd:
+    """The sum of equally long node values `srcs`, not a node yet (a ReLU after it becomes its
+    activation)."""
+
+    srcs: tuple[str, ...]
+    shape: tuple[int, ...]
+    act: str = "linear"
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def reshaped(self, shape) -> PendingAdd:
+        return PendingAdd(self.srcs, tuple(int(v) for v in shape), self.act)
+
+
+@dataclass(frozen=True)
+class Padded:
+    """A tensor with zeros around its last two dimensions (top, left, bottom, right), as an
+    ONNX Pad writes it; only a Conv or AveragePool right after it reads it (into its pads)."""
+
+    value: Affine
+    pads: tuple[int, int, int, int]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        s = self.value.shape
+        return s[:-2] + (s[-2] + self.pads[0] + self.pads[2], s[-1] + self.pads[1] + self.pads[3])

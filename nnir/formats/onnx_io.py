@@ -21,11 +21,20 @@ import numpy as np
 
 from nnir.errors import InputFileError, IrError, NnirError
 from nnir.formats import names
-from nnir.formats.affine import MAX_WEIGHTS, Affine, TooLarge, as_const
-from nnir.formats.onnx_ops import RULES, SUPPORTED
+from nnir.formats.affine import (
+    MAX_WEIGHTS,
+    Affine,
+    Padded,
+    PendingAdd,
+    PendingConv,
+    TooLarge,
+    as_const,
+    per_channel,
+)
+from nnir.formats.onnx_ops import PENDING, READS_PADDED, RULES, SUPPORTED, Outputs
 from nnir.formats.onnx_write import BOX_KEY, NAME_KEY, OnnxExport, build_model
 from nnir.ir.const import Const, parse_number
-from nnir.ir.nodes import Dense, Input, Network
+from nnir.ir.nodes import Add, Concat, Conv, Dense, Gather, Input, Network, Slice
 from nnir.ir.verifier import verify_network
 
 MAX_ONNX_BYTES = 2 * 2**30
@@ -179,7 +188,7 @@ class _Reader:
     def __init__(self, path: str, graph):
         self.path, self.graph = path, graph
         self.values: dict = {}
-        self.layers: list[Dense] = []
+        self.layers: list = []  # the nodes made so far, in order
         self.taken: set[str] = set()
         self.uses = Counter(n for node in graph.node for n in node.input if n)
         self.uses.update(o.name for o in graph.output)
@@ -223,12 +232,6 @@ class _Reader:
         if isinstance(v, Affine) or v is None:
             raise self.error(node, f"{what} must be a constant")
         return v
-
-    def same_source(self, node, a: Affine, b: Affine) -> Affine:
-        if a.src != b.src or a.shape != b.shape:
-            raise self.error(node, f"combines tensors computed from different layers ('{a.src}',"
-                             f" '{b.src}'); only affine functions of one layer fold together")
-        return a
 
     def constant_attribute(self, node):
         from onnx import TensorProto
@@ -295,16 +298,79 @@ class _Reader:
             return arr.astype(np.int64)
         raise self.error(node, f"{what} has non-numeric type {arr.dtype}")
 
-    def make_layer(self, a: Affine, act: str, tensor: str, output: bool = False) -> Affine:
-        """Turn affine value `a` into a dense layer; the layer's value is returned."""
+    def _name(self, tensor: str, output: bool) -> str:
+        return names.pick(tensor, "y" if output else f"h{len(self.layers) + 1}", self.taken)
+
+    def make_layer(self, a, act: str, tensor: str, output: bool = False) -> Affine:
+        """Turn value `a` (affine or pending) into a node with activation `act`; the node's
+        value is returned. A conv stays a conv, a sum an add; a diagonal map on an image becomes
+        a depthwise conv rather than a dense identity-sized matrix."""
+        if isinstance(a, (PendingConv, PendingAdd)) and a.act == "relu":
+            act = "relu"  # relu(relu(v)) = relu(v)
+        if isinstance(a, PendingConv):
+            name = self._name(tensor, output)
+            self.layers.append(Conv(name, a.size, a.src, a.in_shape, a.out_shape,
+                                    as_const(a.weight), as_const(a.bias), a.stride, a.pads,
+                                    a.dilation, a.groups, act))
+            return Affine(name, a.size, a.shape)
+        if isinstance(a, PendingAdd):
+            name = self._name(tensor, output)
+            self.layers.append(Add(name, a.size, a.srcs, act))
+            return Affine(name, a.size, a.shape)
+        if a.A is None and len(a.shape) >= 3:  # an image (a wide flat vector stays dense)
+            return self.make_layer(self._diagonal(a), act, tensor, output)
         if a.size * a.src_size > MAX_WEIGHTS:
             raise TooLarge(f"a layer of {a.size} x {a.src_size} weights is more than nnir builds "
                            f"(at most {MAX_WEIGHTS})")
-        fallback = "y" if output else f"h{len(self.layers) + 1}"
-        name = names.pick(tensor, fallback, self.taken)
+        name = self._name(tensor, output)
         self.layers.append(Dense(name, a.size, a.src, as_const(a.weight()), as_const(a.bias()),
                                  act))
         return Affine(name, a.size, a.shape)
+
+    @staticmethod
+    def _diagonal(a: Affine) -> PendingConv:
+        """A diagonal map d * v + c as a depthwise 1x1 conv: one weight per channel when d and
+        c are (an image's channels), else one per entry (the vector as n channels of 1x1)."""
+        n = a.size
+        d = np.ones(n) if a.d is None else np.asarray(a.d)
+        c = np.zeros(n) if a.c is None else np.asarray(a.c)
+        chw = (n, 1, 1)
+        if len(a.shape) >= 3:
+            C = a.shape[1]
+            dc, cc = per_channel(d, C), per_channel(c, C)
+            if dc is not None and cc is not None and a.shape[0] == 1:
+                chw = (C, a.shape[2], math.prod(a.shape[3:]))
+                d, c = dc, cc
+        return PendingConv(a.src, a.src_size, a.shape, chw, chw, d.reshape(-1, 1, 1, 1), c,
+                           groups=chw[0])
+
+    def node_of(self, v, tensor: str) -> Affine:
+        """Value `v` as the identity map of a node (made of `v` unless it is one already)."""
+        if isinstance(v, Affine) and v.is_identity:
+            return v
+        return self.make_layer(v, "linear", tensor)
+
+    def index_node(self, src: str, idx: np.ndarray, tensor: str) -> str:
+        """The name of a node reading entries `idx` of node `src`: a Slice for a contiguous
+        run, else a Gather (an index map)."""
+        name = self._name(tensor, False)
+        n = len(idx)
+        if n and np.array_equal(idx, np.arange(idx[0], idx[0] + n)):
+            self.layers.append(Slice(name, n, src, int(idx[0])))
+        else:
+            self.layers.append(Gather(name, n, src, tuple(int(i) for i in idx)))
+        return name
+
+    def concat_node(self, srcs: list[str], tensor: str) -> str:
+        name = self._name(tensor, False)
+        size = sum(self.size_of(s) for s in srcs)
+        self.layers.append(Concat(name, size, tuple(srcs)))
+        return name
+
+    def size_of(self, node: str) -> int:
+        if node == self.in_name:
+            return self.in_size
+        return next(lay.size for lay in self.layers if lay.name == node)
 
     # ---------------------------------------------------------------- the walk
     def value(self, node, tensor: str):
@@ -320,7 +386,8 @@ class _Reader:
             raise self.error(node, f"{what}, which no node, initializer or graph input "
                              "defines", "the file may be truncated or damaged")
         v = self.values[tensor]
-        if isinstance(v, Affine) and not v.is_identity and self.uses[tensor] > 1:
+        shared = self.uses[tensor] > 1 and not (isinstance(v, Affine) and v.is_identity)
+        if shared and isinstance(v, (Affine, PendingConv, PendingAdd)):
             v = self.values[tensor] = self.make_layer(v, "linear", tensor)  # shared: keep once
         return v
 
@@ -339,6 +406,7 @@ class _Reader:
         shape = self._input_shape(inputs[0])
         size = math.prod(shape)
         in_name = names.pick(inputs[0].name, "x", self.taken)
+        self.in_name, self.in_size = in_name, size
         self.values[inputs[0].name] = Affine(in_name, size, shape)
         for node in g.node:
             rule = RULES.get(node.op_type)
@@ -357,19 +425,35 @@ class _Reader:
             except TypeError:
                 raise self.error(node, f"has {len(args)} inputs, which {node.op_type} does not "
                                  "take") from None
-            self.values[node.output[0]] = self.apply(rule, node, args)
+            if node.op_type not in READS_PADDED and any(isinstance(a, Padded) for a in args):
+                raise self.error(node, "reads the output of a Pad", "nnir folds a Pad into "
+                                 "the Conv or AveragePool right after it, and reads no other")
+            if node.op_type not in PENDING:  # the rule reads nodes and affine maps only
+                args = self.apply(_settled, node, [args])
+            out = self.apply(rule, node, args)
+            if isinstance(out, Outputs):
+                for t, v in zip(node.output, out):
+                    if t:
+                        self.values[t] = v
+            else:
+                self.values[node.output[0]] = out
         out = self.value(None, g.output[0].name)
-        if not isinstance(out, Affine):
+        if isinstance(out, Padded):
+            raise InputFileError(f"{self.path}: the output is a Pad's, which nnir folds only "
+                                 "into a Conv or AveragePool after it")
+        if not isinstance(out, (Affine, PendingConv, PendingAdd)):
             raise InputFileError(f"{self.path}: the output does not depend on the input")
-        if not out.is_identity:
+        if not (isinstance(out, Affine) and out.is_identity):
             out = self.apply(lambda g, n: self.make_layer(out, "linear", g.graph.output[0].name,
                                                           output=True), None, [])
         inp = Input(in_name, size, Const.zeros((size,)), Const.zeros((size,)))
-        live, node = set(), out.src  # layers the output does not read are dropped
+        live, todo = set(), [out.src]  # layers the output does not read are dropped
         by_name = {lay.name: lay for lay in self.layers}
-        while node in by_name:
-            live.add(node)
-            node = by_name[node].src
+        while todo:
+            node = todo.pop()
+            if node in by_name and node not in live:
+                live.add(node)
+                todo.extend(by_name[node].srcs)
         layers = tuple(lay for lay in self.layers if lay.name in live)
         net = Network(names.pick(name, "net", set()), inp, layers, out.src)
         verify_network(net)
@@ -405,6 +489,12 @@ class _Reader:
             raise InputFileError(f"{self.path}: input '{vi.name}' has shape {shape}, more "
                                  f"than {MAX_WEIGHTS} values")
         return tuple(shape)
+
+
+def _settled(g: _Reader, node, args: list) -> list:
+    """The rule's arguments with pending values made nodes (named after their tensors)."""
+    return [g.node_of(a, t) if isinstance(a, (PendingConv, PendingAdd)) else a
+            for a, t in zip(args, node.input)]
 
 
 def write_onnx(net: Network, path: str, dtype: str = "auto") -> OnnxExport:
