@@ -12,7 +12,7 @@ import os
 import sys
 import traceback
 
-from nnir import __version__, proc
+from nnir import __version__, proc, progress
 from nnir.backends.smtlib.lower import DEFAULT_RELU, RELU_ENCODINGS
 from nnir.cli_commands import COMMANDS
 from nnir.cli_common import ChildError, document
@@ -37,6 +37,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output on stdout: one "
                    "JSON document (schema nnir/1, see README 'JSON output')")
     p.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")
+    p.add_argument("-q", "--quiet", action="store_true", help="nothing on stderr but errors "
+                   "(no progress line, no per-query start lines)")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="progress also when "
+                   "stderr is not a terminal (a line every 5 s)")
 
 
 # The backends each subcommand can use (static text: importing the registry's backend classes
@@ -185,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     proc.install_handlers()
+    # -q / default / -v: the progress line's level (`nnir.progress`); children inherit it
+    progress.configure(-1 if args.quiet else args.verbose, sys.stderr.isatty())
     try:
         return COMMANDS[args.cmd](args)
     except ChildError as exc:  # reported by the child that read the file or ran the queries

@@ -72,7 +72,7 @@ def cmd_run(args, kinds=None) -> int:
         return d
 
     def on_start(k, n, name, kind) -> None:
-        if not args.json:
+        if not (args.json or args.quiet):
             print(f"[{k}/{n}] {kind} {name} ...", file=sys.stderr, flush=True)
 
     def on_result(res, n) -> None:

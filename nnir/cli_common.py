@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import sys
 
+import numpy as np
+
 from nnir.backends import registry
 from nnir.data import load_dataset
 from nnir.errors import DslError, UsageError
@@ -44,19 +46,33 @@ def load_all(path: str) -> Program:
     """Parse and verify, then materialise every dataset so file problems surface now."""
     prog = load(path)
     source = read_text(path)  # bounded, BOM dropped: the text the parser saw
-    dims = {}
-    for ds in prog.datasets:
-        dims[ds.name] = load_dataset(ds, prog.base_dir, source).dim
+    loaded = {ds.name: load_dataset(ds, prog.base_dir, source) for ds in prog.datasets}
     for q in prog.queries:
         for data in (getattr(q, "data", None), getattr(q, "test", None)):
-            if data not in dims:
+            if data not in loaded:
                 continue
             net = prog.network(q.net)
-            if dims[data] != net.input.size:
-                raise DslError(f"dataset '{data}' has points of dimension {dims[data]}, but "
-                                f"network '{net.name}' takes {net.input.size} inputs",
+            if loaded[data].dim != net.input.size:
+                raise DslError(f"dataset '{data}' has points of dimension {loaded[data].dim}, "
+                                f"but network '{net.name}' takes {net.input.size} inputs",
                                 q.span, source=source)
+            if q.kind in ("stable", "compress"):  # these use only the points in the domain
+                _warn_outside(q, net, data, loaded[data])
     return prog
+
+
+def _warn_outside(q, net, name: str, data) -> None:
+    """A warning on stderr when no point of `data` lies in `net`'s input box: `stable` and
+    `compress` use only points in the domain, so such a dataset silently adds nothing (raw
+    0..255 pixels for a network on [0, 1])."""
+    lo, hi = net.input.lo.f64, net.input.hi.f64
+    X = data.X
+    if np.any(np.all((X >= lo) & (X <= hi), axis=1)):
+        return
+    print(f"nnirc: warning: no point of dataset '{name}' lies in the input box of network "
+          f"'{net.name}' (the points span [{X.min():.6g}, {X.max():.6g}], the box "
+          f"[{lo.min():.6g}, {hi.max():.6g}]), so {q.kind} '{q.name}' gets nothing from it; "
+          f"rescale the file with an option such as `scale 1/255`", file=sys.stderr)
 
 
 def options_of(args) -> dict:

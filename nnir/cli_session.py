@@ -16,7 +16,6 @@ the kill is the backstop for a solver that ignores its limit. Where fork is unav
 """
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field
 
@@ -75,8 +74,8 @@ def run_queries(path, select, kinds, backend, timeout, options, on_start, on_res
         loading, RuntimeError for an internal error in the child.
     """
     ses = Session()
-    # long work shows a status line on a terminal (`nnir.progress`); the child inherits this
-    progress.enable(sys.stderr.isatty())
+    # long work shows a status line on a terminal (`nnir.progress`, configured by `nnirc`'s
+    # -q/-v); the child inherits the setting
 
     def started(*a) -> None:
         progress.clear()

@@ -28,6 +28,11 @@ class LoadedData:
     X: np.ndarray  # (n, dim) float64
     y: np.ndarray  # (n,) int64 class labels
     exact_points: tuple | None = None  # inline and CSV data: the exact rationals as written
+    # a file's `scale`/`shift` options: the points are raw * scale + shift exactly (X holds
+    # the floats nearest them, `raw` the file's values)
+    raw: np.ndarray | None = None
+    scale: Fraction = Fraction(1)
+    shift: Fraction = Fraction(0)
 
     @property
     def exact(self) -> np.ndarray:
@@ -35,13 +40,15 @@ class LoadedData:
         if self.exact_points is not None:
             return np.array(self.exact_points, dtype=object)
         out = np.empty(self.X.shape, dtype=object)
-        out.reshape(-1)[:] = [Fraction(float(v)) for v in self.X.reshape(-1)]
+        out[:] = [self.exact_row(i) for i in range(len(self.X))]
         return out
 
     def exact_row(self, i: int) -> list[Fraction]:
         """Point i as Fractions (without converting the whole dataset)."""
         if self.exact_points is not None:
             return list(self.exact_points[i])
+        if self.raw is not None:
+            return [Fraction(float(v)) * self.scale + self.shift for v in self.raw[i]]
         return [Fraction(float(v)) for v in self.X[i]]
 
     @property
@@ -155,8 +162,33 @@ def _load(ds: Dataset, base_dir: str) -> LoadedData:
             return LoadedData(X, y, exact)
         return LoadedData(X, y)
     assert isinstance(src, FileData)
-    path = src.path if os.path.isabs(src.path) else os.path.join(base_dir, src.path)
     opts = dict(src.options)
+    scale, shift = (_option_number(opts.pop(k, d), k) for k, d in (("scale", 1), ("shift", 0)))
+    data = _load_file(src, opts, base_dir)
+    if scale == 1 and shift == 0:
+        return data
+    return rescaled(data, scale, shift)
+
+
+def _option_number(v, key: str) -> Fraction:
+    if isinstance(v, bool) or not isinstance(v, (int, Fraction)):
+        raise ValueError(f"option {key} must be a number (e.g. {key} 1/255), got {clip(v)}")
+    return Fraction(v)
+
+
+def rescaled(data: LoadedData, scale: Fraction, shift: Fraction) -> LoadedData:
+    """`data` with every coordinate mapped to v * scale + shift (`scale 1/255` turns raw
+    pixels into [0, 1]); the exact points are exactly that, the floats the nearest ones."""
+    if data.exact_points is not None:
+        pts = tuple(tuple(v * scale + shift for v in p) for p in data.exact_points)
+        X = np.array([[float(v) for v in p] for p in pts], dtype=np.float64)
+        return LoadedData(X.reshape(len(pts), -1), data.y, pts)
+    X = data.X * float(scale) + float(shift)
+    return LoadedData(X, data.y, None, data.X, scale, shift)
+
+
+def _load_file(src: FileData, opts: dict, base_dir: str) -> LoadedData:
+    path = src.path if os.path.isabs(src.path) else os.path.join(base_dir, src.path)
     if not os.path.exists(path):
         raise ValueError(f"file '{src.path}' not found (relative paths start at {base_dir})")
     if src.format == "csv":

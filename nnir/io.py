@@ -3,6 +3,7 @@ atomically (a temp file in the target folder, then a rename)."""
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from contextlib import contextmanager
 
@@ -46,7 +47,8 @@ def read_bytes(path: str, what: str = "file", shown: str | None = None) -> bytes
     The read is bounded, so an endless file (/dev/zero, a pipe) stops at the limit.
     """
     name = f"{what} '{shown or path}'"
-
+    if path == STDIN:
+        return _stdin_bytes(name)
     try:
         with open(path, "rb") as fh:
             if os.fstat(fh.fileno()).st_size > limits.MAX_FILE_BYTES:
@@ -61,6 +63,26 @@ def read_bytes(path: str, what: str = "file", shown: str | None = None) -> bytes
     if len(data) > limits.MAX_FILE_BYTES:
         raise InputFileError(_too_big(name))
     return data
+
+
+STDIN = "-"
+"""The path that names standard input (`nnirc check -`)."""
+STDIN_NAME = "<stdin>"
+_stdin: dict = {}
+
+
+def _stdin_bytes(name: str) -> bytes:
+    """Standard input, read once (bounded) and kept: the program text is read again for error
+    messages and by forked children, and a pipe can be read only once."""
+    if "data" not in _stdin:
+        try:
+            data = sys.stdin.buffer.read(limits.MAX_FILE_BYTES + 1)
+        except (OSError, ValueError, AttributeError) as exc:
+            raise InputFileError(f"cannot read {name}: {exc}") from None
+        if len(data) > limits.MAX_FILE_BYTES:
+            raise InputFileError(_too_big(name))
+        _stdin["data"] = data
+    return _stdin["data"]
 
 
 def _too_big(name: str) -> str:

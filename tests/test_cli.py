@@ -167,7 +167,8 @@ def test_each_subcommand_lists_only_its_own_flags():
         p = build_parser()._subparsers._group_actions[0].choices[cmd]
         return {o for a in p._actions for o in a.option_strings}
 
-    solving = {"--backend", "--timeout", "--query", "-o", "--json", "--debug"}
+    solving = {"--backend", "--timeout", "--query", "-o", "--json", "--debug", "-q", "--quiet",
+               "-v", "--verbose"}
     assert flags("verify") == solving | {"-h", "--help", "--output", "--solver-cmd",
                                          "--pysmt-solver"}
     assert not flags("verify") & {"--encoding", "--isa-joint", "--lp", "--method", "--save"}

@@ -7,7 +7,7 @@ from nnir.errors import NnirError
 from nnir.frontend.build import Builder
 from nnir.frontend.parser import parse_tree
 from nnir.frontend.resolve import check_sizes, resolve
-from nnir.io import read_text
+from nnir.io import STDIN, STDIN_NAME, read_text
 from nnir.ir.nodes import Program
 from nnir.ir.verifier import verify_program
 
@@ -42,7 +42,8 @@ def load(path: str) -> Program:
     """Read, parse and verify a `.nnir` file.
 
     Args:
-        path: the file; relative paths inside it are read from its folder.
+        path: the file; relative paths inside it are read from its folder. `-` reads the
+            program from standard input (relative paths from the current folder).
     Returns:
         The resolved, verified program.
     Raises:
@@ -50,4 +51,6 @@ def load(path: str) -> Program:
         InputFileError: the file (or one it loads) is missing, too large or not UTF-8.
     """
     text = read_text(path, "file")
+    if path == STDIN:  # `-`: the program on standard input, relative paths from here
+        return parse(text, STDIN_NAME, ".")
     return parse(text, path)

@@ -163,6 +163,8 @@ class Builder:
         if box.data == "box_uniform":
             lo, hi = self.interval(box.children[0])
             los, his = [lo] * size, [hi] * size
+        elif box.data in ("box_file", "box_ball"):
+            los, his = self.file_box(box, size, str(iname))
         else:
             pairs = [self.interval(c) for c in box.children]
             if len(pairs) != size:
@@ -272,6 +274,45 @@ class Builder:
         return Conv(str(name), oh * ow * w.shape[0], src, in_shape, out_shape, w, b,
                     opts["stride"], opts["pads"], opts["dilation"], opts["groups"], act,
                     self.span(name))
+
+    def file_box(self, box: Tree, size: int, iname: str) -> tuple[list, list]:
+        """The ends of a `load "box.npz"` or `ball(center, r) [clip [a, b]]` box, exactly (a
+        float in a file is its binary value; the ball's ends are center -+ r, then clipped)."""
+        if box.data == "box_file":
+            path = self.path(box.children[0])
+            keys = [self.path(k) for k in box.children[1:]] or ["lo", "hi"]
+            ends = []
+            for key in keys:
+                t = Tree("load_npz", [box.children[0], Token("STRING", '"' + key + '"')],
+                         meta=box.meta)
+                ends.append(self.box_vector(self.tensor(t, ndims=(3, 4)), size, iname,
+                                            f"'{path}'[{key}]", box))
+            los, his = ends
+        else:
+            center = self.tensor(box.children[0], ndims=(3, 4))  # an image, row-major
+            if not isinstance(center, Const):
+                raise self.error("a ball's center must be a known point", box.children[0])
+            c = self.box_vector(center, size, iname, "the ball's center", box.children[0])
+            r = self.number(box.children[1])
+            if r < 0:
+                raise self.error(f"a ball's radius must be non-negative, got {clip(r)}",
+                                 box.children[1])
+            los, his = [v - r for v in c], [v + r for v in c]
+            if len(box.children) > 2:
+                a, b = self.interval(box.children[2])
+                los, his = [max(v, a) for v in los], [min(v, b) for v in his]
+        for i, (lo, hi) in enumerate(zip(los, his)):
+            if lo > hi:
+                raise self.error(f"the box of input '{iname}' is empty in coordinate {i}: "
+                                 f"[{clip(lo)}, {clip(hi)}]", box)
+        return los, his
+
+    def box_vector(self, c: Const, size: int, iname: str, what: str, at) -> list:
+        flat = list(c.exact.reshape(-1))
+        if len(flat) != size:
+            raise self.error(f"{what} has {len(flat)} values, but input '{iname}' has {size} "
+                             "coordinates", at)
+        return flat
 
     def dims(self, t) -> tuple[int, ...]:
         return tuple(self.int(c, "dimension") for c in t.children)
