@@ -38,7 +38,7 @@ import numpy as np
 
 from nnir.backends.milp.model import INF, MilpModel, Row
 from nnir.errors import UnsupportedQuery
-from nnir.ir.kinds import unsupported
+from nnir.ir import conv
 from nnir.ir.nodes import And, Atom, BoolConst, Formula, Or
 from nnir.passes.interval import IntervalBounds, input_box
 from nnir.queries.problem import VerifyProblem
@@ -265,9 +265,28 @@ def _lower_concat(low: Lowering, lay, facts) -> None:
     low.copy(lay, [(s, 0, None) for s in lay.srcs])
 
 
+def _conv_rows(low: Lowering, lay, z, names) -> None:
+    src, wf = low.vars[lay.src], lay.weight.f64.reshape(-1)
+    b = conv.bias_vector(lay)
+    for j, (c, widx) in enumerate(conv.rows(lay)):  # taps only: W_j x - z_j = -b_j
+        w, v = wf[widx], src[c]
+        keep = (w != 0.0) & (v >= 0)
+        low.m.rows.append(_row(np.append(v[keep], z[j]), np.append(w[keep], -1.0),
+                               -b[j], -b[j], f"def_{names[j]}"))
+
+
+def _lower_conv(low: Lowering, lay, facts) -> None:
+    low.layer(lay, facts, _conv_rows)
+
+
+def _lower_gather(low: Lowering, lay, facts) -> None:
+    idx = np.asarray(lay.index, dtype=np.int64)
+    low.vars[lay.name] = low.vars[lay.src][idx]
+    low.bounds[lay.name] = tuple(b[idx] for b in low.bounds[lay.src])
+
+
 RULES = {"dense": _lower_dense, "slice": _lower_slice, "concat": _lower_concat,
-         "add": _lower_add, "conv": unsupported("MILP lowering"),
-         "gather": unsupported("MILP lowering")}
+         "add": _lower_add, "conv": _lower_conv, "gather": _lower_gather}
 
 
 def to_milp(problem: VerifyProblem, margin: float = 0.0, slack: str = "strict") -> MilpModel:

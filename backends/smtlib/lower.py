@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from nnir.errors import UnsupportedQuery
-from nnir.ir.kinds import unsupported
+from nnir.ir import conv
 from nnir.ir.nodes import And, Atom, BoolConst, Formula, Network, Not, Or
 from nnir.ir.printer import print_formula
 from nnir.queries.problem import VerifyProblem
@@ -225,8 +225,25 @@ def _concat(out: list[str], lay, syms: dict, prefix) -> None:
     syms[lay.name] = [v for src in lay.srcs for v in syms[src]]
 
 
-RULES = {"dense": _dense, "slice": _slice, "concat": _concat, "add": _add,
-         "conv": unsupported("SMT-LIB lowering"), "gather": unsupported("SMT-LIB lowering")}
+def _conv(out: list[str], lay, syms: dict, prefix) -> list[str]:
+    pre = smt_symbols(prefix, lay.name + ".pre", lay.size)
+    out.append(f"; conv {lay.name}{list(lay.out_shape)} = {lay.act}(conv({lay.src}"
+               f"{list(lay.in_shape)}, W{list(lay.weight.shape)}) + b)\n")
+    declare_reals(out, pre)
+    src, w, bias = syms[lay.src], lay.weight.exact.reshape(-1), conv.bias_vector(lay, exact=True)
+    for p, (cols, widx), b in zip(pre, conv.rows(lay), bias):  # one term per tap, exact
+        terms = [(src[c], w[k]) for c, k in zip(cols.tolist(), widx.tolist())]
+        out.append(f"(assert (= {p} {smt_linear(terms, b)}))\n")
+    return pre
+
+
+def _gather(out: list[str], lay, syms: dict, prefix) -> None:
+    src = syms[lay.src]
+    syms[lay.name] = [src[i] for i in lay.index]
+
+
+RULES = {"dense": _dense, "slice": _slice, "concat": _concat, "add": _add, "conv": _conv,
+         "gather": _gather}
 
 
 def smt_symbols(prefix, node: str, size: int) -> list[str]:

@@ -24,6 +24,8 @@ from fractions import Fraction
 
 import numpy as np
 
+from nnir.ir import conv as _conv
+
 MAX_EXACT_WORK = 4_000_000
 
 
@@ -190,6 +192,48 @@ def dense(W, b, src: Value, via: tuple[str, ...]) -> Form:
     Wq = _obj(Wm)
     return Form(f.cols, Wq.dot(_obj(f.M)) if len(f.cols) else np.zeros((W.shape[0], 0)),
                 const + Wq.dot(f.const), via + f.via)
+
+
+def conv(lay, src: Value, via: tuple[str, ...]) -> Form:
+    """A convolution node's pre-activation over src's neurons, exactly, built from its taps
+    (`nnir.ir.conv.taps_of`: work proportional to taps, never a dense weight matrix; the Form
+    itself is dense over the neurons read, so its size is guarded like a dense product's)."""
+    indptr, cols, widx = _conv.taps_of(lay)
+    W = lay.weight
+    w = (W.f64 if W.is_float_exact else W.exact).reshape(-1)[widx]
+    rows = np.repeat(np.arange(lay.size), np.diff(indptr))
+    const = np.array(_conv.bias_vector(lay, exact=True), dtype=object)
+    if isinstance(src, Vec) and src.scale is None:  # neurons and constants: a relabelling
+        ids = src.ids[cols]
+        live = ids >= 0
+        for t in np.flatnonzero(~live & (src.const[cols] != 0)):
+            const[rows[t]] += Fraction(w[t]) * src.const[cols[t]]
+        ucols, pos = np.unique(ids[live], return_inverse=True)
+        _guard(lay.size * len(ucols), lay)
+        r, wl = rows[live], w[live]
+        key = r * max(1, len(ucols)) + pos
+        if w.dtype != object and len(np.unique(key)) == len(key):  # no sums: floats copied
+            M = np.zeros((lay.size, len(ucols)))
+            M[r, pos] = wl
+        else:
+            M = np.full((lay.size, len(ucols)), Fraction(0), dtype=object)
+            for a, b, c in zip(r.tolist(), pos.tolist(), wl.tolist()):
+                M[a, b] += Fraction(c)
+        return Form(ucols.astype(np.int64), M, const, via)
+    g = as_form(src)
+    _guard(len(w) * max(1, len(g.cols)), lay)
+    Gq = _obj(g.M)
+    M = np.full((lay.size, len(g.cols)), Fraction(0), dtype=object)
+    for t, (r, c) in enumerate(zip(rows.tolist(), cols.tolist())):
+        q = Fraction(w[t])
+        M[r] += q * Gq[c]
+        const[r] += q * g.const[c]
+    return Form(g.cols, M, const, via + g.via)
+
+
+def _guard(work: int, lay) -> None:
+    if work > MAX_EXACT_WORK:
+        raise TooLarge(f"an exact affine form of convolution '{lay.name}' ({work} entries)")
 
 
 def from_rows(rows: list[tuple[np.ndarray, np.ndarray, Fraction]], via=()) -> Form:

@@ -29,8 +29,11 @@ that, which also covers the rounding of e itself, and since min(r l, r u) is M-L
 (M = max(|l|, |u|)), subtract sum_j e_j M_j. The final sums are computed EXACTLY (scaled
 integers) and rounded outward once. A maximum is minus the minimum of -c. A neuron whose bound
 cannot be made finite keeps its old bound; the result is intersected with the known facts.
-Slices and concatenations reuse their sources' columns; an `add` node gets one column per entry
-with the exact row z - sum(terms) = 0. The bounds of graph nodes themselves are not LP-tightened
+Slices, concatenations and gathers reuse their sources' columns; an `add` node gets one column
+per entry with the exact row z - sum(terms) = 0; a convolution one row per output entry over its
+taps only (`conv.rows`: cost output size x kernel size, never a dense matrix). A layer reading
+the input box directly (no input constraints) is skipped: over a box its LP optimum is the
+interval bound IBP already holds. The bounds of graph nodes themselves are not LP-tightened
 (they are recomputed from their sources' tightened bounds), only used by later dense layers.
 """
 from __future__ import annotations
@@ -42,7 +45,7 @@ from functools import partial
 import numpy as np
 import scipy.sparse as sp
 
-from nnir.ir.kinds import unsupported
+from nnir.ir import conv
 from nnir.ir.nodes import Network
 from nnir.passes.interval import (
     IntervalBounds,
@@ -170,11 +173,18 @@ class _LayerLp:
                            and np.all(np.isfinite(self.A.data)))
         self.lp = solver(self.A, self.rl, self.ru, self.cl, self.cu, options)
         self.live = np.nonzero(self.src >= 0)[0]  # source neurons that have a column
-        self.cost_idx = self.src[self.live].astype(np.int32)
+        # a column may be read by several source entries (a gather or concat repeating one):
+        # their weights add up on it
+        self.cost_idx, self.inv = np.unique(self.src[self.live], return_inverse=True)
+        self.cost_idx = self.cost_idx.astype(np.int32)
+        self.repeats = len(self.cost_idx) < len(self.live)
 
     def minimum(self, w: np.ndarray) -> Fraction | None:
         """A rigorous lower bound of w . post(src) over the relaxation (None if none is found)."""
         cw = w[self.live]
+        if self.repeats:  # the summed weight's float rounding is outside the exact-data
+            return None  # allowance of safe_lower_bound: no LP bound (the old one is kept)
+        cw = cw[np.argsort(self.inv, kind="stable")]
         y = self.lp.duals(self.cost_idx, cw)
         c = np.zeros(len(self.cl))
         c[self.cost_idx] = cw
@@ -237,21 +247,26 @@ class LpBounds:
             if len(todo) == 0:
                 _post(vals, lay, l_, u_)
                 continue
+            if lay.srcs == (net.input.name,) and not net.input.constraints:
+                # over a box an affine map's range is its interval bound: IBP already has it
+                _post(vals, lay, l_, u_)
+                continue
             if self._out_of_time():
                 break  # later layers keep their (sound) bounds
             model = _LayerLp(net, k, lo, hi, self.options, self.solver or default_lp_solver())
             if not model.finite:  # a column without finite bounds: later layers keep theirs
                 break
-            W, b = lay.weight.f64, lay.bias.exact
+            row, b = OBJECTIVES[lay.kind](lay, net.size_of(lay.src))
             for i in todo:
                 if self._out_of_time(model):  # a timed-out LP's dual still gives a sound bound
                     break
-                low = model.minimum(W[i])
+                w_i = row(i)
+                low = model.minimum(w_i)
                 if low is not None:
                     l_[i] = max(l_[i], round_down(low + b[i]))
                 if lay.act == "relu" and self.unstable_only and l_[i] >= 0:
                     continue  # now stably active: the upper bound is not needed
-                neg = model.minimum(-W[i])
+                neg = model.minimum(-w_i)
                 if neg is not None:
                     u_[i] = min(u_[i], round_up(b[i] - neg))
             bad = l_ > u_  # only possible when the input domain is empty: keep the old bounds
@@ -308,14 +323,52 @@ def _rows_concat(lay, post: dict, cols, add_row):
     post[lay.name] = np.concatenate([post[s] for s in lay.srcs])
 
 
+def _rows_conv(lay, post: dict, cols, add_row):
+    z = cols()
+    src, wf, bias = post[lay.src], lay.weight.f64.reshape(-1), lay.bias.exact
+    per = lay.out_shape[1] * lay.out_shape[2]
+    for i, (c, widx) in enumerate(conv.rows(lay)):  # z_i - sum_taps w src = b_i: its taps only
+        w = wf[widx]
+        nz = (w != 0) & (src[c] >= 0)
+        b = bias[i // per]
+        add_row([int(z[i])] + src[c[nz]].tolist(), [1.0] + (-w[nz]).tolist(),
+                round_down(b), round_up(b))
+    return z
+
+
+def _rows_gather(lay, post: dict, cols, add_row):
+    post[lay.name] = post[lay.src][list(lay.index)]
+
+
 ROW_RULES = {"dense": _rows_dense, "slice": _rows_slice, "concat": _rows_concat,
-             "add": _rows_add, "conv": unsupported("LP tightening"),
-             "gather": unsupported("LP tightening")}
+             "add": _rows_add, "conv": _rows_conv, "gather": _rows_gather}
 
 # Per node kind: are its bounds LP-tightened (True), or recomputed from its sources' tightened
 # bounds (False; see the module docstring)?
 TIGHTEN_RULES = {"dense": True, "slice": False, "concat": False, "add": False, "conv": True,
                  "gather": False}
+
+
+# Per tightened node kind: (row(i), exact bias per neuron): row(i) the float64 weights of neuron
+# i over its source (the nearest floats of the exact ones, as `safe_lower_bound` requires).
+def _objective_dense(lay, n_src: int):
+    W = lay.weight.f64
+    return (lambda i: W[i]), lay.bias.exact
+
+
+def _objective_conv(lay, n_src: int):
+    indptr, cols, widx = conv.taps_of(lay)
+    wf = lay.weight.f64.reshape(-1)
+
+    def row(i):  # dense over the source only for this one neuron (cost: source size)
+        w = np.zeros(n_src)
+        a, e = indptr[i], indptr[i + 1]
+        w[cols[a:e]] = wf[widx[a:e]]  # a row's taps read distinct source entries
+        return w
+    return row, conv.bias_vector(lay, exact=True)
+
+
+OBJECTIVES = {"dense": _objective_dense, "conv": _objective_conv}
 
 
 def _post(vals: dict, lay, lo: np.ndarray, hi: np.ndarray) -> None:

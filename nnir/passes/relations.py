@@ -27,7 +27,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from nnir.ir.kinds import unsupported
+from nnir.ir import conv
 from nnir.ir.nodes import Network
 from nnir.passes import forms as F
 from nnir.passes.relations_report import describe_value, nearest
@@ -176,8 +176,16 @@ def _concat(lay, vals: dict, via: tuple) -> F.Value:
     return F.concat([vals[s] for s in lay.srcs])
 
 
-RULES = {"dense": _dense, "slice": _slice, "concat": _concat, "add": _add,
-         "conv": unsupported("the relations pass"), "gather": unsupported("the relations pass")}
+def _conv(lay, vals: dict, via: tuple) -> F.Form:
+    return F.conv(lay, vals[lay.src], via + (lay.name,))
+
+
+def _gather(lay, vals: dict, via: tuple) -> F.Value:
+    return vals[lay.src].take(np.asarray(lay.index, dtype=np.int64))
+
+
+RULES = {"dense": _dense, "slice": _slice, "concat": _concat, "add": _add, "conv": _conv,
+         "gather": _gather}
 
 
 def _scaled(rep, d: Fraction):

@@ -21,7 +21,8 @@ The pipeline (issue 4), cheapest first:
    and all the states it shows (in every layer) are marked observed, unless option `full`
    (the benchmark's baseline: each neuron decided on its own).
 
-Exact replay runs in integer arithmetic (`nnir/ir/intexact.py`) for dense networks.
+Exact replay runs in integer arithmetic (`nnir/ir/intexact.py`). A conv layer's result also lists
+its stable channels (`channels`: every position stably active, or every one stably inactive).
 
 Soundness of a stable verdict: it rests on a bound pass, on an exact backend's proven optimum
 (z3, cvc5), on HiGHS's dual bound widened by its safety margin and at least `CLOSE` (1e-6) on
@@ -225,6 +226,15 @@ def _data_pass(st: StableState, data, max_replays: int, deadline=None) -> int:
 
 
 # ----------------------------------------------------------------------------- reporting
+def stable_channels(lay, s: np.ndarray) -> dict:
+    """A conv layer's channels whose every position is stably active / stably inactive (a
+    channel of mixed stable states is in neither list)."""
+    per = np.asarray(s).reshape(lay.out_shape[0], -1)
+    return {"channels": int(lay.out_shape[0]),
+            "active": [int(c) for c in np.flatnonzero(np.all(per == 1, axis=1))],
+            "inactive": [int(c) for c in np.flatnonzero(np.all(per == -1, axis=1))]}
+
+
 def _result(q: Stable, st: StableState, name: str, method: str, counts: dict,
             notes: list[str]) -> Result:
     table = {}
@@ -243,6 +253,8 @@ def _result(q: Stable, st: StableState, name: str, method: str, counts: dict,
             "how": {int(i): h for i, h in sorted(how.items())},
             "why_undecided": {int(i): w for i, w in sorted(st.undecided[lay.name].items())},
         }
+        if lay.kind == "conv":
+            table[lay.name]["channels"] = stable_channels(lay, s)
         by = list(how.values())
         rows.append((lay.name, str(lay.size), str(len(table[lay.name]["active"])),
                      str(len(table[lay.name]["inactive"])), str(len(unstable)),
@@ -253,6 +265,11 @@ def _result(q: Stable, st: StableState, name: str, method: str, counts: dict,
     text = "\n".join("  ".join(v.rjust(w) if c else v.ljust(w)
                                for c, (v, w) in enumerate(zip(r, widths))) for r in rows)
     n_undecided = sum(len(t["undecided"]) for t in table.values())
+    chans = {name: t["channels"] for name, t in table.items() if "channels" in t}
+    if chans:
+        text += "\nstable channels (every position stable): " + "; ".join(
+            f"{name}: {len(c['active'])} active, {len(c['inactive'])} inactive of "
+            f"{c['channels']}" for name, c in chans.items())
     res = Result(q.name, "stable", stable_status(n_undecided), name, message=text, notes=notes,
                  span=q.span)
     res.info = {"stable": table, "method": method,
