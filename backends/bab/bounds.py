@@ -114,7 +114,7 @@ def branch_scores(prep: Prepared, idx: ReluIndex, rows, fb: BoxBounds, crit: np.
                 s = np.nan_to_num(np.abs(g) * tri, posinf=1e300)
                 score[:, o:o + m] = np.where(free, np.maximum(s, score[:, o:o + m]), -np.inf)
                 g = np.where(g > 0, g * a, g * alpha)
-            back = g @ lay.W
+            back = np.asarray(g @ lay.W)
             lam[lay.src] = lam[lay.src] + back if lay.src in lam else back
     lx = lam.get(prep.net.input.name, np.zeros((B, prep.net.input.size)))
     return score, np.nan_to_num(lx)

@@ -54,6 +54,9 @@ from nnir.backends.split.backsub import Rows
 from nnir.backends.split.forward import TINY, Prepared, forward_bounds
 from nnir.passes.symbolic import relu_relaxation
 
+# Memory for one chunk of the root's intermediate-bound tightening (`Crown._tighten`).
+TIGHTEN_BYTES = 512 * 2 ** 20
+
 
 @dataclass
 class Sub:
@@ -160,23 +163,45 @@ class Crown:
         """alpha-CROWN bounds of the layer's unstable neurons' +-z (rows on its source),
         intersected with the bounds known (stable neurons need no tighter bounds)."""
         lo, hi = self.zlo[lay.name], self.zhi[lay.name]
-        u = np.nonzero((lo < 0) & (hi > 0))[0]
-        k = len(u)
-        if not k:
+        u_all = np.nonzero((lo < 0) & (hi > 0))[0]
+        if not len(u_all):
             return
-        W, b = lay.W[u], lay.b[u]
-        rows = Rows({lay.src: np.concatenate([W, -W])}, np.concatenate([b, -b]))
         self._set_cols()
         sub = self.sub(np.zeros((1, 0), dtype=np.int8), {})
-        alpha = self.init_alpha(sub, 2 * k)
-        (alpha, _), _ = self.optimise(rows, sub, alpha, {}, iters, done=lambda U: U < 0,
-                                      stop=stop)
-        U, _ = self.backward(rows, sub, alpha, {}, sound=True)
-        self.inter[lay.name] = (u, rows, alpha)
-        up, dn = U[0, :k], -U[0, k:]
-        hi[u] = np.minimum(hi[u], up)
-        lo[u] = np.maximum(lo[u], dn)
-        self.tightened += int(((up < 0) | (dn > 0)).sum())
+        # each row becomes its own problem in `optimise` (a copy of every layer's bounds, and
+        # (rows, width) arrays per layer): chunks of the neurons keep that within TIGHTEN_BYTES
+        per = 8.0 * 16 * (len(self.lo) + sum(len(x.b) for x in self.prep.layers))
+        step = max(1, int(TIGHTEN_BYTES // (2 * per)))
+        parts = []
+        for c0 in range(0, len(u_all), step):
+            if c0 and stop is not None and stop():
+                break
+            u = u_all[c0:c0 + step]
+            k = len(u)
+            W, b = lay.rows(u), lay.b[u]
+            rows = Rows({lay.src: np.concatenate([W, -W])}, np.concatenate([b, -b]))
+            alpha = self.init_alpha(sub, 2 * k)
+            (alpha, _), _ = self.optimise(rows, sub, alpha, {}, iters, done=lambda U: U < 0,
+                                          stop=stop)
+            U, _ = self.backward(rows, sub, alpha, {}, sound=True)
+            parts.append((u, rows, alpha))
+            up, dn = U[0, :k], -U[0, k:]
+            hi[u] = np.minimum(hi[u], up)
+            lo[u] = np.maximum(lo[u], dn)
+            self.tightened += int(((up < 0) | (dn > 0)).sum())
+        if len(parts) == 1:
+            self.inter[lay.name] = parts[0]
+        else:  # `refine` reads one set of rows per layer: the chunks joined
+            u = np.concatenate([p[0] for p in parts])
+            k = [len(p[0]) for p in parts]
+            W = np.concatenate([p[1].coef[lay.src][:kk] for p, kk in zip(parts, k)]
+                               + [p[1].coef[lay.src][kk:] for p, kk in zip(parts, k)])
+            b = np.concatenate([p[1].const[:kk] for p, kk in zip(parts, k)]
+                               + [p[1].const[kk:] for p, kk in zip(parts, k)])
+            alpha = {n: np.concatenate([p[2][n][:, :kk] for p, kk in zip(parts, k)]
+                                       + [p[2][n][:, kk:] for p, kk in zip(parts, k)], axis=1)
+                     for n in parts[0][2]}
+            self.inter[lay.name] = (u, Rows({lay.src: W}, b), alpha)
 
     # -- sub-problems --------------------------------------------------------------------------
 
@@ -339,14 +364,15 @@ class Crown:
                     mu = g
                 mu = np.ascontiguousarray(mu)
                 n = lay.W.shape[1]
-                nu = (mu.reshape(-1, m) @ lay.W).reshape(B, R, n)
+                nu = np.asarray(mu.reshape(-1, m) @ lay.W).reshape(B, R, n)
                 new = lam[lay.src] + nu if lay.src in lam else nu
                 lam[lay.src] = new
                 c = c + (mu.reshape(-1, m) @ lay.b).reshape(B, R)
                 if sound:
                     Ms = sub.mag[lay.src]
                     amu = np.abs(mu)
-                    mterm = (np.einsum("brm,bm->br", amu, Ms @ lay.absWT) + amu @ lay.absb
+                    mterm = (np.einsum("brm,bm->br", amu, np.asarray(Ms @ lay.absWT))
+                             + amu @ lay.absb
                              + np.einsum("brn,bn->br", np.abs(new), Ms) + np.abs(c))
                     under = TINY * (m * (n + 4) + 2 + amu.sum(-1) * (Ms.sum(-1)[:, None] + 1.0))
                     err = np.nextafter(err + fac * mterm + under, np.inf)
@@ -378,7 +404,7 @@ class Crown:
                 continue
             src = h[lay.src]
             B, R = src.shape[:2]
-            z = (src.reshape(B * R, -1) @ lay.W.T).reshape(B, R, -1) + lay.b
+            z = np.asarray(src.reshape(B * R, -1) @ lay.W.T).reshape(B, R, -1) + lay.b
             if lay.act == "relu":
                 g = tr.g[lay.name]
                 ga[lay.name] = np.where(sub.unst[lay.name][:, None, :] & (g < 0), g * z, 0.0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from nnir.backends.split.forward import linear_map
 from nnir.backends.split.props import Compiled, atom_values, objective
 from nnir.ir.evaluate import evaluate_batch
 from nnir.ir.nodes import Network
@@ -34,7 +35,7 @@ def gradient(net: Network, comp: Compiled, vals: dict, w: np.ndarray):
             continue
         if lay.act == "relu":
             g = g * (vals[lay.name + ".pre"] > 0)
-        back = g @ lay.weight.f64
+        back = np.asarray(g @ linear_map(net, lay)[0])
         grad[lay.src] = grad[lay.src] + back if lay.src in grad else back
     return grad.get(net.input.name, np.zeros((B, net.input.size)))
 

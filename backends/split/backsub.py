@@ -79,12 +79,12 @@ def upper_bounds(prep: Prepared, fb: BoxBounds, rows: Rows):
                 mu = coef
             Ms = fb.mag[lay.src]
             n = Ms.shape[1]
-            nu = (np.ascontiguousarray(mu).reshape(-1, m) @ lay.W).reshape(B, R, n)
+            nu = np.asarray(np.ascontiguousarray(mu).reshape(-1, m) @ lay.W).reshape(B, R, n)
             new = lam[lay.src] + nu if lay.src in lam else nu
             lam[lay.src] = new
             c = c + (np.ascontiguousarray(mu).reshape(-1, m) @ lay.b).reshape(B, R)
             amu = np.abs(mu)
-            mterm = (np.einsum("brm,bm->br", amu, Ms @ lay.absWT) + amu @ lay.absb
+            mterm = (np.einsum("brm,bm->br", amu, np.asarray(Ms @ lay.absWT)) + amu @ lay.absb
                      + np.einsum("brn,bn->br", np.abs(new), Ms) + np.abs(c))
             under = TINY * (m * (n + 4) + 2 + amu.sum(-1) * (Ms.sum(-1)[:, None] + 1.0))
             err = np.nextafter(err + fac * mterm + under, np.inf)

@@ -29,7 +29,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.sparse as sp
 
+from nnir.ir import conv
 from nnir.ir.kinds import unsupported
 from nnir.ir.nodes import Network
 from nnir.passes.symbolic import relu_relaxation
@@ -40,17 +42,28 @@ TINY = np.finfo(np.float64).tiny
 
 @dataclass
 class Layer:
-    """One dense layer's float data, prepared once per network."""
+    """One linear layer's float data, prepared once per network: `z = W src + b`, then `act`.
+
+    `W` is a dense array (dense layers) or a `scipy.sparse` CSR matrix (convolutions, whose
+    taps are `nnir.ir.conv.matrix`, and the 0/1 index maps of gather and slice nodes); the
+    derived matrices are sparse too then. Every use is a product `X @ W`, `X @ W.T` or
+    `X @ absWT` with a dense X, which gives a dense array either way (`np.asarray`).
+    """
 
     name: str
     src: str
     act: str
-    W: np.ndarray  # (m, n)
+    W: np.ndarray | sp.csr_matrix  # (m, n)
     b: np.ndarray  # (m,)
-    Wbig: np.ndarray  # (2n, 2m): [U | L] of the source to [U | L] of the pre-activation
-    absWbig: np.ndarray  # the same with |.|: how the error terms [eU | eL] propagate
-    absWT: np.ndarray  # |W|^T (n, m)
+    Wbig: np.ndarray | sp.csr_matrix  # (2n, 2m): [U | L] of the source to [U | L] of z
+    absWbig: np.ndarray | sp.csr_matrix  # the same with |.|: how the error terms propagate
+    absWT: np.ndarray | sp.csr_matrix  # |W|^T (n, m)
     absb: np.ndarray
+
+    def rows(self, u: np.ndarray) -> np.ndarray:
+        """Rows u of W as a dense (len(u), n) array."""
+        W = self.W[u]
+        return W.toarray() if sp.issparse(W) else np.array(W)
 
 
 @dataclass
@@ -64,27 +77,58 @@ class Prepared:
     root_hi: dict = field(default_factory=dict)
 
 
-def _prepare_dense(lay) -> Layer:
-    W, b = lay.weight.f64, lay.bias.f64
+def _layer(lay, W, b: np.ndarray) -> Layer:
+    """The prepared layer `z = W src + b` (W dense or sparse)."""
+    b = np.asarray(b, dtype=np.float64)
+    if sp.issparse(W):
+        W = sp.csr_matrix(W, dtype=np.float64)
+        Wp, Wn = W.maximum(0.0).T, W.minimum(0.0).T
+        big = sp.bmat([[Wp, Wn], [Wn, Wp]], format="csr")  # U' = W+ U + W- L, L' = W- U + W+ L
+        return Layer(lay.name, lay.src, lay.act, W, b, big, abs(big), abs(W).T.tocsr(),
+                     np.abs(b))
     Wp, Wn = np.maximum(W, 0.0).T, np.minimum(W, 0.0).T
-    big = np.block([[Wp, Wn], [Wn, Wp]])  # U' = W+ U + W- L, L' = W- U + W+ L
+    big = np.block([[Wp, Wn], [Wn, Wp]])
     return Layer(lay.name, lay.src, lay.act, W, b, big, np.abs(big), np.abs(W).T, np.abs(b))
 
 
-# Per node kind, its prepared float data (the split engine takes chains of dense layers;
-# `props.supported` says so before a network gets here).
-RULES = {"dense": _prepare_dense,
-         "slice": unsupported("the split engine"),
+def _selection(lay, n: int, index) -> sp.csr_matrix:
+    """The 0/1 matrix of `z = src[index]` (exact: one term of weight 1 per row)."""
+    m = len(index)
+    return sp.csr_matrix((np.ones(m), np.asarray(index, dtype=np.int64),
+                          np.arange(m + 1)), shape=(m, n))
+
+
+def linear_map(net: Network, lay):
+    """(W, b) of a dense, conv, gather or slice node: float64, W dense or CSR (see `Layer`)."""
+    if lay.kind == "dense":
+        return lay.weight.f64, lay.bias.f64
+    if lay.kind == "conv":
+        return conv.matrix(lay), conv.bias_vector(lay)
+    n = net.size_of(lay.src)
+    index = lay.index if lay.kind == "gather" else range(lay.start, lay.start + lay.size)
+    return _selection(lay, n, index), np.zeros(lay.size)
+
+
+def _prepare_linear(net: Network, lay) -> Layer:
+    return _layer(lay, *linear_map(net, lay))
+
+
+# Per node kind, its prepared float data: the engines take chains of dense, conv, gather and
+# slice nodes (one source each); `props.supported` says so before a network gets here. Add and
+# concat nodes (residual and tensor-parallel graphs) would need the back-substitution over a
+# DAG (several sources per layer).
+RULES = {"dense": _prepare_linear,
+         "slice": _prepare_linear,
          "concat": unsupported("the split engine"),
          "add": unsupported("the split engine"),
-         "conv": unsupported("the split engine"),
-         "gather": unsupported("the split engine")}
+         "conv": _prepare_linear,
+         "gather": _prepare_linear}
 
 
 def prepare_network(net: Network) -> Prepared:
     """Float copies and the block matrices the batched passes need."""
     width = max([net.input.size] + [lay.size for lay in net.layers])
-    layers = [RULES[lay.kind](lay) for lay in net.layers]
+    layers = [RULES[lay.kind](net, lay) for lay in net.layers]
     prep = Prepared(net, layers, 4.0 * (2 * width + 3) * _U)
     if net.facts is not None:
         prep.root_lo = dict(net.facts.lo)
@@ -164,12 +208,14 @@ def forward_bounds(prep: Prepared, lo: np.ndarray, hi: np.ndarray) -> BoxBounds:
             m = len(lay.b)
             As, es, ss, Ms = A[lay.src], err[lay.src], size[lay.src], mag[lay.src]
             n = Ms.shape[1]
-            Az = (As.reshape(-1, 2 * n) @ lay.Wbig).reshape(B, d + 1, 2 * m)
+            Az = np.asarray(As.reshape(-1, 2 * n) @ lay.Wbig).reshape(B, d + 1, 2 * m)
             Az[:, d, :m] += lay.b
             Az[:, d, m:] += lay.b
             S = np.maximum(ss[:, :n], ss[:, n:]) + Ms + es[:, :n] + es[:, n:]
-            extra = fac * (S @ lay.absWT + lay.absb) + TINY * (n + 3) * (1.0 + Ms.sum(1))[:, None]
-            ez = np.nextafter(es @ lay.absWbig + np.concatenate([extra, extra], axis=1), np.inf)
+            extra = (fac * (np.asarray(S @ lay.absWT) + lay.absb)
+                     + TINY * (n + 3) * (1.0 + Ms.sum(1))[:, None])
+            ez = np.nextafter(np.asarray(es @ lay.absWbig) + np.concatenate([extra, extra], axis=1),
+                              np.inf)
             up, dn, sz = _concretise(Az, c, rm, m)
             slack = fac * sz + TINY * (d + 2)
             zu = np.nextafter(up + ez[:, :m] + slack[:, :m], np.inf)

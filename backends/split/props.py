@@ -160,7 +160,8 @@ def supported(net: Network) -> str | None:
     """Why the split engine cannot take `net`, or None."""
     for lay in net.layers:
         if not supports(RULES, lay.kind) or lay.act not in ("relu", "linear"):
-            return f"layer '{getattr(lay, 'name', '?')}' is not a dense relu/linear layer"
+            return (f"node '{getattr(lay, 'name', '?')}' is not a dense, conv, gather or slice "
+                    "node with a relu or linear activation")
     if net.has_unknowns:
         return "the network has unknown weights"
     return None
