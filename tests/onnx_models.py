@@ -228,3 +228,62 @@ def dense_chain(rng, widths=(784, 256, 256, 256, 10), linear_every: int = 2,
             cur = f"h{i}"
     nodes.append(nd("Identity", [cur], ["y"]))
     return model(nodes, [("x", [1, widths[0]])], ("y", [1, widths[-1]]), inits)
+
+
+# ----------------------------------------------------------------------------- conv and graphs
+def graph_model(nodes, x_shape, y_shape, inits, opset=13):
+    """A float32 model from nodes over input `x` and output `y` (shapes as lists); `inits` are
+    (name, array) pairs, integer arrays kept as int64."""
+    ts = [numpy_helper.from_array(np.asarray(a, dtype=np.int64), k)
+          if np.asarray(a).dtype.kind in "iu" else _init(k, a) for k, a in inits]
+    return model(nodes, [("x", x_shape)], ("y", y_shape), ts, opset=opset)
+
+
+def conv_relu(rng, C=2, H=5, W=6, O=4, k=(3, 3), group=1, **attrs):
+    """Conv (attributes as given) -> Relu -> Flatten -> Gemm to 3 outputs; the output width
+    is computed by onnx shape inference, so any stride/pads/dilation/auto_pad combination
+    works."""
+    nd = helper.make_node
+    one_d = len(k) == 1
+    x_shape = [1, C, W] if one_d else [1, C, H, W]
+    wk = rng.normal(size=(O, C // group) + tuple(k)).round(2)
+    nodes = [nd("Conv", ["x", "K", "kb"], ["c"], group=group, **attrs),
+             nd("Relu", ["c"], ["r"]), nd("Flatten", ["r"], ["f"])]
+    m = graph_model(nodes, x_shape, [1, 3], [("K", wk), ("kb", rng.normal(size=O).round(2))])
+    inferred = onnx.shape_inference.infer_shapes(m)
+    n = int(np.prod([d.dim_value for d in next(v for v in inferred.graph.value_info
+                                               if v.name == "f").type.tensor_type.shape.dim]))
+    m.graph.node.append(nd("Gemm", ["f", "G", "gb"], ["y"], transB=1))
+    m.graph.initializer.extend([_init("G", rng.normal(size=(3, n)).round(2)),
+                                _init("gb", rng.normal(size=3).round(2))])
+    return m
+
+
+def sharded(rng, n=6, hidden=8, split=False):
+    """A tensor-parallel layer: the input cut in two (Slice, or Split with `split`), a partial
+    Gemm per shard, the partial sums added (an all-reduce) and a Relu; then the hidden vector
+    cut in two again, a Gemm per half and the halves concatenated."""
+    nd = helper.make_node
+    h = n // 2
+    inits = [("W1", rng.normal(size=(h, hidden))), ("W2", rng.normal(size=(n - h, hidden))),
+             ("b", rng.normal(size=hidden)), ("V1", rng.normal(size=(hidden // 2, 2))),
+             ("V2", rng.normal(size=(hidden - hidden // 2, 3)))]
+    if split:
+        inits.append(("parts", np.array([h, n - h])))
+        cut = [nd("Split", ["x", "parts"], ["x1", "x2"], axis=1)]
+        inits.append(("hparts", np.array([hidden // 2, hidden - hidden // 2])))
+        hcut = [nd("Split", ["r", "hparts"], ["r1", "r2"], axis=1)]
+    else:
+        inits += [("s0", np.array([0])), ("s1", np.array([h])), ("s2", np.array([n])),
+                  ("ax", np.array([1])), ("t1", np.array([hidden // 2])),
+                  ("t2", np.array([hidden]))]
+        cut = [nd("Slice", ["x", "s0", "s1", "ax"], ["x1"]),
+               nd("Slice", ["x", "s1", "s2", "ax"], ["x2"])]
+        hcut = [nd("Slice", ["r", "s0", "t1", "ax"], ["r1"]),
+                nd("Slice", ["r", "t1", "t2", "ax"], ["r2"])]
+    nodes = cut + [nd("MatMul", ["x1", "W1"], ["p1"]), nd("MatMul", ["x2", "W2"], ["p2"]),
+                   nd("Add", ["p1", "p2"], ["s"]), nd("Add", ["s", "b"], ["sb"]),
+                   nd("Relu", ["sb"], ["r"])] + hcut + [
+        nd("MatMul", ["r1", "V1"], ["y1"]), nd("MatMul", ["r2", "V2"], ["y2"]),
+        nd("Concat", ["y1", "y2"], ["y"], axis=1)]
+    return graph_model(nodes, [1, n], [1, 5], inits)

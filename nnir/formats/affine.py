@@ -475,19 +475,23 @@ class PendingConv:
 
 @dataclass(frozen=True)
 class PendingAdd:
-    """The sum of equally long node values `srcs`, not a node yet (a ReLU after it becomes its
-    activation)."""
+    """The sum of computed tensors (`terms`: (value, tensor name) pairs, each a node value, an
+    affine map or a pending conv) plus a constant `c`, not a node yet. It becomes an IR Add over
+    one node per term, `c` folded into a term's bias (so the all-reduce of partial layers keeps
+    one bias), and a ReLU after it becomes its activation."""
 
-    srcs: tuple[str, ...]
+    terms: tuple
     shape: tuple[int, ...]
     act: str = "linear"
+    c: np.ndarray | None = None
 
     @property
     def size(self) -> int:
         return int(np.prod(self.shape, dtype=np.int64))
 
     def reshaped(self, shape) -> PendingAdd:
-        return PendingAdd(self.srcs, tuple(int(v) for v in shape), self.act)
+        from dataclasses import replace
+        return replace(self, shape=tuple(int(v) for v in shape))
 
 
 @dataclass(frozen=True)

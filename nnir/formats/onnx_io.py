@@ -314,8 +314,19 @@ class _Reader:
                                     a.dilation, a.groups, act))
             return Affine(name, a.size, a.shape)
         if isinstance(a, PendingAdd):
+            terms = list(a.terms)
+            if a.c is not None:  # into the first affine term's bias, else a foldable conv's
+                k = next((i for i, (v, _) in enumerate(terms) if isinstance(v, Affine)), None)
+                if k is not None:
+                    terms[k] = (terms[k][0].shift(a.c), terms[k][1])
+                else:
+                    v, t = terms[0]
+                    ch = v.channels(a.c) if isinstance(v, PendingConv) and v.foldable else None
+                    v = v.shift(ch) if ch is not None else self.node_of(v, t).shift(a.c)
+                    terms[0] = (v, t)
+            srcs = tuple(self.node_of(v, t).src for v, t in terms)
             name = self._name(tensor, output)
-            self.layers.append(Add(name, a.size, a.srcs, act))
+            self.layers.append(Add(name, a.size, srcs, act))
             return Affine(name, a.size, a.shape)
         if a.A is None and len(a.shape) >= 3:  # an image (a wide flat vector stays dense)
             return self.make_layer(self._diagonal(a), act, tensor, output)
@@ -350,12 +361,12 @@ class _Reader:
             return v
         return self.make_layer(v, "linear", tensor)
 
-    def index_node(self, src: str, idx: np.ndarray, tensor: str) -> str:
+    def index_node(self, src: str, idx: np.ndarray, tensor: str, slices: bool = True) -> str:
         """The name of a node reading entries `idx` of node `src`: a Slice for a contiguous
-        run, else a Gather (an index map)."""
+        run (when `slices`: ONNX Slice and Split, not Gather), else a Gather (an index map)."""
         name = self._name(tensor, False)
         n = len(idx)
-        if n and np.array_equal(idx, np.arange(idx[0], idx[0] + n)):
+        if slices and n and np.array_equal(idx, np.arange(idx[0], idx[0] + n)):
             self.layers.append(Slice(name, n, src, int(idx[0])))
         else:
             self.layers.append(Gather(name, n, src, tuple(int(i) for i in idx)))
@@ -498,10 +509,10 @@ def _settled(g: _Reader, node, args: list) -> list:
 
 
 def write_onnx(net: Network, path: str, dtype: str = "auto") -> OnnxExport:
-    """Write a network of dense layers as ONNX (opset 13, Gemm + Relu), atomically.
+    """Write a network as ONNX (opset 13; see `onnx_write` for the ops per node kind), atomically.
 
     Args:
-        net: the network (every layer dense, no unknown weights).
+        net: the network (no unknown weights).
         path: the `.onnx` file to write.
         dtype: "float32", "float64", or "auto": float32 when every weight is a float32 value
             (so the file is exact and runs in the usual float32 runtimes), else float64.

@@ -148,6 +148,9 @@ def op_add(g, node, a, b):
         t = a.channels(_flat(g, node, b, a.shape))
         if t is not None:
             return a.shift(t)
+    if isinstance(a, PendingAdd) and a.act == "linear":
+        k = _flat(g, node, b, a.shape)
+        return replace(a, c=k if a.c is None else add(a.c, k))
     if isinstance(a, (PendingConv, PendingAdd)):
         a = g.node_of(a, ta)
     if isinstance(a, Affine):
@@ -157,18 +160,20 @@ def op_add(g, node, a, b):
 
 def _sum_node(g, node, a, b) -> PendingAdd:
     """A residual or all-reduce sum of two tensors computed from different nodes: an IR Add
-    over the two (each made a node first), a ReLU after it becoming its activation."""
+    over the two (each made a node when the sum is), a ReLU after it becoming its
+    activation."""
     if tuple(a.shape) != tuple(b.shape):
         raise g.error(node, f"adds computed tensors of shapes {list(a.shape)} and "
                       f"{list(b.shape)}", "nnir sums computed tensors of equal shapes only "
                       "(no broadcasting between them)")
-    srcs = []
+    terms, c = [], None
     for v, t in ((a, node.input[0]), (b, node.input[1])):
         if isinstance(v, PendingAdd) and v.act == "linear":
-            srcs += v.srcs  # (a + b) + c is one add over a, b, c
+            terms += v.terms  # (a + b) + c is one add over a, b, c
+            c = v.c if c is None else (c if v.c is None else add(c, v.c))
         else:
-            srcs.append(g.node_of(v, t).src)
-    return PendingAdd(tuple(srcs), tuple(a.shape))
+            terms.append((v, t))
+    return PendingAdd(tuple(terms), tuple(a.shape), "linear", c)
 
 
 def op_sub(g, node, a, b):
@@ -461,7 +466,8 @@ def _positions(shape) -> np.ndarray:
     return np.arange(math.prod(shape), dtype=np.int64).reshape(shape)
 
 
-def _select(g, node, a, idx: np.ndarray, shape):
+def _select(g, node, a, idx: np.ndarray, shape, tensor: str | None = None,
+            slices: bool = True):
     """Entries `idx` (flat, in order) of computed tensor `a`, as a tensor of shape `shape`:
     rows of a pending dense map, else an IR Slice (a contiguous run) or Gather node of the
     source, with a diagonal map carried over."""
@@ -474,17 +480,17 @@ def _select(g, node, a, idx: np.ndarray, shape):
     if a.A is not None:
         c = None if a.c is None else np.asarray(a.c)[idx]
         return Affine(a.src, a.src_size, shape, np.asarray(a.A)[idx], c)
-    src = g.index_node(a.src, idx, node.output[0])
+    src = g.index_node(a.src, idx, tensor or node.output[0], slices)
     d = None if a.d is None else np.asarray(a.d)[idx]
     c = None if a.c is None else np.asarray(a.c)[idx]
     return Affine(src, len(idx), shape, None, c, d)
 
 
-def _take(g, node, a, positions: np.ndarray):
+def _take(g, node, a, positions: np.ndarray, tensor: str | None = None, slices: bool = True):
     """The tensor of the entries `positions` (an array of flat indices, its shape the new
-    shape) of `a`, computed or constant."""
+    shape) of `a`, computed or constant; `slices`: a contiguous run may be an IR Slice."""
     if isinstance(a, _COMPUTED):
-        return _select(g, node, a, positions, positions.shape)
+        return _select(g, node, a, positions, positions.shape, tensor, slices)
     return np.asarray(a).reshape(-1)[positions.reshape(-1)].reshape(positions.shape)
 
 
@@ -503,7 +509,7 @@ def op_transpose(g, node, a):
     perm = list(g.attr(node, "perm", list(range(len(shape)))[::-1]))
     if sorted(perm) != list(range(len(shape))):
         raise g.error(node, f"perm {perm} is no permutation of {len(shape)} axes")
-    return _take(g, node, a, _positions(shape).transpose(perm))
+    return _take(g, node, a, _positions(shape).transpose(perm), slices=False)
 
 
 def op_slice(g, node, a, starts=None, ends=None, axes=None, steps=None):
@@ -546,8 +552,8 @@ def op_split(g, node, a, split=None, num=None):
         raise g.error(node, f"split {parts} does not cut axis {axis} of length {shape[axis]} "
                       f"into {n} outputs")
     pos, out, at = _positions(shape), [], 0
-    for k in parts:
-        out.append(_take(g, node, a, np.take(pos, np.arange(at, at + k), axis=axis)))
+    for k, t in zip(parts, node.output):
+        out.append(_take(g, node, a, np.take(pos, np.arange(at, at + k), axis=axis), t))
         at += k
     return Outputs(out)
 
@@ -562,7 +568,7 @@ def op_gather(g, node, a, indices):
     if np.any(idx < -n) or np.any(idx >= n):
         raise g.error(node, f"Gather index out of range for axis {axis} of length {n}")
     return _take(g, node, a, np.take(_positions(shape), np.where(idx < 0, idx + n, idx),
-                                     axis=axis))
+                                     axis=axis), slices=False)
 
 
 def op_concat(g, node, *parts):

@@ -1,8 +1,12 @@
-"""Writing a network of dense layers as an ONNX model: one Gemm (plus a Relu) per layer.
+"""Writing a network as an ONNX model: per node kind a few ONNX nodes on flat vectors.
 
-Tensor names are the nnir names for node values (so `read_onnx` gives the layers their names
-back) and `layer/W`, `layer/b`, `layer/pre` for the rest, which no nnir name can collide with.
-The input box and the network's name travel in the model's metadata.
+Every node value is a tensor of shape [N, size] (the batch, then the flat vector), as nnir's
+vectors are: a dense layer is a Gemm (plus a Relu); a conv reshapes its source to [N, C, H, W]
+(ONNX's NCHW, nnir's row-major order), convolves (plus a Relu) and flattens back; a slice, gather
+or concat is a Slice, Gather or Concat along axis 1; an add is a chain of Adds (plus a Relu).
+Tensor names are the nnir names for node values (so `read_onnx` gives the nodes their names
+back) and `node/W`, `node/pre` ... for the rest, which no nnir name can collide with. The input
+box and the network's name travel in the model's metadata.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import numpy as np
 from nnir.errors import NnirError
 from nnir.io import atomic_path
 from nnir.ir.const import format_number
-from nnir.ir.kinds import supports, unsupported
+from nnir.ir.kinds import supports
 from nnir.ir.nodes import Network
 
 OPSET = 13  # Gemm/Relu/Identity as in every runtime of the last years
@@ -43,7 +47,8 @@ def _fits(values: np.ndarray, dtype) -> bool:
 
 def _choose(net: Network, dtype: str) -> tuple[type, bool, int]:
     """(numpy float type, all weights exact in it, count of weights that are no float64)."""
-    consts = [t for lay in net.layers for t in (lay.weight, lay.bias)]
+    consts = [t for lay in net.layers if lay.kind in ("dense", "conv")
+              for t in (lay.weight, lay.bias)]
     inexact = sum(sum(1 for v in t.exact.reshape(-1) if Fraction(float(v)) != v)
                   for t in consts if not t.is_float_exact)
     if dtype not in ("auto", "float32", "float64"):
@@ -68,13 +73,62 @@ def _dense(lay, nodes: list, inits: list, ftype, onnx) -> None:
         nodes.append(helper.make_node("Relu", [out], [lay.name], name=f"{lay.name}/relu"))
 
 
-_NOT_DENSE = "write_onnx writes dense layers; '{name}' is a {kind} node"
-RULES = {"dense": _dense,
-         "slice": unsupported("onnx export", _NOT_DENSE, NnirError),
-         "concat": unsupported("onnx export", _NOT_DENSE, NnirError),
-         "add": unsupported("onnx export", _NOT_DENSE, NnirError),
-         "conv": unsupported("onnx export", _NOT_DENSE, NnirError),
-         "gather": unsupported("onnx export", _NOT_DENSE, NnirError)}
+def _ints(name: str, values, onnx):
+    return onnx.numpy_helper.from_array(np.asarray(values, dtype=np.int64), name)
+
+
+def _act(lay, pre: str, out: str, nodes: list, onnx) -> None:
+    """`out` = relu(pre) or pre itself (an Identity) as the node's activation says."""
+    op = "Relu" if lay.act == "relu" else "Identity"
+    nodes.append(onnx.helper.make_node(op, [pre], [out], name=f"{lay.name}/{op.lower()}"))
+
+
+def _conv(lay, nodes: list, inits: list, ftype, onnx) -> None:
+    helper, numpy_helper = onnx.helper, onnx.numpy_helper
+    n = lay.name
+    inits += [_ints(f"{n}/shape", (-1,) + tuple(lay.in_shape), onnx),
+              numpy_helper.from_array(np.asarray(lay.weight.f64, dtype=ftype), f"{n}/W"),
+              numpy_helper.from_array(np.asarray(lay.bias.f64, dtype=ftype), f"{n}/b")]
+    nodes.append(helper.make_node("Reshape", [lay.src, f"{n}/shape"], [f"{n}/image"],
+                                  name=f"{n}/reshape"))
+    nodes.append(helper.make_node(
+        "Conv", [f"{n}/image", f"{n}/W", f"{n}/b"], [f"{n}/pre"], name=f"{n}/conv",
+        kernel_shape=list(lay.weight.shape[2:]), strides=list(lay.stride),
+        pads=list(lay.pads), dilations=list(lay.dilation), group=lay.groups))
+    _act(lay, f"{n}/pre", f"{n}/act", nodes, onnx)
+    nodes.append(helper.make_node("Flatten", [f"{n}/act"], [n], name=f"{n}/flatten", axis=1))
+
+
+def _gather(lay, nodes: list, inits: list, ftype, onnx) -> None:
+    inits.append(_ints(f"{lay.name}/index", lay.index, onnx))
+    nodes.append(onnx.helper.make_node("Gather", [lay.src, f"{lay.name}/index"], [lay.name],
+                                       name=f"{lay.name}/gather", axis=1))
+
+
+def _slice(lay, nodes: list, inits: list, ftype, onnx) -> None:
+    n = lay.name
+    inits += [_ints(f"{n}/starts", [lay.start], onnx),
+              _ints(f"{n}/ends", [lay.start + lay.size], onnx), _ints(f"{n}/axes", [1], onnx)]
+    nodes.append(onnx.helper.make_node("Slice", [lay.src, f"{n}/starts", f"{n}/ends",
+                                                 f"{n}/axes"], [n], name=f"{n}/slice"))
+
+
+def _concat(lay, nodes: list, inits: list, ftype, onnx) -> None:
+    nodes.append(onnx.helper.make_node("Concat", list(lay.srcs), [lay.name],
+                                       name=f"{lay.name}/concat", axis=1))
+
+
+def _add(lay, nodes: list, inits: list, ftype, onnx) -> None:
+    n, cur = lay.name, lay.srcs[0]
+    for k, src in enumerate(lay.srcs[1:], 1):  # a chain of Adds: read back as one add node
+        nodes.append(onnx.helper.make_node("Add", [cur, src], [f"{n}/sum{k}"],
+                                           name=f"{n}/add{k}"))
+        cur = f"{n}/sum{k}"
+    _act(lay, cur, n, nodes, onnx)
+
+
+RULES = {"dense": _dense, "slice": _slice, "concat": _concat, "add": _add, "conv": _conv,
+         "gather": _gather}
 
 
 def build_model(net: Network, path: str, dtype: str = "auto"):
