@@ -237,9 +237,9 @@ def _dense_rows(low: Lowering, lay, z, names) -> None:
     W, b = lay.weight.f64[:, live], lay.bias.f64
     cols = src[live]
     for j in range(lay.size):  # W_j x - z_j = -b_j
-        nz = W[j] != 0.0
-        low.m.rows.append(_row(np.append(cols[nz], z[j]), np.append(W[j][nz], -1.0),
-                               -b[j], -b[j], f"def_{names[j]}"))
+        nz = W[j] != 0.0  # add_row merges a column read twice (a gather or concat repeat)
+        low.m.add_row(np.append(cols[nz], z[j]), np.append(W[j][nz], -1.0), -b[j], -b[j],
+                      f"def_{names[j]}")
 
 
 def _add_rows(low: Lowering, lay, z, names) -> None:
@@ -271,8 +271,8 @@ def _conv_rows(low: Lowering, lay, z, names) -> None:
     for j, (c, widx) in enumerate(conv.rows(lay)):  # taps only: W_j x - z_j = -b_j
         w, v = wf[widx], src[c]
         keep = (w != 0.0) & (v >= 0)
-        low.m.rows.append(_row(np.append(v[keep], z[j]), np.append(w[keep], -1.0),
-                               -b[j], -b[j], f"def_{names[j]}"))
+        low.m.add_row(np.append(v[keep], z[j]), np.append(w[keep], -1.0), -b[j], -b[j],
+                      f"def_{names[j]}")
 
 
 def _lower_conv(low: Lowering, lay, facts) -> None:
