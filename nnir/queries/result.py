@@ -93,9 +93,14 @@ class Result:
             lines.extend("  " + m for m in self.message.splitlines())
         if self.witness:
             w = self.witness
+            shown = list(zip(w["input_names"], w["inputs"], w["inputs_float"]))
+            more = ""
+            if len(shown) > WITNESS_SHOWN:  # an image is 784 or 3072 values: not one line
+                more = (f", ... ({len(shown) - WITNESS_SHOWN} more; --json or -o FILE has "
+                        "every value)")
+                shown = shown[:WITNESS_SHOWN]
             lines.append("  witness: " + ", ".join(
-                f"{n}{_show(v, f)}" for n, v, f in
-                zip(w["input_names"], w["inputs"], w["inputs_float"])))
+                f"{n}{_show(v, f)}" for n, v, f in shown) + more)
             lines.append("  outputs: " + ", ".join(
                 f"{n}={v:.9g}" for n, v in zip(w["output_names"], w["outputs"])))
         if self.replay and self.kind == "train":
@@ -141,6 +146,9 @@ def _show(exact: str, f: float) -> str:
     if Fraction(f) == parse_number(exact):
         return f"={f!r}"
     return f"~{f:.12g}"
+
+
+WITNESS_SHOWN = 16  # witness coordinates in the text rendering (the JSON has all)
 
 
 def witness_dict(net, inputs, vals_exact) -> dict:
