@@ -239,17 +239,17 @@ def graph_model(nodes, x_shape, y_shape, inits, opset=13):
     return model(nodes, [("x", x_shape)], ("y", y_shape), ts, opset=opset)
 
 
-def conv_relu(rng, C=2, H=5, W=6, O=4, k=(3, 3), group=1, **attrs):
+def conv_relu(rng, C=2, H=5, W=6, Co=4, k=(3, 3), group=1, **attrs):
     """Conv (attributes as given) -> Relu -> Flatten -> Gemm to 3 outputs; the output width
     is computed by onnx shape inference, so any stride/pads/dilation/auto_pad combination
     works."""
     nd = helper.make_node
     one_d = len(k) == 1
     x_shape = [1, C, W] if one_d else [1, C, H, W]
-    wk = rng.normal(size=(O, C // group) + tuple(k)).round(2)
+    wk = rng.normal(size=(Co, C // group) + tuple(k)).round(2)
     nodes = [nd("Conv", ["x", "K", "kb"], ["c"], group=group, **attrs),
              nd("Relu", ["c"], ["r"]), nd("Flatten", ["r"], ["f"])]
-    m = graph_model(nodes, x_shape, [1, 3], [("K", wk), ("kb", rng.normal(size=O).round(2))])
+    m = graph_model(nodes, x_shape, [1, 3], [("K", wk), ("kb", rng.normal(size=Co).round(2))])
     inferred = onnx.shape_inference.infer_shapes(m)
     n = int(np.prod([d.dim_value for d in next(v for v in inferred.graph.value_info
                                                if v.name == "f").type.tensor_type.shape.dim]))

@@ -391,9 +391,7 @@ def _fold_before(g, node, x: Affine, W, bias, chw, groups: int, pads):
         return g.node_of(x, node.input[0]), W, bias
     Co, Cg = W.shape[:2]
     cin = (np.arange(Co)[:, None] // (Co // groups)) * Cg + np.arange(Cg)[None, :]
-    if x.d is not None:
-        W = mul(W, np.asarray(d)[cin][:, :, None, None])
-    if np.any(k != 0):
+    if np.any(k != 0):  # with the kernel before it is scaled: w . (d v + k)
         taps = W.shape[2] * W.shape[3]
         kk = np.asarray(k)[cin]  # (Co, Cg)
         if groups == 1:  # every out channel reads every channel: one product
@@ -402,6 +400,8 @@ def _fold_before(g, node, x: Affine, W, bias, chw, groups: int, pads):
             shift = np.concatenate([dot(W[o].reshape(1, -1), np.repeat(kk[o], taps))
                                     for o in range(Co)])
         bias = add(bias, shift)
+    if x.d is not None:
+        W = mul(W, np.asarray(d)[cin][:, :, None, None])
     return Affine(x.src, x.src_size, x.shape), W, bias
 
 

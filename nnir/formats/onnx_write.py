@@ -172,6 +172,9 @@ def build_model(net: Network, path: str, dtype: str = "auto"):
                             "to the nearest one")
     elif not exact:
         report.notes.append("some weights are no float32 value and were rounded to float32")
+    if ftype == np.float64 and any(lay.kind == "conv" for lay in net.layers):
+        report.notes.append("written in float64, and onnxruntime's CPU provider has no float64 "
+                            "Conv: write with dtype float32 to run it there")
     if net.input.constraints:
         report.notes.append("the input constraints (where) are not part of the ONNX model")
     return report
