@@ -2,7 +2,9 @@
 
 It answers `sat` only with a witness replayed in exact rational arithmetic, and `unsat` only when
 every sub-problem was closed by a sound float64 bound or by an exact SMT solver, so its verdicts
-are exact. Networks must be dense relu/linear layers; anything else is declined as unsupported.
+are exact. Networks must be chains of dense, conv, gather and slice nodes with relu or linear
+activations (`split.props.supported`); anything else (add and concat nodes: residual and
+sharded graphs) is declined as unsupported.
 
 On a small input (at most `registry.AUTO_SPLIT_MAX_INPUTS` coordinates, as ACAS Xu's 5) it
 splits the input box instead (the `split` engine, option `input_split`): there ReLU splitting

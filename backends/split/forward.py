@@ -5,8 +5,8 @@ terms eL, eU >= 0 are kept such that, for every x in the box and the exact (rati
 the node, L(x) - eL <= v <= U(x) + eU, where L and U are evaluated exactly from the floats stored
 (the symbolic intervals of ReluVal and Neurify: Wang et al. 2018, "Formal Security Analysis of
 Neural Networks using Symbolic Intervals" and "Efficient Formal Safety Analysis of Neural
-Networks"). A dense layer maps them by W+ U + W- L (and the mirror); an unstable ReLU with
-pre-activation bounds l < 0 < u gets the upper line a z + d of `relu_relaxation` and the lower
+Networks"). A layer z = W src + b maps them by W+ U + W- L (and the mirror); an unstable ReLU
+with pre-activation bounds l < 0 < u gets the upper line a z + d of `relu_relaxation` and the lower
 line alpha z, alpha = 1 if u >= -l else 0 (CROWN's choice; valid for any alpha in [0, 1]); stable
 ReLUs are exact. Concretising U and L over the box gives sound pre-activation bounds, and so on
 layer by layer. Both functions of a node are stored side by side, A[:, :, :n] for U and
@@ -23,6 +23,14 @@ of the exact weights to floats through |h| <= M (a sound magnitude of the source
 which also covers the rounding of the error terms themselves, plus an underflow allowance, and
 round every error term and bound outward with `nextafter`. Non-finite values make a bound
 infinite, never NaN.
+
+Layers are the nodes with one source: dense, conv (W its sparse tap matrix, `nnir.ir.conv`:
+a row has at most C/groups * kh * kw <= N terms, so the same allowance holds), gather and slice
+(0/1 index maps, exact but treated like any W). The forward intervals hold (d + 1) x 2m floats
+per node and box: on a 3072-dim CIFAR input that is about 100 MB per conv layer for one box, so
+the ReLU-split engine computes them once, at the root, and bounds sub-problems by back-
+substitution (`bab.crown`); its `crown=False` mode sizes its batches by the same count (one box
+at a time on such inputs).
 """
 from __future__ import annotations
 
