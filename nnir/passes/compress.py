@@ -234,10 +234,10 @@ def _compress_graph(net: Network, stable: dict, name: str | None):
                     _fold_conv(w, act, r)
                 folded.add(lay.name)
                 continue
-        O, OH, OW = w["out_shape"]
-        per_ch = s.reshape(O, OH * OW)
+        n_out, OH, OW = w["out_shape"]
+        per_ch = s.reshape(n_out, OH * OW)
         keep = np.flatnonzero(~np.all(per_ch == -1, axis=1))
-        if len(keep) == O or w["groups"] != 1 or \
+        if len(keep) == n_out or w["groups"] != 1 or \
                 any(r["kind"] == "conv" and r["groups"] != 1 for r in rd):
             continue
         if len(keep) == 0:

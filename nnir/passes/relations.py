@@ -27,7 +27,6 @@ from fractions import Fraction
 
 import numpy as np
 
-from nnir.ir import conv
 from nnir.ir.nodes import Network
 from nnir.passes import forms as F
 from nnir.passes.relations_report import describe_value, nearest
