@@ -8,6 +8,8 @@ The public API is what this package exports (`__all__`):
 * answer: `solve` answers one query (a `Result`); `solve_problems` answers a property given as
   several `VerifyProblem` regions (the VNN-COMP convention);
 * lower and print: `to_smtlib` (SMT-LIB text), `to_milp` (a `MilpModel`), `print_program`;
+  `embed` puts a network into your own HiGHS, z3 or PySMT model (or plain MILP data) and
+  returns an `Embedding` with the variables of every neuron;
 * the IR types (`Program`, `Network`, `Input`, `Dense`, `Slice`, `Concat`, `Add`, `Const`,
   `Ref`, `Atom`, `And`, `Or`, `Not`, `BoolConst`), the query classes (`Verify`, `Train`,
   `Bound`, `Stable`, `Compress`, `Equiv`), a backend's raw `Answer`, and the errors (all
@@ -29,6 +31,7 @@ if not _os.path.isdir(_os.path.join(__path__[0], "backends")) and _os.path.isfil
 from nnir.api import network, program, solve, to_milp, to_smtlib  # noqa: E402
 from nnir.backends.base import Answer  # noqa: E402
 from nnir.backends.milp.model import MilpModel  # noqa: E402
+from nnir.embedding import Embedding, embed  # noqa: E402
 from nnir.errors import (  # noqa: E402
     BackendError,
     DslError,
@@ -86,6 +89,7 @@ __all__ = [
     "solve_problems",
     "to_smtlib",
     "to_milp",
+    "embed",
     "print_program",
     "read_onnx",
     "write_onnx",
@@ -119,6 +123,7 @@ __all__ = [
     "Answer",
     "Result",
     "MilpModel",
+    "Embedding",
     # errors
     "NnirError",
     "DslError",
