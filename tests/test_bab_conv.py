@@ -1,8 +1,9 @@
-"""The branch-and-bound engines on convolutional networks (issue 14): chains of conv, gather and
-dense nodes. The engines keep a convolution as its sparse tap matrix (`nnir.ir.conv.matrix`);
-their bounds must hold at exact points of every sub-problem, their verdicts must agree with z3
-on the equivalent dense network (each conv and gather written out as an exact dense matrix),
-and removing the rounding allowance must make a conv verdict wrong (the mutation check)."""
+"""The branch-and-bound engines on convolutional networks (issue 14): chains of conv, gather,
+slice and dense nodes. The engines keep a convolution as its sparse tap matrix
+(`nnir.ir.conv.matrix`); their bounds must hold at exact points of every sub-problem, their
+verdicts must agree with z3 on the equivalent dense network (each conv, gather and slice written
+out as an exact dense matrix), and removing the rounding allowance must make a conv verdict
+wrong (the mutation check)."""
 from fractions import Fraction
 
 import numpy as np
@@ -23,7 +24,7 @@ from nnir.ir import conv
 from nnir.ir.const import Const
 from nnir.ir.evaluate import atom_value, evaluate
 from nnir.ir.formula import nnf
-from nnir.ir.nodes import Add, And, Conv, Dense, Gather, Input, Network, Program, Verify
+from nnir.ir.nodes import Add, And, Conv, Dense, Gather, Input, Network, Program, Slice, Verify
 from nnir.ir.verifier import verify_network
 from nnir.passes.interval import input_box
 from nnir.passes.manager import default_pipeline
@@ -36,8 +37,8 @@ SMALL = {"attack_starts": 0, "sub_steps": 0}  # no attack: the bounds and leaves
 @st.composite
 def conv_networks(draw, max_inputs: int = 18):
     """An input (C, H, W), one or two conv layers (kernel 1-3, stride 1-2, padding 0-1, relu),
-    sometimes a gather (a reordering subset of the last conv's outputs), a dense head of 1-2
-    outputs; small rational weights (so z3 stays quick on the dense equivalent)."""
+    sometimes a gather (a reordering subset of the last conv's outputs) or a slice, a dense
+    head of 1-2 outputs; small rational weights (so z3 stays quick on the dense equivalent)."""
     while True:
         C = draw(st.integers(1, 2))
         H, W = draw(st.integers(2, 4)), draw(st.integers(2, 4))
@@ -64,10 +65,16 @@ def conv_networks(draw, max_inputs: int = 18):
                            Const.exact_of(b), stride, pads, (1, 1), 1, "relu"))
         src, shape = name, (oc, OH, OW)
     size = n if not layers else layers[-1].size
-    if layers and draw(st.booleans()):
+    pick = draw(st.sampled_from(["none", "gather", "slice"])) if layers else "none"
+    if pick == "gather":
         idx = tuple(draw(st.lists(st.integers(0, size - 1), min_size=1, max_size=size)))
         layers.append(Gather("g", len(idx), src, idx))
         src, size = "g", len(idx)
+    elif pick == "slice":
+        start = draw(st.integers(0, size - 1))
+        k = draw(st.integers(1, size - start))
+        layers.append(Slice("s", k, src, start))
+        src, size = "s", k
     if draw(st.booleans()):
         m = draw(st.integers(1, 3))
         layers.append(Dense("h", m, src, Const.exact_of([[draw(small) for _ in range(size)]
@@ -84,7 +91,8 @@ def conv_networks(draw, max_inputs: int = 18):
 
 
 def dense_equivalent(net: Network) -> Network:
-    """The same network with every conv and gather node written as an exact dense layer."""
+    """The same network with every conv, gather and slice node written as an exact dense
+    layer."""
     layers = []
     for lay in net.layers:
         if lay.kind == "conv":
@@ -96,9 +104,10 @@ def dense_equivalent(net: Network) -> Network:
                     W[r, j] += w[k]
             lay = Dense(lay.name, lay.size, lay.src, Const.exact_of(W.tolist()),
                         Const.exact_of(list(conv.bias_vector(lay, exact=True))), lay.act)
-        elif lay.kind == "gather":
-            W = [[Fraction(int(j == i)) for j in range(net.size_of(lay.src))]
-                 for i in lay.index]
+        elif lay.kind in ("gather", "slice"):
+            index = (lay.index if lay.kind == "gather"
+                     else range(lay.start, lay.start + lay.size))
+            W = [[Fraction(int(j == i)) for j in range(net.size_of(lay.src))] for i in index]
             lay = Dense(lay.name, lay.size, lay.src, Const.exact_of(W),
                         Const.exact_of([0] * lay.size), "linear")
         layers.append(lay)
@@ -109,7 +118,7 @@ def _problem(net: Network, q: Verify) -> VerifyProblem:
     return VerifyProblem.from_query(q, default_pipeline().run(net))
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(st.data())
 def test_bab_on_conv_agrees_with_z3_on_the_dense_equivalent(data):
     net = data.draw(conv_networks())
@@ -126,7 +135,7 @@ def test_bab_on_conv_agrees_with_z3_on_the_dense_equivalent(data):
         assert got.inputs is not None
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(st.data())
 def test_crown_bounds_on_conv_contain_exact_values(data):
     """alpha/beta-CROWN on conv networks (sparse taps): the root's tightened bounds, refined
