@@ -159,9 +159,12 @@ def _owalk(node: tuple, t: np.ndarray, dsign: np.ndarray):
 def supported(net: Network) -> str | None:
     """Why the split engine cannot take `net`, or None."""
     for lay in net.layers:
-        if not supports(RULES, lay.kind) or lay.act not in ("relu", "linear"):
-            return (f"node '{getattr(lay, 'name', '?')}' is not a dense, conv, gather or slice "
-                    "node with a relu or linear activation")
+        takes = ("the engine takes chains of dense, conv, gather and slice nodes with relu or "
+                 "linear activations")
+        if not supports(RULES, lay.kind):
+            return f"node '{lay.name}' is a {lay.kind} node; {takes}"
+        if lay.act not in ("relu", "linear"):
+            return f"node '{lay.name}' has activation {lay.act}; {takes}"
     if net.has_unknowns:
         return "the network has unknown weights"
     return None
