@@ -24,7 +24,7 @@ from nnir.formats.commands import cmd_verify_files, emit_file
 from nnir.formats.vnncomp import NETWORK_SUFFIXES
 from nnir.frontend import load
 from nnir.io import atomic_path, write_text
-from nnir.ir.printer import print_network, print_program
+from nnir.ir.printer import WeightStore, print_network, print_program
 from nnir.passes.manager import PassContext, PassManager, registered_passes
 from nnir.queries.route import check_run_options
 
@@ -134,15 +134,19 @@ def _save_trained(res, path: str) -> None:
     if res.trained is None:
         return
     verb = "trained" if res.kind == "train" else "made"
-    write_text(path, f"# {verb} by nnir ({res.backend}), query {res.query}; "
-               f"{res.certified}\n" + print_network(res.trained))
-    arrays = {}
-    for k, lay in enumerate(res.trained.layers, 1):
-        arrays[f"W{k}"], arrays[f"b{k}"] = lay.weight.f64, lay.bias.f64
     npz = os.path.splitext(path)[0] + ".npz"
+    # large float weights (a conv network's kernels) are loaded from the .npz, so the text stays
+    # readable; the dense layers' W1, b1, ... are there too for numpy users, as before
+    store = WeightStore(os.path.basename(npz))
+    text = print_network(res.trained, store=store)
+    arrays = dict(store.arrays)
+    for k, lay in enumerate(res.trained.dense_layers, 1):
+        arrays[f"W{k}"], arrays[f"b{k}"] = lay.weight.f64, lay.bias.f64
     with atomic_path(npz, suffix=".npz") as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
+    write_text(path, f"# {verb} by nnir ({res.backend}), query {res.query}; "
+               f"{res.certified}\n" + text)
     res.notes.append(f"network written to {path} and {npz}")
 
 

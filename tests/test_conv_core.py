@@ -157,3 +157,33 @@ def test_exact_weights_that_are_not_floats():
     assert evaluate(net, [Fraction(1, 3)] * 9, exact=True)["p"][0] == Fraction(1, 3)
     f = SymbolicBounds().run(IntervalBounds().run(net, None), None).facts
     assert f.lo["p"][0] <= 1 / 3 <= f.hi["p"][0]
+
+
+def test_weights_to_npz_print_round_trip(tmp_path):
+    """`print_network(store=)`: large float kernels go to an .npz the text loads; rational
+    weights stay inline (exact); parsing the pair back gives the same network."""
+    from nnir.ir.printer import WeightStore, print_network
+
+    rng = np.random.default_rng(3)
+    n = 2 * 8 * 8
+    inp = Input("x", n, Const.of_floats(np.zeros(n)), Const.of_floats(np.ones(n)))
+    c1 = Conv("c1", 4 * 4 * 4, "x", (2, 8, 8), (4, 4, 4),
+              Const.of_floats(rng.normal(size=(4, 2, 3, 3))), Const.of_floats(rng.normal(size=4)),
+              (2, 2), (1, 1, 1, 1), act="relu")
+    pool = Conv("p", 16, "c1", (4, 4, 4), (4, 2, 2),
+                Const(exact=np.full((4, 1, 3, 3), Fraction(1, 9), dtype=object)),
+                Const.zeros((4,)), groups=4)
+    out = Dense("y", 2, "p", Const.of_floats(rng.normal(size=(2, 16))), Const.zeros((2,)),
+                "linear")
+    net = Network("n", inp, (c1, pool, out), "y")
+    verify_network(net)
+    store = WeightStore("n.npz", threshold=8)
+    text = print_network(net, store=store)
+    # 72 and 32 floats go out; the pool's 1/9 (no float) and the 4 biases stay inline
+    assert set(store.arrays) == {"c1.weight", "y.weight"}
+    assert "1/9" in text
+    np.savez(tmp_path / "n.npz", **store.arrays)
+    (tmp_path / "n.nnir").write_text(text)
+    assert len(text) < 2000
+    back = parse_program(text, str(tmp_path / "n.nnir")).networks[0]
+    assert back == net

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+import numpy as np
+
 from nnir.ir.const import format_number
 from nnir.ir.nodes import (
     And,
@@ -50,7 +52,27 @@ def _num(q) -> str:
     return format_number(Fraction(q))
 
 
-def _tensor(t, indent: str) -> str:
+class WeightStore:
+    """Where `print_network(..., store=)` puts large weights: arrays of more than `threshold`
+    values that are exactly float64 go into `arrays` (saved by the caller as the `.npz` file
+    `path`, written relative to the `.nnir` file) and print as `load "path"["key"]`; others
+    (rationals such as 1/9 that no float holds) stay inline, so the text stays exact."""
+
+    def __init__(self, path: str, threshold: int = 64):
+        self.path, self.threshold = path, threshold
+        self.arrays: dict = {}
+
+
+_store: list = []  # the active WeightStore while a network prints (none: all inline)
+
+
+def _tensor(t, indent: str, key: str | None = None) -> str:
+    store = _store[-1] if _store else None
+    if (store is not None and key is not None and not isinstance(t, Unknown)
+            and int(np.prod(t.shape)) > store.threshold and t.is_float_exact):
+        store.arrays[key] = np.asarray(t.f64)
+        path = store.path.replace("\\", "\\\\").replace('"', '\\"')
+        return f'load "{path}"["{key}"]'
     if isinstance(t, Unknown):
         box = f" in [{_num(t.lo)}, {_num(t.hi)}]" if t.lo is not None else ""
         return "unknown" + box
@@ -63,7 +85,19 @@ def _tensor(t, indent: str) -> str:
     return "[\n" + ",\n".join(indent + "    " + r for r in rows) + "\n" + indent + "  ]"
 
 
-def print_network(net: Network, facts: bool = False) -> str:
+def print_network(net: Network, facts: bool = False, store: WeightStore | None = None) -> str:
+    """The network's `.nnir` text; with `store`, large float weights go to an `.npz` file
+    (`WeightStore`) and the text loads them, so a conv network stays readable."""
+    if store is None:
+        return _print_network(net, facts)
+    _store.append(store)
+    try:
+        return _print_network(net, facts)
+    finally:
+        _store.pop()
+
+
+def _print_network(net: Network, facts: bool = False) -> str:
     inp = net.input
     lines = [f"net {net.name} {{"]
     lo, hi = inp.lo.exact, inp.hi.exact
@@ -89,9 +123,10 @@ def _layer(lay) -> str:
 
 
 def _dense(lay) -> str:
-    text = f"  {lay.act} {lay.name}[{lay.size}] = {_tensor(lay.weight, '  ')} {lay.src}"
+    text = (f"  {lay.act} {lay.name}[{lay.size}] = "
+            f"{_tensor(lay.weight, '  ', lay.name + '.weight')} {lay.src}")
     if isinstance(lay.bias, Unknown) or any(v != 0 for v in lay.bias.exact):
-        text += " + " + _tensor(lay.bias, "  ")
+        text += " + " + _tensor(lay.bias, "  ", lay.name + ".bias")
     return text
 
 
@@ -121,11 +156,12 @@ def _conv(lay) -> str:
     `kernel [kh, kw]`, every geometry option spelled out."""
     Co, Cg, KH, KW = lay.weight.shape
     expr = (f"conv({lay.src} {_ints(lay.in_shape)}, "
-            f"{_tensor(lay.weight.reshape((Co, Cg * KH * KW)), '  ')}, kernel {_ints((KH, KW))}, "
+            f"{_tensor(lay.weight.reshape((Co, Cg * KH * KW)), '  ', lay.name + '.weight')}, "
+            f"kernel {_ints((KH, KW))}, "
             f"stride {_ints(lay.stride)}, pads {_ints(lay.pads)}, "
             f"dilation {_ints(lay.dilation)}, groups {lay.groups})")
     if any(v != 0 for v in lay.bias.exact):
-        expr += " + " + _tensor(lay.bias, "  ")
+        expr += " + " + _tensor(lay.bias, "  ", lay.name + ".bias")
     if lay.act == "relu":
         expr = f"relu({expr})"
     return f"  conv {lay.name} {_ints(lay.out_shape)} = {expr}"
