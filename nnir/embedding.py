@@ -36,7 +36,10 @@ from nnir.backends.embed.data import (
     embed_milp,
     matrix_form,
 )
+from nnir.backends.embed.highs_embed import add_to_highs
+from nnir.backends.embed.pysmt_embed import pysmt_embedding
 from nnir.backends.embed.smt_common import SMT_RELU
+from nnir.backends.embed.z3_embed import add_to_z3
 from nnir.ir.nodes import Network
 
 TARGETS = ("milp", "highs", "z3", "pysmt")
@@ -99,16 +102,10 @@ def embed(net: Network, target="milp", inputs=None, *, bounds: str = "symbolic",
             raise ValueError("target 'milp' makes its own input columns; inputs must be None")
         return embed_milp(bnet, relu, prefix)
     if kind == "highs":
-        from nnir.backends.embed.highs_embed import add_to_highs
-
         return add_to_highs(target, bnet, inputs, relu, prefix)
     if kind == "z3":
-        from nnir.backends.embed.z3_embed import add_to_z3
-
         return add_to_z3(None if isinstance(target, str) else target, bnet, inputs, relu,
                          prefix)
-    from nnir.backends.embed.pysmt_embed import pysmt_embedding
-
     return pysmt_embedding(bnet, inputs, env, relu, prefix)
 
 

@@ -25,6 +25,7 @@ from nnir.backends.milp.model import INF, MilpModel
 from nnir.errors import UnsupportedQuery
 from nnir.ir import conv
 from nnir.ir.const import Const
+from nnir.ir.evaluate import evaluate
 from nnir.ir.nodes import BoolConst, Network
 from nnir.ir.verifier import verify_network
 from nnir.passes.interval import IntervalBounds, input_box
@@ -120,8 +121,6 @@ class Embedding:
         Returns:
             The exact output values.
         """
-        from nnir.ir.evaluate import evaluate
-
         return list(evaluate(self.net, list(x), exact=True)[self.net.output])
 
 

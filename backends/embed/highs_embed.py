@@ -52,10 +52,15 @@ def add_to_highs(h, net: Network, inputs=None, relu: str = "bigm",
         order = new
     _add_columns(h, highspy, order, lo, hi, integ, names)
     if inputs is not None:  # their bounds cut to the box the big-M constants hold on
-        _, _, _, clo, chi, _ = h.getCols(n_in, cols.astype(np.int32))
-        in_lo, in_hi = lo[data.inputs], hi[data.inputs]
+        # HiGHS's index-set calls want increasing indices (unsorted, getCols returns garbage
+        # with an error status), so go through the columns in sorted order.
+        order_in = np.argsort(cols)
+        sorted_cols = cols[order_in].astype(np.int32)
+        status, _, _, clo, chi, _ = h.getCols(n_in, sorted_cols)
+        _check(status, highspy, "reading the input columns' bounds")
+        in_lo, in_hi = lo[data.inputs][order_in], hi[data.inputs][order_in]
         new_lo, new_hi = np.maximum(np.asarray(clo), in_lo), np.minimum(np.asarray(chi), in_hi)
-        _check(h.changeColsBounds(n_in, cols.astype(np.int32), new_lo, new_hi), highspy,
+        _check(h.changeColsBounds(n_in, sorted_cols, new_lo, new_hi), highspy,
                "changing the input columns' bounds")
     start, index, value, row_lo, row_hi, row_names = m.csr()
     if len(row_lo):
