@@ -42,9 +42,9 @@ def _point(draw, net) -> list[Fraction]:
             for a, b in zip(net.input.lo.exact, net.input.hi.exact)]
 
 
-def _pairs(net, emb):
-    """(embedded pre, embedded post, exact pre, exact post) of every neuron."""
-    vals = evaluate(net, _pairs.x, exact=True)
+def _pairs(net, emb, x):
+    """(embedded pre, embedded post, exact pre, exact post) of every neuron at input x."""
+    vals = evaluate(net, x, exact=True)
     for lay in net.layers:
         pre_key = lay.name + ".pre" if lay.kind in ("dense", "add", "conv") else lay.name
         for j in range(lay.size):
@@ -69,8 +69,7 @@ def test_z3_embedding_is_exact(net, data, relu, bounds):
     s.add(*[v == z3.RealVal(str(q)) for v, q in zip(xs, x)])
     assert s.check() == z3.sat
     m = s.model()
-    _pairs.x = x
-    for p, q, wp, wq in _pairs(net, emb):
+    for p, q, wp, wq in _pairs(net, emb, x):
         assert _z3_value(m.eval(p, model_completion=True)) == wp
         assert _z3_value(m.eval(q, model_completion=True)) == wq
 
@@ -90,8 +89,7 @@ def test_highs_embedding_matches_exact_values_within_tolerance(net, data, bounds
     h.run()
     assert h.getModelStatus().name == "kOptimal"
     v = np.array(h.getSolution().col_value)
-    _pairs.x = [Fraction(f) for f in fx]
-    for p, q, wp, wq in _pairs(net, emb):
+    for p, q, wp, wq in _pairs(net, emb, [Fraction(f) for f in fx]):
         assert _near(v[p], wp) and _near(v[q], wq)
     for (layer, j), b in emb.binaries.items():  # each binary belongs to an unstable ReLU
         lo, hi = emb.bounds[layer]
@@ -114,8 +112,7 @@ def test_pysmt_embedding_is_exact(net, data, relu):
     with env.factory.Solver(name="z3", logic=QF_LRA) as s:
         s.add_assertion(mgr.And(emb.formula, fixed))
         assert s.solve()
-        _pairs.x = x
-        for p, q, wp, wq in _pairs(net, emb):
+        for p, q, wp, wq in _pairs(net, emb, x):
             assert s.get_value(p).constant_value() == wp
             assert s.get_value(q).constant_value() == wq
 
@@ -138,8 +135,7 @@ def test_milp_data_with_a_name_map(net, data):
     h = build_highs(emb.model)
     h.run()
     v = np.array(h.getSolution().col_value)
-    _pairs.x = [Fraction(f) for f in fx]
-    for p, q, wp, wq in _pairs(net, emb):
+    for p, q, wp, wq in _pairs(net, emb, [Fraction(f) for f in fx]):
         assert _near(v[p], wp) and _near(v[q], wq)
 
 
