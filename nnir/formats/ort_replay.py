@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnir.ir.evaluate import atom_slack, holds
+from nnir.formats.onnx_io import model_bytes
+from nnir.ir.evaluate import atom_slack, evaluate_batch, holds
 from nnir.queries.problem import VerifyProblem
 
 
@@ -58,7 +59,6 @@ def ort_session(path: str):
     memory: onnxruntime takes the model's bytes)."""
     import onnxruntime as ort
 
-    from nnir.formats.onnx_io import model_bytes
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
@@ -79,7 +79,6 @@ def compare_with_onnxruntime(path: str, net, n: int = 100, seed: int = 0, lo=Non
         output: a float32 runtime's rounding is relative to it, not to an output near 0).
         Both are 0.0 for n = 0.
     """
-    from nnir.ir.evaluate import evaluate_batch
 
     sess = ort_session(path)
     inp = sess.get_inputs()[0]
