@@ -29,6 +29,15 @@ from nnir.passes.manager import PassContext, PassManager, registered_passes
 from nnir.queries.route import check_run_options
 
 
+def _parameters(net, lay) -> int:
+    """Weights and biases of a layer (a conv's kernel, not its taps); index maps have none."""
+    if lay.kind == "dense":
+        return lay.size * (net.size_of(lay.src) + 1)
+    if lay.kind == "conv":
+        return int(np.prod(lay.weight.shape)) + lay.out_shape[0]
+    return 0
+
+
 def cmd_check(args) -> int:
     prog = load_all(args.file)
     summary = {
@@ -36,9 +45,9 @@ def cmd_check(args) -> int:
         "networks": [{
             "name": n.name, "inputs": n.input.size,
             "layers": [f"{lay.act if lay.kind == 'dense' else lay.kind} {lay.name}[{lay.size}]"
-                       + (" relu" if lay.kind == "add" and lay.act == "relu" else "")
+                       + (" relu" if lay.kind != "dense" and lay.act == "relu" else "")
                        for lay in n.layers],
-            "parameters": sum(lay.size * (n.size_of(lay.src) + 1) for lay in n.dense_layers),
+            "parameters": sum(_parameters(n, lay) for lay in n.layers),
             "unknown_weights": n.has_unknowns} for n in prog.networks],
         "datasets": [d.name for d in prog.datasets],
         "queries": [{"name": q.name, "kind": q.kind, "location": str(q.span)}

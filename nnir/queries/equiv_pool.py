@@ -20,7 +20,10 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from math import gcd, lcm
 
+import numpy as np
+
 import nnir
+from nnir.ir import conv
 from nnir.ir.nodes import Network
 
 MAX_WEIGHTS = 100_000  # exact forms beyond this many weights are too slow for a per-box search
@@ -100,21 +103,48 @@ def _relu(pool: Pool, pre, owner: str):
     return {sym: scale}, ZERO
 
 
+# Per node kind, its entries' exact affine forms from its sources' forms `vals`.
+def _dense_forms(lay, vals: dict) -> list:
+    src = vals[lay.src]
+    W, b = lay.weight.exact, lay.bias.exact
+    return [_combine(src, W[r], b[r]) for r in range(lay.size)]
+
+
+def _conv_forms(lay, vals: dict) -> list:
+    """One form per output entry over its kernel taps (`nnir.ir.conv.rows`), exact weights."""
+    src = vals[lay.src]
+    w = lay.weight.exact.reshape(-1)
+    bias = conv.bias_vector(lay, exact=True)
+    return [_combine([src[c] for c in cols], w[widx], bias[r])
+            for r, (cols, widx) in enumerate(conv.rows(lay))]
+
+
+def _add_forms(lay, vals: dict) -> list:
+    parts = [vals[s] for s in lay.srcs]
+    return [_combine(col, [1] * len(col), 0) for col in zip(*parts)]
+
+
+FORM_RULES = {
+    "dense": _dense_forms,
+    "conv": _conv_forms,
+    "slice": lambda lay, vals: vals[lay.src][lay.start:lay.start + lay.size],
+    "concat": lambda lay, vals: [f for s in lay.srcs for f in vals[s]],
+    "gather": lambda lay, vals: [vals[lay.src][i] for i in lay.index],
+    "add": _add_forms,
+}
+
+
 def _walk(pool: Pool, net: Network, owner: str, check) -> list:
-    vals = {net.input.name: [({i: Fraction(1)}, ZERO) for i in range(pool.n_in)]}
+    # an input coordinate fixed by its box (lo == hi) is that constant, not a symbol: neurons
+    # that differ only in its weight are the same neuron (found by hypothesis: without this a
+    # search over a box with a zero-width side never closes the boxes along such a neuron's
+    # hyperplane)
+    lo, hi = net.input.lo.exact, net.input.hi.exact
+    vals = {net.input.name: [({}, lo[i]) if lo[i] == hi[i] else ({i: Fraction(1)}, ZERO)
+                             for i in range(pool.n_in)]}
     for lay in net.layers:
         check()
-        if lay.kind == "dense":
-            src = vals[lay.src]
-            W, b = lay.weight.exact, lay.bias.exact
-            pre = [_combine(src, W[r], b[r]) for r in range(lay.size)]
-        elif lay.kind == "slice":
-            pre = vals[lay.src][lay.start:lay.start + lay.size]
-        elif lay.kind == "concat":
-            pre = [f for s in lay.srcs for f in vals[s]]
-        else:  # add
-            parts = [vals[s] for s in lay.srcs]
-            pre = [_combine(col, [1] * len(col), 0) for col in zip(*parts)]
+        pre = FORM_RULES[lay.kind](lay, vals)
         vals[lay.name] = [_relu(pool, p, owner) for p in pre] if lay.act == "relu" else pre
     return vals[net.output]
 
@@ -126,8 +156,9 @@ def build_pool(a: Network, b: Network, mapping, check=None) -> Pool:
     Raises:
         TooLarge: more than `MAX_WEIGHTS` weights in the two networks.
     """
-    weights = sum(lay.weight.shape[0] * lay.weight.shape[1] for n in (a, b)
-                  for lay in n.dense_layers)
+    weights = sum(int(np.prod(lay.weight.shape)) if lay.kind == "dense"
+                  else conv.taps_of(lay)[1].size for n in (a, b) for lay in n.layers
+                  if lay.kind in ("dense", "conv"))
     if weights > MAX_WEIGHTS:
         raise TooLarge(f"{weights} weights (the pool takes at most {MAX_WEIGHTS})")
     pool = Pool(a.input.size, list(a.input.lo.exact), {}, {}, [])
