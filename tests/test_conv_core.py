@@ -26,11 +26,11 @@ from nnir.passes.symbolic import SymbolicBounds
 def reference_conv(x, w, b, stride, pads, dil, groups):
     """ONNX Conv of one (C, H, W) image by loops."""
     C, H, W = x.shape
-    O, Cg, KH, KW = w.shape
+    CO, Cg, KH, KW = w.shape
     OH, OW = conv.output_hw((H, W), (KH, KW), stride, pads, dil)
-    out = np.zeros((O, OH, OW))
-    og = O // groups
-    for o in range(O):
+    out = np.zeros((CO, OH, OW))
+    og = CO // groups
+    for o in range(CO):
         for i in range(OH):
             for j in range(OW):
                 s = b[o]
@@ -49,7 +49,7 @@ def reference_conv(x, w, b, stride, pads, dil, groups):
 def conv_nets(draw):
     groups = draw(st.sampled_from([1, 2]))
     C = groups * draw(st.integers(1, 2))
-    O = groups * draw(st.integers(1, 2))
+    CO = groups * draw(st.integers(1, 2))
     H, W = draw(st.integers(1, 6)), draw(st.integers(1, 6))
     KH, KW = draw(st.integers(1, 3)), draw(st.integers(1, 3))
     stride = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
@@ -62,12 +62,12 @@ def conv_nets(draw):
         OH, OW = conv.output_hw((H, W), (KH, KW), stride, pads, dil)
     seed = draw(st.integers(0, 2**31))
     rng = np.random.default_rng(seed)
-    w = np.round(rng.normal(size=(O, C // groups, KH, KW)), 3)
-    b = np.round(rng.normal(size=O), 3)
+    w = np.round(rng.normal(size=(CO, C // groups, KH, KW)), 3)
+    b = np.round(rng.normal(size=CO), 3)
     act = draw(st.sampled_from(["relu", "linear"]))
     n = C * H * W
     inp = Input("x", n, Const.of_floats(-np.ones(n)), Const.of_floats(np.ones(n)))
-    lay = Conv("c", O * OH * OW, "x", (C, H, W), (O, OH, OW), Const.of_floats(w),
+    lay = Conv("c", CO * OH * OW, "x", (C, H, W), (CO, OH, OW), Const.of_floats(w),
                Const.of_floats(b), stride, pads, dil, groups, act)
     out = Dense("y", 2, "g", Const.of_floats(np.round(rng.normal(size=(2, 3)), 2)),
                 Const.zeros((2,)), "linear")
