@@ -126,16 +126,23 @@ def select(insts: list[Instance], spec: str | None, limit: int | None) -> list[I
     return insts[:limit] if limit else insts
 
 
+def limit_of(x: Instance, scale: float, cap: float | None) -> float:
+    """The time limit an instance runs under: its timeout times `scale`, at most `cap`."""
+    t = x.timeout * scale
+    return t if cap is None else min(t, cap)
+
+
 def run_nnir(insts: list[Instance], tag: str, backend: str, scale: float, jobs: int,
-             work: Path = WORK, reuse: Path | None = None) -> None:
+             work: Path = WORK, reuse: Path | None = None, cap: float | None = None) -> None:
     """Run the instances through `nnirc batch` (`reuse`: read the results CSV of an earlier
     run instead); fill in verdict, seconds, exact."""
     listing = work / f"vnncomp_{tag}_instances.csv"
     out = reuse or work / f"vnncomp_{tag}_batch.csv"
     work.mkdir(parents=True, exist_ok=True)
-    listing.write_text("".join(f"{x.onnx},{x.vnnlib},{x.timeout:g}\n" for x in insts))
+    listing.write_text("".join(f"{x.onnx},{x.vnnlib},{limit_of(x, scale, cap):g}\n"
+                               for x in insts))
     cmd = [sys.executable, "-m", "nnir", "batch", str(listing), "--backend", backend,
-           "--jobs", str(jobs), "--timeout-scale", f"{scale:g}", "-o", str(out)]
+           "--jobs", str(jobs), "-o", str(out)]
     if reuse:
         print(f"reusing {out} (--reuse): nnir not run", flush=True)
     else:
@@ -197,7 +204,8 @@ def _marabou_work(conn, inst: Instance, limit: float, python: str) -> None:
         conn.close()
 
 
-def run_marabou(insts: list[Instance], scale: float, jobs: int, python: str) -> None:
+def run_marabou(insts: list[Instance], scale: float, jobs: int, python: str,
+                cap: float | None = None) -> None:
     from nnir.formats.batch import run_pool
 
     def done(job, reply, seconds) -> None:
@@ -209,7 +217,7 @@ def run_marabou(insts: list[Instance], scale: float, jobs: int, python: str) -> 
         print(f"  marabou {inst.name}: {inst.marabou} {seconds:.1f}s"
               + (f" ({reply})" if inst.marabou == "error" else ""), file=sys.stderr, flush=True)
 
-    run_pool([(x, x.timeout * scale, python) for x in insts], jobs, _marabou_work,
+    run_pool([(x, limit_of(x, scale, cap), python) for x in insts], jobs, _marabou_work,
              lambda j: j[1], done)
 
 
@@ -276,6 +284,9 @@ def main(argv=None) -> int:
     ap.add_argument("--select", help="K: every K-th instance; K:O: every K-th from index O; "
                     "or indices 0,5,10-19 (0-based, list order)")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every timeout by F")
+    ap.add_argument("--cap", type=float, metavar="S", help="at most S seconds per instance "
+                    "(after --scale): the competition's 300-1800 s limits, bounded for a run "
+                    "on one machine")
     ap.add_argument("--jobs", type=int, default=1, help="instances run at once (default 1)")
     ap.add_argument("--no-marabou", action="store_true",
                     help="no Marabou column even when maraboupy is installed")
@@ -313,12 +324,13 @@ def main(argv=None) -> int:
     every = [x for insts in per_bench.values() for x in insts]
     work = WORK if args.results == RESULTS else args.results
     if not args.reuse:
-        run_nnir(every, tag, args.backend, args.scale, args.jobs, work)
+        run_nnir(every, tag, args.backend, args.scale, args.jobs, work, cap=args.cap)
     if use_marabou:
         print("Marabou on the same instances ...", file=sys.stderr, flush=True)
-        run_marabou(every, args.scale, args.jobs, args.marabou_python)
+        run_marabou(every, args.scale, args.jobs, args.marabou_python, args.cap)
     if args.reuse:
-        run_nnir(every, tag, args.backend, args.scale, args.jobs, work, args.reuse)
+        run_nnir(every, tag, args.backend, args.scale, args.jobs, work, args.reuse,
+                 cap=args.cap)
 
     nnir_name = f"nnir {args.backend}"
     rows = [summary(b, insts, args.backend, use_marabou) for b, insts in per_bench.items()]
@@ -333,7 +345,8 @@ def main(argv=None) -> int:
     ran = ("Marabou" if use_marabou else "nothing") if args.reuse else (
         "nnir" + (" and Marabou" if use_marabou else ""))
     print(f"\nnote: {time.time() - start:.0f} s wall-clock running {ran}, --jobs {args.jobs}, "
-          f"timeouts x {args.scale:g}; load average {load_start:.1f} at the start, "
+          f"timeouts x {args.scale:g}" + (f", at most {args.cap:g} s" if args.cap else "") +
+          f"; load average {load_start:.1f} at the start, "
           f"{load_end:.1f} at the end on {os.cpu_count()} cores")
     if args.reuse:
         print(f"note: nnir's verdicts and times from an earlier run: {args.reuse}")
@@ -365,7 +378,7 @@ def main(argv=None) -> int:
     for b, x in wrong:
         print(f"\n!!! WRONG ANSWER on {b} {x.name}: nnir says {x.verdict}, 2022 verdict "
               f"{x.expected}\n!!! reproduce: nnirc verify {x.onnx} {x.vnnlib} --backend "
-              f"{args.backend} --timeout {x.timeout * args.scale:g}", file=sys.stderr)
+              f"{args.backend} --timeout {limit_of(x, args.scale, args.cap):g}", file=sys.stderr)
     return 1 if wrong else 0
 
 
