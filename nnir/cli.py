@@ -145,7 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="cmd", metavar="COMMAND")
     sub.required = True
     p = sub.add_parser("check", help="parse and validate a file, print a summary")
-    p.add_argument("file")
+    p.add_argument("file", help="a .nnir file (or - for standard input), or a network file "
+                   "(.onnx, .onnx.gz, .nnet): then compared with onnxruntime")
+    p.add_argument("--box", nargs=2, type=float, default=(0.0, 1.0), metavar=("LO", "HI"),
+                   help="network files: the input box of the random comparison inputs "
+                   "(default 0 1)")
+    p.add_argument("--samples", type=int, default=100, metavar="N",
+                   help="network files: random inputs compared with onnxruntime (default 100)")
     _common(p)
     for name in QUERY_COMMANDS:
         _query_command(sub, name)

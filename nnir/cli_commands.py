@@ -20,7 +20,7 @@ from nnir.cli_common import (
 from nnir.cli_session import run_queries
 from nnir.errors import UsageError
 from nnir.formats.batch import cmd_batch
-from nnir.formats.commands import cmd_verify_files, emit_file
+from nnir.formats.commands import cmd_check_network, cmd_verify_files, emit_file
 from nnir.formats.vnncomp import NETWORK_SUFFIXES
 from nnir.frontend import load
 from nnir.io import atomic_path, write_text
@@ -39,6 +39,8 @@ def _parameters(net, lay) -> int:
 
 
 def cmd_check(args) -> int:
+    if args.file.endswith(NETWORK_SUFFIXES):  # a network file: its summary and import check
+        return cmd_check_network(args)
     prog = load_all(args.file)
     summary = {
         "file": args.file,

@@ -63,6 +63,10 @@ def test_check_emit_dump_ir_backends(tmp_path):
     assert lp["output"] == str(tmp_path / "cap.lp") and lp["text"] is None
     run_json("emit", EXAMPLES / "tiny.nnir", "--format", "vnnlib", "--query", "cap")
     run_json("emit", EXAMPLES / "tiny.nnir", "--format", "onnx", "-o", tmp_path / "t.onnx")
+    net = run_json("check", tmp_path / "t.onnx", "--samples", "20")  # a network file
+    assert net["nodes"] == {"dense": 2} and net["inputs"] == 2
+    if net["onnxruntime"] is not None:  # onnxruntime is optional
+        assert net["onnxruntime"]["max_abs_difference"] < 1e-5
     assert "net tiny" in run_json("dump-ir", EXAMPLES / "tiny.nnir")["text"]
     assert run_json("dump-ir", EXAMPLES / "tiny.nnir", "--after", "ibp")["after"] == "ibp"
     assert {b["name"] for b in run_json("backends")["backends"]} >= {"z3", "highs"}

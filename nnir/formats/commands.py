@@ -19,16 +19,52 @@ from nnir.cli_common import (
 )
 from nnir.errors import UnsupportedQuery, UsageError
 from nnir.formats.onnx_io import write_onnx
-from nnir.formats.vnncomp import results_text, verify_files
+from nnir.formats.ort_replay import compare_with_onnxruntime
+from nnir.formats.vnncomp import read_network, results_text, verify_files
 from nnir.formats.vnnlib import vnnlib_text
 from nnir.io import write_text
 from nnir.ir.formula import nnf
-from nnir.ir.nodes import Program, Verify
+from nnir.ir.nodes import NODE_KINDS, Program, Verify
 from nnir.queries.problem import VerifyProblem
 from nnir.queries.result import Result
 from nnir.queries.run import box_from_where, prepare
 
 EXIT_OK, EXIT_USAGE, EXIT_QUERY = 0, 2, 3
+
+
+def cmd_check_network(args) -> int:
+    """`nnirc check NET.onnx|NET.nnet`: read the network, summarise its nodes, and (ONNX, with
+    onnxruntime installed) compare nnir's float evaluation with onnxruntime on random inputs of
+    `--box` (default [0, 1]), the import check every network nnir reads can get."""
+    net = read_network(args.file)
+    lo, hi = args.box
+    counts = {k: sum(lay.kind == k for lay in net.layers) for k in NODE_KINDS}
+    doc = {"file": args.file, "network": net.name, "inputs": net.input.size,
+           "outputs": net.output_size, "nodes": {k: c for k, c in counts.items() if c},
+           "relus": sum(lay.size for lay in net.layers if lay.act == "relu")}
+    if args.file.endswith((".onnx", ".onnx.gz")) and args.samples > 0:
+        try:
+            worst_abs, worst_rel = compare_with_onnxruntime(args.file, net, args.samples,
+                                                            lo=lo, hi=hi)
+            doc["onnxruntime"] = {"samples": args.samples, "box": [lo, hi],
+                                  "max_abs_difference": worst_abs,
+                                  "max_rel_difference": worst_rel}
+        except ImportError:
+            doc["onnxruntime"] = None  # optional: pip install nnir[onnx-runtime]
+    if args.json:
+        print_json(document("check", **doc))
+        return EXIT_OK
+    kinds = ", ".join(f"{c} {k}" for k, c in doc["nodes"].items())
+    print(f"{args.file}: ok\n  net {net.name}: {net.input.size} inputs -> {net.output_size} "
+          f"outputs; {kinds} nodes, {doc['relus']} ReLUs")
+    ort = doc.get("onnxruntime")
+    if ort:
+        print(f"  onnxruntime: max |difference| {ort['max_abs_difference']:.3g} (relative to "
+              f"the output's scale {ort['max_rel_difference']:.3g}) on {args.samples} random "
+              f"inputs in [{lo:g}, {hi:g}]")
+    elif "onnxruntime" in doc:
+        print("  onnxruntime: not installed, no comparison (pip install onnxruntime)")
+    return EXIT_OK
 
 
 def cmd_verify_files(args) -> int:
