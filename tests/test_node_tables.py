@@ -40,16 +40,14 @@ def test_unsupported_rule_names_kind_and_analysis():
 
 
 def test_unsupported_kinds_raise_clear_errors():
-    """Every `unsupported` entry of every table raises an NnirError naming the node."""
-    seen = 0
-    for analysis, table in tables().items():
+    """Every `unsupported` entry of every table raises an NnirError naming the node (there may
+    be none left: the split engine takes add and concat nodes through `chain.py`)."""
+    for table in tables().values():
         for kind, rule in table.items():
             if supports(table, kind):
                 continue
-            seen += 1
             with pytest.raises(NnirError, match=f"'{SAMPLES[kind].name}'"):
                 rule(SAMPLES[kind])
-    assert seen > 0  # the split engine still refuses graph nodes
 
 
 @pytest.mark.parametrize("analysis", sorted(QUERY_TABLES))

@@ -190,6 +190,7 @@ class Search(attack.Witnesses):
         self.prep = prepare_network(problem.net)
         self.idx = ReluIndex.of(self.prep)
         self.comp = compile_problem(problem)
+        self.comp.rows = self.prep.pad_rows(self.comp.rows)  # a DAG's chain: carried entries
         self.strict = np.array([self.comp.atoms[k].rel in ("<", ">") for k in
                                 self.comp.row_atom], dtype=bool)
         self.stats = Counter()
@@ -380,8 +381,8 @@ class Search(attack.Witnesses):
             if self.out_of_time():  # never drop a sub-problem: stop here
                 return self.answer("timeout", f"time limit reached with {front.size + len(keep)}"
                                    " sub-problems open")
-            zlo_i = {n: v[i] for n, v in zlo.items()}
-            zhi_i = {n: v[i] for n, v in zhi.items()}
+            zlo_i = self.prep.node_bounds({n: v[i] for n, v in zlo.items()})
+            zhi_i = self.prep.node_bounds({n: v[i] for n, v in zhi.items()})
             if self.opts.lp_leaves:
                 Ui = lp_row_bounds(self.net, self.comp, zlo_i, zhi_i, U[keep[i]])
                 if closed_and_critical(self.comp, Ui[None])[0][0]:

@@ -26,6 +26,8 @@ def lp_row_bounds(net, comp, zlo: dict, zhi: dict, U: np.ndarray) -> np.ndarray:
     lay = net.layers[k]
     if lay.name != net.output or lay.act == "relu" or lay.kind != "dense":
         return out
+    if any(len(x.srcs) > 1 for x in net.layers):  # add / concat: `_LayerLp` takes chains
+        return out
     try:
         lp = _LayerLp(net, k, zlo, zhi, {}, default_lp_solver())
     except ImportError:

@@ -35,9 +35,23 @@ def gradient(net: Network, comp: Compiled, vals: dict, w: np.ndarray):
             continue
         if lay.act == "relu":
             g = g * (vals[lay.name + ".pre"] > 0)
-        back = np.asarray(g @ linear_map(net, lay)[0])
-        grad[lay.src] = grad[lay.src] + back if lay.src in grad else back
+        for src, back in _backward(net, lay, g):
+            grad[src] = grad[src] + back if src in grad else back
     return grad.get(net.input.name, np.zeros((B, net.input.size)))
+
+
+def _backward(net: Network, lay, g: np.ndarray):
+    """(source, g's share on it) for each source of the node (add and concat read several)."""
+    if lay.kind == "add":
+        return [(src, g) for src in lay.srcs]
+    if lay.kind == "concat":
+        out, o = [], 0
+        for src in lay.srcs:
+            k = net.size_of(src)
+            out.append((src, g[:, o:o + k]))
+            o += k
+        return out
+    return [(lay.src, np.asarray(g @ linear_map(net, lay)[0]))]
 
 
 def ascend(net: Network, comp: Compiled, lo: np.ndarray, hi: np.ndarray, X: np.ndarray,

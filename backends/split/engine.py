@@ -109,6 +109,7 @@ class Search(attack.Witnesses):
         self.net = problem.net
         self.prep = prepare_network(problem.net)
         self.comp = compile_problem(problem)
+        self.comp.rows = self.prep.pad_rows(self.comp.rows)  # a DAG's chain: carried entries
         self.stats = Counter()
         self.rng = np.random.default_rng(opts.seed)
         self.undecided = 0
@@ -168,8 +169,10 @@ class Search(attack.Witnesses):
         forced = (depth >= o.max_depth) | ~splittable
         hand = forced | ((fb.unstable()[keep] <= o.handoff_unstable) & self.cheap)
         for i in np.nonzero(hand)[0]:
-            found = self.hand_off(lo[i], hi[i], {k: v[keep[i]] for k, v in fb.zlo.items()},
-                                  {k: v[keep[i]] for k, v in fb.zhi.items()}, forced[i])
+            found = self.hand_off(lo[i], hi[i],
+                                  self.prep.node_bounds({k: v[keep[i]] for k, v in fb.zlo.items()}),
+                                  self.prep.node_bounds({k: v[keep[i]] for k, v in fb.zhi.items()}),
+                                  forced[i])
             if found is not None:
                 return found
             if not forced[i] and not self.last_decided:

@@ -24,13 +24,14 @@ which also covers the rounding of the error terms themselves, plus an underflow 
 round every error term and bound outward with `nextafter`. Non-finite values make a bound
 infinite, never NaN.
 
-Layers are the nodes with one source: dense, conv (W its sparse tap matrix, `nnir.ir.conv`:
-a row has at most C/groups * kh * kw <= N terms, so the same allowance holds), gather and slice
-(0/1 index maps, exact but treated like any W). The forward intervals hold (d + 1) x 2m floats
-per node and box: on a 3072-dim CIFAR input that is about 100 MB per conv layer for one box, so
-the ReLU-split engine computes them once, at the root, and bounds sub-problems by back-
-substitution (`bab.crown`); its `crown=False` mode sizes its batches by the same count (one box
-at a time on such inputs).
+Layers are the nodes with one source: dense, conv (W its sparse tap matrix, `nnir.ir.conv`: a
+row has at most C/groups * kh * kw <= N terms, so the same allowance holds), gather and slice
+(0/1 index maps, exact but treated like any W); a network with add or concat nodes is first made
+an exact chain of such layers (`chain.py`), whose widest layer sets `fac`. The forward intervals
+hold (d + 1) x 2m floats per node and box: on a 3072-dim CIFAR input that is about 100 MB per
+conv layer for one box, so the ReLU-split engine computes them once, at the root, and bounds
+sub-problems by back-substitution (`bab.crown`); its `crown=False` mode sizes its batches by
+the same count (one box at a time on such inputs).
 """
 from __future__ import annotations
 
@@ -39,8 +40,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
+from nnir.backends.split import chain
 from nnir.ir import conv
-from nnir.ir.kinds import unsupported
 from nnir.ir.nodes import Network
 from nnir.passes.symbolic import relu_relaxation
 
@@ -83,6 +84,29 @@ class Prepared:
     fac: float
     root_lo: dict = field(default_factory=dict)  # layer -> pre-activation lower bound (or absent)
     root_hi: dict = field(default_factory=dict)
+    # a DAG made a chain (`chain.py`): node -> its size (its entries lead its chain layer's)
+    node_size: dict = field(default_factory=dict)
+    chain: list = field(default_factory=list)  # its `chain.ChainLayer`s
+
+    def pad_rows(self, rows):
+        """`rows` (a `backsub.Rows` over IR nodes) over the chain layers: zeros on the carried
+        entries."""
+        if not self.node_size:
+            return rows
+        wide = {lay.name: len(lay.b) for lay in self.layers}
+        coef = {}
+        for node, c in rows.coef.items():
+            c = np.asarray(c)
+            extra = wide.get(node, c.shape[-1]) - c.shape[-1]
+            coef[node] = np.concatenate([c, np.zeros(c.shape[:-1] + (extra,))], axis=-1) \
+                if extra else c
+        return type(rows)(coef, rows.const)
+
+    def node_bounds(self, z: dict) -> dict:
+        """Per-layer arrays (..., width) of the chain as per-node ones of the IR network."""
+        if not self.node_size:
+            return z
+        return {k: v[..., :self.node_size[k]] for k, v in z.items() if k in self.node_size}
 
 
 def _layer(lay, W, b: np.ndarray) -> Layer:
@@ -117,30 +141,56 @@ def linear_map(net: Network, lay):
     return _selection(lay, n, index), np.zeros(lay.size)
 
 
-def _prepare_linear(net: Network, lay) -> Layer:
-    return _layer(lay, *linear_map(net, lay))
+def _single(net: Network, lay):
+    """A one-source node's map by source: ([(src, W)], b) (see `chain.build`)."""
+    W, b = linear_map(net, lay)
+    return [(lay.src, W)], b
 
 
-# Per node kind, its prepared float data: the engines take chains of dense, conv, gather and
-# slice nodes (one source each); `props.supported` says so before a network gets here. Add and
-# concat nodes (residual and tensor-parallel graphs) would need the back-substitution over a
-# DAG (several sources per layer).
-RULES = {"dense": _prepare_linear,
-         "slice": _prepare_linear,
-         "concat": unsupported("the split engine"),
-         "add": unsupported("the split engine"),
-         "conv": _prepare_linear,
-         "gather": _prepare_linear}
+def _add(net: Network, lay):
+    eye = sp.identity(lay.size, format="csr")
+    return [(s, eye) for s in lay.srcs], np.zeros(lay.size)
+
+
+def _concat(net: Network, lay):
+    out, o = [], 0
+    for s in lay.srcs:
+        k = net.size_of(s)
+        i = np.arange(k)
+        out.append((s, sp.csr_matrix((np.ones(k), (o + i, i)), shape=(lay.size, k))))
+        o += k
+    return out, np.zeros(lay.size)
+
+
+# Per node kind, its affine map by source, `([(src, W)], b)` (W dense or CSR): one-source nodes
+# (dense, conv, gather, slice) are taken as they are when the whole network is a chain of them;
+# networks with add and concat nodes (residual and tensor-parallel graphs) become an exact chain
+# of affine + ReLU layers first (`chain.py`).
+RULES = {"dense": _single,
+         "slice": _single,
+         "concat": _concat,
+         "add": _add,
+         "conv": _single,
+         "gather": _single}
 
 
 def prepare_network(net: Network) -> Prepared:
-    """Float copies and the block matrices the batched passes need."""
-    width = max([net.input.size] + [lay.size for lay in net.layers])
-    layers = [RULES[lay.kind](net, lay) for lay in net.layers]
-    prep = Prepared(net, layers, 4.0 * (2 * width + 3) * _U)
-    if net.facts is not None:
-        prep.root_lo = dict(net.facts.lo)
-        prep.root_hi = dict(net.facts.hi)
+    """Float copies and the block matrices the batched passes need (a DAG through `chain`)."""
+    if chain.is_chain(net):
+        width = max([net.input.size] + [lay.size for lay in net.layers])
+        layers = [_layer(lay, *linear_map(net, lay)) for lay in net.layers]
+        prep = Prepared(net, layers, 4.0 * (2 * width + 3) * _U)
+        if net.facts is not None:
+            prep.root_lo = dict(net.facts.lo)
+            prep.root_hi = dict(net.facts.hi)
+        return prep
+    links = chain.build(net, lambda n, lay: RULES[lay.kind](n, lay))
+    width = max([net.input.size] + [len(c.b) for c in links])
+    layers = [_layer(c, c.W, c.b) for c in links]
+    prep = Prepared(net, layers, 4.0 * (2 * width + 3) * _U,
+                    node_size={c.name: c.size for c in links}, chain=links)
+    prep.root_lo = {c.name: c.lo for c in links}
+    prep.root_hi = {c.name: c.hi for c in links}
     return prep
 
 
@@ -211,10 +261,16 @@ def forward_bounds(prep: Prepared, lo: np.ndarray, hi: np.ndarray) -> BoxBounds:
     mag = {net.input.name: mx}
     zlo, zhi, relax, share = {}, {}, {}, {}
     width = (hi - lo)[:, :, None]
+    readers = {}  # the symbolic intervals of a node are dropped after its last reader
+    for lay in prep.layers:
+        readers[lay.src] = readers.get(lay.src, 0) + 1
     with np.errstate(over="ignore", invalid="ignore"):
         for lay in prep.layers:
             m = len(lay.b)
             As, es, ss, Ms = A[lay.src], err[lay.src], size[lay.src], mag[lay.src]
+            readers[lay.src] -= 1
+            if not readers[lay.src]:
+                del A[lay.src], err[lay.src], size[lay.src]
             n = Ms.shape[1]
             Az = np.asarray(As.reshape(-1, 2 * n) @ lay.Wbig).reshape(B, d + 1, 2 * m)
             Az[:, d, :m] += lay.b

@@ -159,8 +159,8 @@ def _owalk(node: tuple, t: np.ndarray, dsign: np.ndarray):
 def supported(net: Network) -> str | None:
     """Why the split engine cannot take `net`, or None."""
     for lay in net.layers:
-        takes = ("the engine takes chains of dense, conv, gather and slice nodes with relu or "
-                 "linear activations")
+        takes = ("the engine takes dense, conv, gather, slice, add and concat nodes with relu "
+                 "or linear activations")
         if not supports(RULES, lay.kind):
             return f"node '{lay.name}' is a {lay.kind} node; {takes}"
         if lay.act not in ("relu", "linear"):
