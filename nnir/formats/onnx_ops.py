@@ -28,10 +28,12 @@ from nnir.formats.affine import (
     neg,
     per_channel,
 )
+from nnir.formats.onnx_pool import max_pool, windows
 from nnir.ir.conv import output_hw
 
 SUPPORTED = ("Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Relu", "Flatten", "Reshape",
-             "Identity", "Constant", "BatchNormalization", "Conv", "AveragePool", "Pad",
+             "Identity", "Constant", "BatchNormalization", "Conv", "AveragePool", "MaxPool",
+             "Pad",
              "Dropout", "Transpose", "Slice", "Split", "Concat", "Gather", "Squeeze",
              "Unsqueeze")
 
@@ -39,7 +41,7 @@ SUPPORTED = ("Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Relu", "Flatten", "R
 PENDING = {"Identity", "Dropout", "Relu", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Add",
            "Sub", "Mul", "Div", "BatchNormalization"}
 # ops that read a Padded tensor (into their own pads)
-READS_PADDED = {"Conv", "AveragePool"}
+READS_PADDED = {"Conv", "AveragePool"}  # not MaxPool: its own pads are -inf, a Pad's are 0
 _COMPUTED = (Affine, PendingConv, PendingAdd)
 
 
@@ -436,6 +438,31 @@ def op_averagepool(g, node, x):
                        stride, pads, dil, C)
 
 
+def op_maxpool(g, node, x):
+    """ONNX MaxPool (2-D or 1-D, strides, pads/auto_pad, dilations; ceil_mode 0, the Indices
+    output unread)."""
+    if len(node.output) > 1 and node.output[1]:
+        raise g.error(node, "MaxPool's Indices output is not supported")
+    x, chw, one_d, extra = _image(g, node, x, "MaxPool")
+    ks = list(g.attr(node, "kernel_shape", []))
+    if len(ks) != (1 if one_d else 2) or any(not isinstance(k, int) or k < 1 for k in ks):
+        raise g.error(node, f"kernel_shape {ks} does not fit an input of shape {list(x.shape)}")
+    kernel = (1, ks[0]) if one_d else (ks[0], ks[1])
+    if g.attr(node, "ceil_mode", 0):
+        raise g.error(node, "ceil_mode=1 is not supported", "export with ceil_mode=0")
+    if g.attr(node, "storage_order", 0):
+        raise g.error(node, "storage_order=1 is not supported")
+    stride, pads, dil = _geometry(g, node, one_d, kernel, chw, extra)
+    wins, (OH, OW) = windows(chw, kernel, stride, pads, dil)
+    if OH < 1 or OW < 1 or any(not w for w in wins):
+        raise g.error(node, f"the window does not fit the padded input {list(chw)} (a window "
+                      "of padding only has no maximum)")
+    src = g.node_of(x, node.input[0]).src
+    out = max_pool(g, node, src, wins, node.output[0])
+    shape = (1, chw[0], OW) if one_d else (1, chw[0], OH, OW)
+    return Affine(out, len(wins), shape)
+
+
 def op_pad(g, node, x, pads_in=None, value=None, axes=None):
     mode = g.attr(node, "mode", "constant")
     mode = mode.decode() if isinstance(mode, bytes) else mode
@@ -632,6 +659,7 @@ RULES = {"Identity": op_identity, "Constant": op_constant, "Relu": op_relu,
          "Flatten": op_flatten, "Reshape": op_reshape, "Add": op_add, "Sub": op_sub,
          "Mul": op_mul, "Div": op_div, "MatMul": op_matmul, "Gemm": op_gemm,
          "BatchNormalization": op_batchnorm, "Conv": op_conv, "AveragePool": op_averagepool,
+         "MaxPool": op_maxpool,
          "Pad": op_pad, "Dropout": op_dropout, "Transpose": op_transpose, "Slice": op_slice,
          "Split": op_split, "Concat": op_concat, "Gather": op_gather, "Squeeze": op_squeeze,
          "Unsqueeze": op_unsqueeze}
