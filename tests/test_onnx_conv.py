@@ -243,8 +243,8 @@ def test_export_round_trips_conv_gather_slice_concat_add(tmp_path):
 
 # ----------------------------------------------------------------------------- errors
 @pytest.mark.parametrize("nodes, inits, fragment", [
-    ([nd("MaxPool", ["x"], ["p"], kernel_shape=[2, 2], name="pool1")], [],
-     "'pool1' (MaxPool): op 'MaxPool' is not supported"),
+    ([nd("MaxPool", ["x"], ["p"], kernel_shape=[2, 2], ceil_mode=1, name="pool1")], [],
+     "'pool1' (MaxPool): ceil_mode=1 is not supported"),
     ([nd("Pad", ["x", "pp"], ["p"], mode="reflect", name="pad1")],
      [("pp", np.array([0, 0, 1, 1, 0, 0, 1, 1]))], "'pad1' (Pad): Pad mode 'reflect'"),
     ([nd("Pad", ["x", "pp"], ["q"]), nd("Relu", ["q"], ["p"], name="r1")],
