@@ -33,6 +33,7 @@ import traceback
 
 import numpy as np
 
+from nnir import progress
 from nnir.backends.options import AdmmOptions
 from nnir.backends.train.common import (
     CHECK_TOL,
@@ -133,6 +134,7 @@ def _attempt(problem, o, seed, iters, deadline, start, shards, cache):
         if deadline is not None and time.perf_counter() > deadline:
             break
         it += 1
+        progress.show(f"admm: seed {seed}, iteration {it} of {iters}")
         for li in range(first, L):
             _fit(net.layers[li], *_total(sums), params[li], mask[li], o["ridge"],
                  cache if li == first else None)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nnir import progress
 from nnir.ir.nodes import Network, Unknown
 from nnir.queries.train import replay_train
 
@@ -90,6 +91,8 @@ def cegis(run: Run, solve_on, active: list[int]):
         if left is not None and left <= 0:
             return "timeout", None, "time limit reached during training", None
         run.rounds += 1
+        progress.show(f"train ({run.backend}): round {run.rounds}, {len(active)} of {n} "
+                      "points in the solve")
         status, weights, msg, info = solve_on(active)
         run.solves += 1
         if status != "sat":

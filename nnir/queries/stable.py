@@ -108,15 +108,18 @@ def analyse(net: Network, data=None, backend: str = "auto", timeout: float | Non
     notes = []
     net, st = _bound_passes(net, bool(o.lp), deadline.at, notes)
     counts = {"passes": time.perf_counter() - start}
+    st.show_progress("after the bound passes")
     t = time.perf_counter()
     if data is not None:
         counts["data_points"] = _data_pass(st, data, o.max_replays, deadline)
     counts["data_s"] = time.perf_counter() - t
+    st.show_progress("after data")
     if (method == "isa" or not o.full) and not deadline.expired():
         # (the full baseline gets no search)
         t = time.perf_counter()
         counts["search_points"] = _search_pass(st, o.search_steps)
         counts["search_s"] = time.perf_counter() - t
+        st.show_progress("after search")
     if o.lp is None and method == "isa" and not deadline.expired() and st.open_states():
         # LP tightening before the ISA MILP, only when states are left for it: its bounds
         # halved the MILP's proof time on 2x50 MNIST over an L-infinity ball (68 s -> 33 s)
@@ -124,6 +127,7 @@ def analyse(net: Network, data=None, backend: str = "auto", timeout: float | Non
         if _lp_pass(st, deadline.at):
             notes.append("the LP bound pass stopped at the time limit (its bounds so far kept)")
         counts["lp_s"] = time.perf_counter() - t
+        st.show_progress("after LP bounds")
     t = time.perf_counter()
 
     if deadline.expired():

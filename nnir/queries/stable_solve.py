@@ -134,6 +134,7 @@ def per_neuron(st: StableState, backend: str, deadline: Deadline, options: dict)
             if deadline.expired():
                 st.undecided[lay.name][i] = "time limit"
                 continue
+            st.show_progress(f"per-neuron {name}, {lay.name}[{i}]")
             problem = _problem(st.net, k, i)
             for sense, col, sign in (("max", 0, -1), ("min", 1, 1)):
                 # max <= 0 proves inactive (sign -1); min >= 0 proves active (sign +1)
@@ -201,6 +202,7 @@ def certify(st: StableState, backend: str, deadline: Deadline, options: dict) ->
     for k, layer, i in todo:
         if deadline.expired():
             break
+        st.show_progress(f"{plan.after} re-decides {layer}[{i}] ({done} of {len(todo)} done)")
         sign = int(st.stable[layer][i])
         # stably inactive (-1): is pre > 0 possible (max)? stably active: is -pre > 0 (min)?
         problem = _problem(st.net, k, i).exceeds("max" if sign < 0 else "min", 0)

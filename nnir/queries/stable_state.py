@@ -6,6 +6,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from nnir import progress
 from nnir.ir.evaluate import evaluate, holds
 from nnir.ir.intexact import IntegerReplay
 from nnir.ir.nodes import Network
@@ -62,6 +63,14 @@ class StableState:
             return False
         self.mark_point(xe, how)
         return True
+
+    def show_progress(self, step: str) -> None:
+        """The status line of a long `stable` (`nnir.progress`; nothing unless it is on)."""
+        if not progress.enabled():
+            return
+        total = sum(lay.size for lay in self.relus)
+        done = sum(self.decided(lay.name, i) for lay in self.relus for i in range(lay.size))
+        progress.show(f"stable: {step}: {done} of {total} ReLUs decided")
 
     def open_states(self) -> list[tuple[str, int, int]]:
         """(layer, index, col) of every state not yet seen of a neuron not proven stable."""
