@@ -122,8 +122,9 @@ def auto_engine(problem) -> tuple[str, str] | None:
     if n <= AUTO_SPLIT_MAX_INPUTS and "split" in _BACKENDS:
         return "split", f"{n} input{s}: branch and bound on the input box"
     if "bab" in _BACKENDS:
-        return "bab", (f"{n} input{s}, dense ReLU layers: branch and bound over ReLU splits "
-                       "(exact answers)")
+        kinds = sorted({lay.kind for lay in problem.net.layers})
+        return "bab", (f"{n} input{s}, {'/'.join(kinds)} nodes: branch and bound over ReLU "
+                       "splits (exact answers)")
     return None
 
 
