@@ -251,3 +251,28 @@ def test_removing_the_rounding_allowance_makes_a_residual_verdict_wrong(monkeypa
     bad = Search(problem, Options(lp_leaves=False, **SMALL), None, "z3")
     ans = bad.run()
     assert ans.status == "unsat" and bad.stats["closed_by_bounds"] >= 1  # caught
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.data())
+def test_bound_queries_on_residual_networks(data):
+    """`bound` on an add node's pre-activation: bab's interval holds z3's exact optimum and its
+    arg-optimum replays exactly."""
+    from nnir.ir.const import parse_number
+    from nnir.ir.nodes import Bound
+
+    net = data.draw(residual_networks(weights=third))
+    adds = [lay for lay in net.layers if lay.kind == "add"]
+    assume(adds)
+    lay = data.draw(st.sampled_from(adds))
+    i = data.draw(st.integers(0, lay.size - 1))
+    prog = Program(networks=(net,))
+    got = {b: run_query(prog, Bound("b", net.name, lay.name, i), b, timeout=60, confirm=False)
+           for b in ("bab", "z3")}
+    for sense in ("min", "max"):
+        want = parse_number(got["z3"].bounds[f"{sense}_exact"])
+        lo, hi = got["bab"].bounds[f"{sense}_interval"]
+        assert lo <= want <= hi, (sense, got["bab"].message)
+        x = [parse_number(v) for v in got["bab"].bounds[f"arg{sense}"]]
+        v = evaluate(net, x, exact=True)[lay.name + ".pre"][i]
+        assert lo <= v <= hi

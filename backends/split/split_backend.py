@@ -2,9 +2,9 @@
 
 It answers `sat` only with a witness replayed in exact rational arithmetic, and `unsat` only when
 every sub-box was closed by a sound float64 bound or by an exact SMT solver, so its verdicts are
-exact. Networks must be chains of dense, conv, gather and slice nodes with relu or linear
-activations (`split.props.supported`); anything else (add and concat nodes: residual and
-sharded graphs) is declined as unsupported.
+exact. Networks are made of dense, conv, gather, slice, add and concat nodes with relu or
+linear activations (`split.props.supported`); a graph with add or concat nodes (residual and
+sharded networks) is bounded through its exact chain form (`split.chain`).
 """
 from __future__ import annotations
 
