@@ -3,8 +3,8 @@ every analysis says what it does with it (a rule, or an explicit `unsupported` o
 import pytest
 
 from nnir.errors import NnirError
-from nnir.ir.kinds import QUERY_TABLES, TABLES, supports, tables, unsupported
 from nnir.ir.const import Const
+from nnir.ir.kinds import QUERY_TABLES, TABLES, supports, tables, unsupported
 from nnir.ir.nodes import NODE_KINDS, QUERY_KINDS, Add, Concat, Conv, Dense, Gather, Slice
 
 SAMPLES = {  # one node of each kind, for calling rules

@@ -162,17 +162,23 @@ def test_unsat_says_how_every_box_was_closed():
     assert "closed" in res.message
 
 
-def test_unsupported_networks_are_declined():
-    pytest.importorskip("nnir.passes.shard")
+def test_sharded_networks_are_taken_and_unknown_weights_declined():
+    from dataclasses import replace
+
+    from nnir.backends.split.split_backend import SplitBackend
+    from nnir.ir.nodes import Unknown
     from nnir.passes.shard import shard_network
 
+    prop = nnf(nnir.parse(TINY + "verify tiny: y[0] > 0.5").queries[0].prop)
     net = nnir.parse(TINY + "verify tiny: y[0] > 0.5").network("tiny")
-    sharded = shard_network(net, 2, ("megatron",), name="tiny")
-    problem = VerifyProblem(sharded, (), nnf(nnir.parse(TINY + "verify tiny: y[0] > 0.5")
-                                             .queries[0].prop))
-    from nnir.backends.split.split_backend import SplitBackend
-
-    ans = SplitBackend().solve_verify(problem)
+    sharded = shard_network(net, 2, ("megatron",), name="tiny")  # slice/add/concat nodes
+    want = SplitBackend().solve_verify(VerifyProblem(net, (), prop)).status
+    assert want == "unsat"
+    assert SplitBackend().solve_verify(VerifyProblem(sharded, (), prop)).status == want
+    lay = net.layers[0]
+    unknown = replace(net, layers=(replace(lay, weight=Unknown(lay.weight.shape)),
+                                   *net.layers[1:]))
+    ans = SplitBackend().solve_verify(VerifyProblem(unknown, (), prop))
     assert ans.status == "unknown" and "unsupported" in ans.message
 
 
