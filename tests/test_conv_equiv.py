@@ -7,8 +7,12 @@ import numpy as np
 import pytest
 
 import nnir
+from nnir.deadline import Deadline
 from nnir.ir.const import Const
 from nnir.ir.nodes import Concat, Conv, Dense, Equiv, Input, Network, Program
+from nnir.passes.manager import default_pipeline
+from nnir.queries.equiv import on_domain
+from nnir.queries.equiv_search import search_equiv
 from nnir.queries.run import run_query
 
 C, H, W, CO = 2, 6, 6, 4
@@ -102,3 +106,43 @@ def test_pool_forms_through_conv_and_concat():
         for k, (terms, c) in enumerate(pool.diffs):
             got = sum((vals[t] * v for t, v in terms.items()), c)
             assert got == va["y"][k] - vb["y"][k]
+
+
+def test_compressed_network_proved_equal_by_the_pool_and_facts():
+    """Beyond input splitting's 8 inputs: the neurons the bound passes prove inactive on the
+    whole domain are 0 in the pool's algebra, so a network with them removed is proved
+    equivalent exactly; a network missing a neuron that is not inactive is not."""
+    from fractions import Fraction
+
+    from nnir.ir.nodes import Compress
+
+    rng = np.random.default_rng(11)
+    n = C * H * W  # 72 inputs
+    inp = Input("x", n, Const.of_floats(np.zeros(n)), Const.of_floats(np.full(n, 0.1)))
+    w1 = np.round(rng.normal(size=(CO, C, 3, 3)), 2)
+    b1 = np.array([-9.0, 0.5, -9.0, 0.4])  # channels 0 and 2 can never fire on the box
+    w2 = np.round(rng.normal(size=(3, CO * OH * OW)), 2)
+    a = Network("A", inp, (_conv("h", w1, b1), Dense("y", 3, "h", Const.of_floats(w2),
+                                                      Const.zeros((3,)), "linear")), "y")
+    prog = Program(networks=(a,), queries=(Compress("k", "A", "small"),))
+    small = run_query(prog, prog.queries[0], "auto", 60).trained
+    assert small is not None and small.layers[0].size < a.layers[0].size
+    assert _equiv(a, small).status == "equivalent"  # (relation inference, on a net this small)
+    # the pool on its own, as on cifar_base_kw where relation inference gives up
+    pipe = default_pipeline()
+    pa = pipe.run(a)
+
+    def search(b):
+        return search_equiv(pa, pipe.run(on_domain(b, a)), [0, 1, 2], Fraction(0),
+                            Deadline.after(60))
+
+    out = search(small)
+    assert out.status == "equivalent" and "inactive on the whole domain" in out.how
+    # dropping a live channel (1) instead is not equivalent, and the pool does not say so
+    keep = [0, 2, 3]
+    w2k = w2.reshape(3, CO, OH * OW)[:, keep].reshape(3, -1)
+    bad = Network("Bad", inp, (_conv("h", w1[keep], b1[keep]),
+                               Dense("y", 3, "h", Const.of_floats(w2k), Const.zeros((3,)),
+                                     "linear")), "y")
+    assert search(bad).status == "unknown"  # > 8 inputs: no splitting after the pool
+    assert _equiv(a, bad).status == "differs"

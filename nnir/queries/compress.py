@@ -29,6 +29,8 @@ from nnir.options import names, parse
 from nnir.passes.compress import LayerChange, compress_with_report
 from nnir.passes.manager import default_pipeline
 from nnir.queries import status as st
+from nnir.queries.equiv import on_domain
+from nnir.queries.equiv_search import SearchOptions, search_equiv
 from nnir.queries.options import CompressOptions, StableOptions
 from nnir.queries.result import Result
 from nnir.queries.stable import analyse
@@ -199,6 +201,12 @@ def run_compress(prog: Program, q: Compress, backend: str, timeout, options: dic
     if checked < len(pts) + len(on_data):
         res.notes.append(f"time limit: the exact check covered {checked} of "
                          f"{len(pts) + len(on_data)} points")
+    proof = pool_proof(net, small, deadline)
+    res.info["exact_equivalence"] = proof is not None
+    if proof is not None:  # an exact proof on the whole domain: no MILP needed
+        res.certified += f"; equal on the whole domain: {proof}"
+        res.info["milp_status"] = "not needed"
+        return res
     if o.milp_check:
         res.info["milp_status"] = "skipped"
         left = o.milp_check_s if not deadline.bounded else deadline.remaining()
@@ -228,6 +236,28 @@ def run_compress(prog: Program, q: Compress, backend: str, timeout, options: dic
                 + (f"; their dual bounds give max |f - g| <= {chk['bound_abs']:.3g}"
                    if chk["bound_abs"] is not None else ""))
     return res
+
+
+POOL_SHARE = 0.5  # of the time left, for the exact equivalence proof before the MILP check
+
+
+def pool_proof(net: Network, small: Network, deadline: Deadline) -> str | None:
+    """How `small` is proved equal to `net` on the whole domain in exact algebra, or None.
+
+    The pool of shared neurons (`equiv_search`): both networks over one set of exact ReLU
+    forms, the neurons the bound passes prove inactive on the domain set to 0; a compressed
+    network only drops such neurons and folds stable ones, so the differences cancel. No
+    input splitting after it (the MILP check follows when the algebra does not settle it).
+    Needs no solver and rests on no tolerance.
+    """
+    pipe = default_pipeline()
+    try:
+        a, b = pipe.run(net), pipe.run(on_domain(small, net))
+        out = search_equiv(a, b, list(range(net.output_size)), Fraction(0),
+                           deadline.cap(deadline.share(POOL_SHARE)), SearchOptions(split=False))
+    except NnirError:
+        return None
+    return out.how if out.status == "equivalent" else None
 
 
 def render_table(changes: list[LayerChange]) -> str:

@@ -26,7 +26,8 @@ import nnir
 from nnir.ir import conv
 from nnir.ir.nodes import Network
 
-MAX_WEIGHTS = 100_000  # exact forms beyond this many weights are too slow for a per-box search
+MAX_WEIGHTS = 1_000_000  # exact forms beyond this many weights take too long to build
+SPLIT_MAX_WEIGHTS = 100_000  # and beyond this many, too slow for a per-box search
 
 ZERO = Fraction(0)
 ONE = -1  # in `equal_on`, the "symbol" whose value is 1: rep[s] = (ONE, v) makes s the constant v
@@ -45,6 +46,7 @@ class Neuron:
     level: int  # 1 + the deepest symbol it reads (inputs are level 0)
     syms: frozenset  # the symbols it reads
     owners: set = field(default_factory=set)  # "A" and/or "B"
+    sites: list = field(default_factory=list)  # (owner, layer, index) of the nodes it is
 
 
 @dataclass
@@ -86,7 +88,7 @@ def normal_form(terms: dict, const) -> tuple[tuple, Fraction]:
     return (tuple(order), tuple(i // g for i in ints)), Fraction(g, den)
 
 
-def _relu(pool: Pool, pre, owner: str):
+def _relu(pool: Pool, pre, owner: str, site=None):
     """The form of relu(pre): a neuron of the pool (new or shared), or a constant."""
     terms, c = pre
     if not terms:
@@ -100,6 +102,8 @@ def _relu(pool: Pool, pre, owner: str):
                                    1 + max(pool.level(t) for t in syms), frozenset(syms))
         pool.keys[key] = sym
     pool.neurons[sym].owners.add(owner)
+    if site is not None:
+        pool.neurons[sym].sites.append((owner, *site))
     return {sym: scale}, ZERO
 
 
@@ -145,8 +149,16 @@ def _walk(pool: Pool, net: Network, owner: str, check) -> list:
     for lay in net.layers:
         check()
         pre = FORM_RULES[lay.kind](lay, vals)
-        vals[lay.name] = [_relu(pool, p, owner) for p in pre] if lay.act == "relu" else pre
+        vals[lay.name] = [_relu(pool, p, owner, (lay.name, i)) for i, p in enumerate(pre)] \
+            if lay.act == "relu" else pre
     return vals[net.output]
+
+
+def pool_weights(a: Network, b: Network) -> int:
+    """The weights the pool's forms are built from: dense weights and conv taps."""
+    return sum(int(np.prod(lay.weight.shape)) if lay.kind == "dense"
+               else conv.taps_of(lay)[1].size for n in (a, b) for lay in n.layers
+               if lay.kind in ("dense", "conv"))
 
 
 def build_pool(a: Network, b: Network, mapping, check=None) -> Pool:
@@ -156,9 +168,7 @@ def build_pool(a: Network, b: Network, mapping, check=None) -> Pool:
     Raises:
         TooLarge: more than `MAX_WEIGHTS` weights in the two networks.
     """
-    weights = sum(int(np.prod(lay.weight.shape)) if lay.kind == "dense"
-                  else conv.taps_of(lay)[1].size for n in (a, b) for lay in n.layers
-                  if lay.kind in ("dense", "conv"))
+    weights = pool_weights(a, b)
     if weights > MAX_WEIGHTS:
         raise TooLarge(f"{weights} weights (the pool takes at most {MAX_WEIGHTS})")
     pool = Pool(a.input.size, list(a.input.lo.exact), {}, {}, [])
@@ -166,6 +176,21 @@ def build_pool(a: Network, b: Network, mapping, check=None) -> Pool:
     ya, yb = _walk(pool, a, "A", check), _walk(pool, b, "B", check)
     pool.diffs = [_combine([ya[k], yb[j]], [1, -1], 0) for k, j in enumerate(mapping)]
     return pool
+
+
+def inactive_by_facts(pool: Pool, facts: dict) -> frozenset:
+    """The neurons some site of which the bound passes prove inactive on the whole domain
+    (`facts`: owner "A"/"B" -> that network's `Facts`, sound over A's domain): a neuron is a
+    positive multiple of each of its sites' pre-activations, so one site with hi <= 0 makes it
+    0 everywhere."""
+    out = set()
+    for s, nrn in pool.neurons.items():
+        for owner, layer, i in nrn.sites:
+            f = facts.get(owner)
+            if f is not None and layer in f.hi and f.hi[layer][i] <= 0:
+                out.add(s)
+                break
+    return frozenset(out)
 
 
 def equal_on(pool: Pool, inactive, tol: Fraction = ZERO) -> bool:

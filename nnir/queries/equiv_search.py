@@ -42,10 +42,13 @@ from nnir.passes.interval import input_box, round_down
 from nnir.passes.manager import default_pipeline
 from nnir.queries.equiv_pool import (
     MAX_WEIGHTS,
+    SPLIT_MAX_WEIGHTS,
     Pool,
     TooLarge,
     build_pool,
     equal_on,
+    inactive_by_facts,
+    pool_weights,
     product_network,
 )
 from nnir.queries.equiv_replay import replay_difference
@@ -62,6 +65,7 @@ class SearchOptions:
     handoff_timeout: float = 5.0  # seconds for each sub-box handed over
     max_failed_replays: int = 200
     seed: int = 0
+    split: bool = True  # False: only the pool's exact algebra, no input splitting after it
 
 
 @dataclass
@@ -76,14 +80,11 @@ class Outcome:
 
 def applies(a: Network, b: Network) -> str | None:
     """Why the search cannot take the pair (None: it can)."""
-    if a.input.size > MAX_INPUTS:
-        return f"{a.input.size} inputs (input splitting takes at most {MAX_INPUTS})"
     if a.has_unknowns or b.has_unknowns:
         return "unknown weights"
-    weights = sum(lay.weight.shape[0] * lay.weight.shape[1] for n in (a, b)
-                  for lay in n.dense_layers)
+    weights = pool_weights(a, b)
     if weights > MAX_WEIGHTS:
-        return f"{weights} weights (the search takes at most {MAX_WEIGHTS})"
+        return f"{weights} weights (the pool of shared neurons takes at most {MAX_WEIGHTS})"
     return None
 
 
@@ -141,6 +142,24 @@ class Search:
         if equal_on(self.pool, frozenset(), self.tol):
             return Outcome("equivalent", "the output differences cancel over the pool of "
                            "shared neurons (exact algebra, no search)", stats=self.stats)
+        # the neurons the bound passes prove inactive on the whole domain are 0 everywhere:
+        # what a compressed network dropped, for one (exact algebra, any number of inputs)
+        facts = {k: n.facts for k, n in (("A", self.a), ("B", self.b)) if n.facts is not None}
+        dead = inactive_by_facts(self.pool, facts)
+        if dead and equal_on(self.pool, dead, self.tol):
+            return Outcome("equivalent", f"the output differences cancel over the pool of "
+                           f"shared neurons once the {len(dead)} the bound passes prove "
+                           "inactive on the whole domain are 0 (exact algebra, no search)",
+                           stats=self.stats)
+        if not self.opts.split:
+            return Outcome("unknown", "the pool's algebra did not settle it (no input "
+                           "splitting asked for)", stats=self.stats)
+        if self.a.input.size > MAX_INPUTS:
+            return Outcome("unknown", f"input splitting not tried: {self.a.input.size} inputs "
+                           f"(it takes at most {MAX_INPUTS})", stats=self.stats)
+        if pool_weights(self.a, self.b) > SPLIT_MAX_WEIGHTS:
+            return Outcome("unknown", "input splitting not tried: more than "
+                           f"{SPLIT_MAX_WEIGHTS} weights", stats=self.stats)
         self.net, self.neuron_at = product_network(self.pool, self.a.input.hi.exact)
         self.prep = prepare_network(self.net)
         n_out = len(self.mapping)
