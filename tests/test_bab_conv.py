@@ -125,10 +125,14 @@ def _problem(net: Network, q: Verify) -> VerifyProblem:
 @given(st.data())
 def test_bab_on_conv_agrees_with_z3_on_the_dense_equivalent(data):
     net = data.draw(conv_networks())
-    prog = data.draw(verify_programs(net))
-    q = prog.queries[0]
-    dense = dense_equivalent(net)
-    want = run_query(Program((dense,), (), (q,)), q, "z3", timeout=60)
+    search_agrees_with_z3(data, net, dense_equivalent(net))
+
+
+def search_agrees_with_z3(data, net: Network, reference: Network) -> None:
+    """bab's verdict on a drawn property of `net` is z3's on `reference` (the same function:
+    `net` itself, or its dense equivalent), with CROWN and LP leaves drawn on or off."""
+    q = data.draw(verify_programs(net)).queries[0]
+    want = run_query(Program((reference,), (), (q,)), q, "z3", timeout=60)
     assert want.status in ("sat", "unsat")
     got = Search(_problem(net, q), Options(crown=data.draw(st.booleans()),
                                            lp_leaves=data.draw(st.booleans()), **SMALL),

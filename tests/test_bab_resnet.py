@@ -3,13 +3,13 @@
 skips from the input, dense and conv variants. The chain computes exactly the DAG's values, bab's
 verdicts agree with z3 (which reads the DAG directly), alpha/beta-CROWN bounds on the chain
 hold at exact points, and removing the rounding allowance makes a residual verdict wrong."""
-import time
 from fractions import Fraction
 
 import numpy as np
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from strategies import atoms_over, verify_programs
+from strategies import atoms_over
+from test_bab_conv import search_agrees_with_z3
 
 import nnir
 from nnir.backends.bab import crown as crown_mod
@@ -36,7 +36,6 @@ SMALL = {"attack_starts": 0, "sub_steps": 0}  # no attack: the bounds and leaves
 quarter = st.builds(lambda n: Fraction(n, 4), st.integers(-6, 6))  # exact as floats
 third = st.builds(lambda n, d: Fraction(n, d), st.integers(-6, 6), st.sampled_from([1, 3, 5]))
 
-SEARCH_S = 60  # seconds for one engine search in the agreement tests
 
 
 def _dense(draw, name, src, n, m, act, w):
@@ -159,19 +158,7 @@ def _problem(net, q):
 @given(st.data())
 def test_bab_on_residual_networks_agrees_with_z3(data):
     net = data.draw(st.one_of(residual_networks(weights=third), residual_conv_networks()))
-    prog = data.draw(verify_programs(net))
-    q = prog.queries[0]
-    want = run_query(Program((net,), (), (q,)), q, "z3", timeout=60)
-    assert want.status in ("sat", "unsat")
-    got = Search(_problem(net, q), Options(crown=data.draw(st.booleans()),
-                                           lp_leaves=data.draw(st.booleans()), **SMALL),
-                 time.monotonic() + SEARCH_S, "z3").run()
-    # a search out of time says nothing (an exactly tight bound can keep sub-problems open);
-    # a verdict must be z3's
-    assume(got.status != "timeout")
-    assert got.status == want.status, got.message
-    if got.status == "sat":
-        assert got.inputs is not None
+    search_agrees_with_z3(data, net, net)  # z3 reads add and concat nodes itself
 
 
 @settings(max_examples=30, deadline=None)

@@ -113,12 +113,7 @@ def schedule(net: Network) -> list:
 
 def _value_bounds(net: Network, lay) -> tuple[np.ndarray, np.ndarray]:
     """Sound bounds of a node's values (post-activation) from the IR facts."""
-    m = lay.size
-    f = net.facts
-    lo = np.asarray(f.lo[lay.name], dtype=np.float64) if f and lay.name in f.lo else \
-        np.full(m, -np.inf)
-    hi = np.asarray(f.hi[lay.name], dtype=np.float64) if f and lay.name in f.hi else \
-        np.full(m, np.inf)
+    lo, hi = _pre_bounds(net, lay)
     if lay.act == "relu":
         lo, hi = np.maximum(lo, 0.0), np.maximum(hi, 0.0)
     return lo, hi
