@@ -41,7 +41,13 @@ def test_subproblem_bounds_contain_exact_values(data):
     """At exact points of the box, the split pattern they realise is a sub-problem whose
     bounds must contain their pre-activations and bound their atoms (also for every coarser
     pattern: some splits left free)."""
-    net = data.draw(networks())
+    check_split_bounds(data.draw(networks()), data, points=4)
+
+
+def check_split_bounds(net, data, points: int) -> None:
+    """Draw two atoms over `net`'s values; at `points` random exact points of the box, the
+    sub-problems fixing all, about half and none of the splits their pattern realises must
+    have bounds containing the pre-activations and bounding the atoms."""
     nodes = [net.input.name] + [lay.name for lay in net.layers]
     atoms = [data.draw(atoms_over(net, nodes)) for _ in range(2)]
     problem = VerifyProblem(net, (), nnf(And(tuple(atoms))))
@@ -50,7 +56,7 @@ def test_subproblem_bounds_contain_exact_values(data):
     idx = ReluIndex.of(prep)
     lo0, hi0 = input_box(net)
     rng = np.random.default_rng(data.draw(st.integers(0, 100)))
-    for _ in range(4):
+    for _ in range(points):
         x = [min(max(Fraction(float(v)), a), b) for v, a, b in
              zip(lo0 + (hi0 - lo0) * rng.random(len(lo0)), net.input.lo.exact,
                  net.input.hi.exact)]

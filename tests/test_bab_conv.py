@@ -11,10 +11,10 @@ import numpy as np
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from strategies import atoms_over, small, verify_programs
+from test_bab import check_split_bounds
 from test_bab_crown import _check
 
 from nnir.backends.bab.bab_backend import BabBackend
-from nnir.backends.bab.bounds import ReluIndex, bound_subproblems
 from nnir.backends.bab.crown import Crown
 from nnir.backends.bab.engine import Options, Search
 from nnir.backends.split import forward
@@ -23,7 +23,6 @@ from nnir.backends.split.props import compile_problem, supported
 from nnir.backends.split.split_backend import SplitBackend
 from nnir.ir import conv
 from nnir.ir.const import Const
-from nnir.ir.evaluate import atom_value, evaluate
 from nnir.ir.formula import nnf
 from nnir.ir.nodes import Add, And, Conv, Dense, Gather, Input, Network, Program, Slice, Verify
 from nnir.ir.verifier import verify_network
@@ -165,30 +164,7 @@ def test_crown_bounds_on_conv_contain_exact_values(data):
 @given(st.data())
 def test_forward_intervals_on_conv_contain_exact_values(data):
     """The batched forward intervals under splits (`bounds.bound_subproblems`) on conv nets."""
-    net = data.draw(conv_networks(max_inputs=32))
-    nodes = [net.input.name] + [lay.name for lay in net.layers]
-    atoms = [data.draw(atoms_over(net, nodes)) for _ in range(2)]
-    problem = VerifyProblem(net, (), nnf(And(tuple(atoms))))
-    comp = compile_problem(problem)
-    prep = prepare_network(net)
-    idx = ReluIndex.of(prep)
-    lo0, hi0 = input_box(net)
-    rng = np.random.default_rng(data.draw(st.integers(0, 100)))
-    x = [Fraction(float(v)) for v in lo0 + (hi0 - lo0) * rng.random(len(lo0))]
-    vals = evaluate(net, x, exact=True)
-    pattern = np.concatenate([[1 if v >= 0 else -1 for v in vals[n + ".pre"]]
-                              for n in idx.names] or [np.zeros(0)]).astype(np.int8)
-    fixed = np.where(rng.random((3, idx.size)) < np.array([[1.0], [0.5], [0.0]]), pattern,
-                     0).astype(np.int8)
-    U, empty, fb = bound_subproblems(prep, idx, comp.rows, lo0[None].repeat(3, 0),
-                                     hi0[None].repeat(3, 0), fixed)
-    assert not empty.any()
-    for b in range(3):
-        for lay in net.layers:
-            for i, v in enumerate(vals[lay.name + ".pre"]):
-                assert Fraction(fb.zlo[lay.name][b, i]) <= v <= Fraction(fb.zhi[lay.name][b, i])
-        for r, (k, s) in enumerate(zip(comp.row_atom, comp.row_sign)):
-            assert int(s) * atom_value(comp.atoms[k], vals) <= Fraction(U[b, r])
+    check_split_bounds(data.draw(conv_networks(max_inputs=32)), data, points=1)
 
 
 @settings(max_examples=10, deadline=None)
